@@ -1,0 +1,113 @@
+// Package domain holds the small types shared by every part of callrouter:
+// tenants and their routing settings, employees, the phone index, the stop
+// list and the audit log. It imports nothing of the project, so adapters can
+// depend on it without depending on each other.
+package domain
+
+import (
+	"time"
+)
+
+// EntityKind names the CRM entity a phone belongs to.
+type EntityKind string
+
+// The entity kinds a phone can be indexed under, in the default owner order.
+const (
+	KindLead    EntityKind = "lead"
+	KindDeal    EntityKind = "deal"
+	KindContact EntityKind = "contact"
+	KindCompany EntityKind = "company"
+)
+
+// Valid reports whether k is one of the known entity kinds.
+func (k EntityKind) Valid() bool {
+	switch k {
+	case KindLead, KindDeal, KindContact, KindCompany:
+		return true
+	}
+	return false
+}
+
+// Response formats a tenant can answer the PBX in.
+const (
+	FormatJSON    = "json"
+	FormatText    = "text"
+	FormatJSONRPC = "jsonrpc"
+)
+
+// Fallback policies for on_miss and on_unmapped.
+const (
+	PolicyNext         = "next"
+	PolicyDefaultOwner = "default_owner"
+)
+
+// Tenant is one PBX project: its routing settings, the hash of its webhook
+// secret and its default owner (the "senior manager").
+type Tenant struct {
+	ID           string
+	Name         string
+	Settings     Settings
+	SecretHash   []byte // SHA-256 of the webhook secret; the secret itself is never stored
+	DefaultOwner string // CRM user id of the default owner, empty when unset
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Employee maps a CRM user to the place the PBX can ring: a SIP login or a
+// phone in international digits.
+type Employee struct {
+	TenantID  string    `json:"-"`
+	CRMUserID string    `json:"crm_user_id"`
+	SIP       string    `json:"sip"`
+	Phone     string    `json:"phone"`
+	Name      string    `json:"name"`
+	Email     string    `json:"email"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Target returns what the PBX should ring for this employee: the SIP login
+// when there is one, else the phone. It is empty when neither is set.
+func (e Employee) Target() string {
+	if e.SIP != "" {
+		return e.SIP
+	}
+	return e.Phone
+}
+
+// StopEntry is a project number (SIP login, FMC number) whose calls create
+// nothing in the CRM.
+type StopEntry struct {
+	TenantID  string    `json:"-"`
+	Number    string    `json:"number"`
+	Note      string    `json:"note"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// IndexEntry is one row of the phone index: a phone of one CRM entity and
+// the CRM user responsible for it. An entity has one row per phone.
+type IndexEntry struct {
+	TenantID string
+	// Phone is the E.164 number in digits without '+'. When the country of a
+	// CRM phone could not be told, it holds the national digits without the
+	// trunk prefix, and matches any caller whose number ends with them.
+	Phone string
+	// Suffix is the national-suffix key (see phone.Suffix): the cache and the
+	// store look callers up by it, so national-only CRM phones still match.
+	Suffix    string
+	Kind      EntityKind
+	EntityID  string
+	Open      bool
+	OwnerID   string // responsible CRM user id
+	Name      string
+	UpdatedAt time.Time
+}
+
+// AuditEntry records one admin change.
+type AuditEntry struct {
+	ID       int64     `json:"id"`
+	TenantID string    `json:"tenant_id"`
+	Actor    string    `json:"actor"`
+	Action   string    `json:"action"`
+	Detail   string    `json:"detail"`
+	At       time.Time `json:"at"`
+}

@@ -1,0 +1,77 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestSettingsNormalizeFillsDefaults(t *testing.T) {
+	s := Settings{DefaultCountry: " ua ", ResponseFormat: "JSON", OnMiss: " Default_Owner "}
+	s.Normalize()
+	if s.DefaultCountry != "UA" || s.ResponseFormat != "json" || s.ResponseField != "number" || s.RouteBudgetMS != 300 ||
+		len(s.OwnerOrder) != 4 || s.OnMiss != PolicyDefaultOwner || s.OnUnmapped != PolicyDefaultOwner {
+		t.Fatalf("normalized = %+v", s)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSettingsValidateNamesTheField(t *testing.T) {
+	tests := []struct {
+		mut   func(*Settings)
+		field string
+	}{
+		{func(s *Settings) { s.ResponseFormat = "xml" }, "response_format"},
+		{func(s *Settings) { s.ResponseField = "a b" }, "response_field"},
+		{func(s *Settings) { s.CallerParam = "x\"y" }, "caller_param"},
+		{func(s *Settings) { s.RouteBudgetMS = 5 }, "route_budget_ms"},
+		{func(s *Settings) { s.RouteBudgetMS = 20000 }, "route_budget_ms"},
+		{func(s *Settings) { s.OwnerOrder = []EntityKind{"lead", "ticket"} }, "owner_order"},
+		{func(s *Settings) { s.OwnerOrder = []EntityKind{"lead", "lead"} }, "owner_order"},
+		{func(s *Settings) { s.OnMiss = "x" }, "on_miss"},
+		{func(s *Settings) { s.OnUnmapped = "x" }, "on_unmapped"},
+	}
+	for _, tc := range tests {
+		s := DefaultSettings()
+		tc.mut(&s)
+		err := s.Validate()
+		if ErrorCode(err) != EINVALID || !strings.HasPrefix(ErrorMessage(err), tc.field+":") {
+			t.Errorf("%s: err = %v, want invalid naming the field", tc.field, err)
+		}
+	}
+}
+
+func TestCallerKeys(t *testing.T) {
+	s := DefaultSettings()
+	if got := s.CallerKeys(); len(got) != len(DefaultCallerKeys) || got[0] != "caller" {
+		t.Fatalf("default keys = %v", got)
+	}
+	s.CallerParam = "client.phone"
+	if got := s.CallerKeys(); len(got) != 1 || got[0] != "client.phone" {
+		t.Fatalf("caller_param keys = %v", got)
+	}
+}
+
+func TestErrorHelpers(t *testing.T) {
+	e := Errorf(ENOTFOUND, "tenant %q not found", "x")
+	wrapped := fmt.Errorf("load: %w", e)
+	if ErrorCode(wrapped) != ENOTFOUND || ErrorMessage(wrapped) != `tenant "x" not found` {
+		t.Fatalf("wrapped: %s / %s", ErrorCode(wrapped), ErrorMessage(wrapped))
+	}
+	plain := errors.New("pq: password=hunter2")
+	if ErrorCode(plain) != EINTERNAL || ErrorMessage(plain) != "internal error" {
+		t.Fatal("a non-domain error must not leak its text")
+	}
+	if ErrorCode(nil) != "" || ErrorMessage(nil) != "" {
+		t.Fatal("nil error")
+	}
+}
+
+func TestEmployeeTargetPrefersSIP(t *testing.T) {
+	if (Employee{SIP: "s", Phone: "1"}).Target() != "s" || (Employee{Phone: "1"}).Target() != "1" || (Employee{}).Target() != "" {
+		t.Fatal("Target")
+	}
+}

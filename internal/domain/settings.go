@@ -1,0 +1,132 @@
+package domain
+
+import (
+	"strings"
+)
+
+// Settings are a tenant's routing settings, as the admin API shows them.
+type Settings struct {
+	DefaultCountry string       `json:"default_country"`
+	CallerParam    string       `json:"caller_param"`
+	ResponseFormat string       `json:"response_format"`
+	ResponseField  string       `json:"response_field"`
+	RouteBudgetMS  int          `json:"route_budget_ms"`
+	OwnerOrder     []EntityKind `json:"owner_order"`
+	OnMiss         string       `json:"on_miss"`
+	OnUnmapped     string       `json:"on_unmapped"`
+	LiveLookup     bool         `json:"live_lookup"`
+}
+
+// Limits of the settings a tenant may choose.
+const (
+	DefaultRouteBudgetMS = 300
+	MinRouteBudgetMS     = 10
+	MaxRouteBudgetMS     = 10000
+)
+
+// DefaultCallerKeys are the request parameters the caller is read from when
+// a tenant sets no caller_param, first non-empty wins.
+var DefaultCallerKeys = []string{
+	"caller", "caller_number", "callerid", "caller_id", "phone", "from", "src",
+	"userfield", "additional_call_data.userfield",
+}
+
+// DefaultSettings returns the settings of a new tenant.
+func DefaultSettings() Settings {
+	return Settings{
+		ResponseFormat: FormatJSON,
+		ResponseField:  "number",
+		RouteBudgetMS:  DefaultRouteBudgetMS,
+		OwnerOrder:     []EntityKind{KindLead, KindDeal, KindContact, KindCompany},
+		OnMiss:         PolicyNext,
+		OnUnmapped:     PolicyDefaultOwner,
+	}
+}
+
+// Normalize fills empty fields with their defaults and canonicalizes case,
+// so stored settings are always complete.
+func (s *Settings) Normalize() {
+	d := DefaultSettings()
+	s.DefaultCountry = strings.ToUpper(strings.TrimSpace(s.DefaultCountry))
+	s.CallerParam = strings.TrimSpace(s.CallerParam)
+	s.ResponseFormat = strings.ToLower(strings.TrimSpace(s.ResponseFormat))
+	if s.ResponseFormat == "" {
+		s.ResponseFormat = d.ResponseFormat
+	}
+	s.ResponseField = strings.TrimSpace(s.ResponseField)
+	if s.ResponseField == "" {
+		s.ResponseField = d.ResponseField
+	}
+	if s.RouteBudgetMS == 0 {
+		s.RouteBudgetMS = d.RouteBudgetMS
+	}
+	if len(s.OwnerOrder) == 0 {
+		s.OwnerOrder = d.OwnerOrder
+	}
+	s.OnMiss = strings.ToLower(strings.TrimSpace(s.OnMiss))
+	if s.OnMiss == "" {
+		s.OnMiss = d.OnMiss
+	}
+	s.OnUnmapped = strings.ToLower(strings.TrimSpace(s.OnUnmapped))
+	if s.OnUnmapped == "" {
+		s.OnUnmapped = d.OnUnmapped
+	}
+}
+
+// Validate checks normalized settings and returns an EINVALID error naming
+// the first bad field. Country codes are checked by the caller, which knows
+// the supported regions.
+func (s Settings) Validate() error {
+	switch s.ResponseFormat {
+	case FormatJSON, FormatText, FormatJSONRPC:
+	default:
+		return Errorf(EINVALID, "response_format: must be json, text or jsonrpc, got %q", s.ResponseFormat)
+	}
+	if !validKey(s.ResponseField) {
+		return Errorf(EINVALID, "response_field: must be 1-64 characters of letters, digits, '_', '-' or '.', got %q", s.ResponseField)
+	}
+	if s.CallerParam != "" && !validKey(s.CallerParam) {
+		return Errorf(EINVALID, "caller_param: must be 1-64 characters of letters, digits, '_', '-' or '.', got %q", s.CallerParam)
+	}
+	if s.RouteBudgetMS < MinRouteBudgetMS || s.RouteBudgetMS > MaxRouteBudgetMS {
+		return Errorf(EINVALID, "route_budget_ms: must be between %d and %d, got %d", MinRouteBudgetMS, MaxRouteBudgetMS, s.RouteBudgetMS)
+	}
+	seen := map[EntityKind]bool{}
+	for _, k := range s.OwnerOrder {
+		if !k.Valid() {
+			return Errorf(EINVALID, "owner_order: unknown entity kind %q (use lead, deal, contact, company)", k)
+		}
+		if seen[k] {
+			return Errorf(EINVALID, "owner_order: %q listed twice", k)
+		}
+		seen[k] = true
+	}
+	if s.OnMiss != PolicyNext && s.OnMiss != PolicyDefaultOwner {
+		return Errorf(EINVALID, "on_miss: must be next or default_owner, got %q", s.OnMiss)
+	}
+	if s.OnUnmapped != PolicyNext && s.OnUnmapped != PolicyDefaultOwner {
+		return Errorf(EINVALID, "on_unmapped: must be next or default_owner, got %q", s.OnUnmapped)
+	}
+	return nil
+}
+
+// CallerKeys returns the request parameters the caller is read from, in order.
+func (s Settings) CallerKeys() []string {
+	if s.CallerParam != "" {
+		return []string{s.CallerParam}
+	}
+	return DefaultCallerKeys
+}
+
+func validKey(k string) bool {
+	if k == "" || len(k) > 64 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
