@@ -1,0 +1,282 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store"
+	"github.com/callrouter/callrouter/internal/store/postgres"
+	"github.com/callrouter/callrouter/internal/store/storetest"
+)
+
+const defaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// testURL returns the database the tests use: $POSTGRES_URL or the local
+// default. It skips t when the database is unreachable, or fails it when
+// $REQUIRE_POSTGRES is 1, so CI that provides PostgreSQL cannot silently
+// skip the suite.
+func testURL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("POSTGRES_URL")
+	if url == "" {
+		url = defaultURL
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("POSTGRES_URL: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		err = conn.Ping(ctx)
+		conn.Close(ctx)
+	}
+	if err != nil {
+		where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
+		if os.Getenv("REQUIRE_POSTGRES") == "1" {
+			t.Fatalf("PostgreSQL at %s is unreachable and REQUIRE_POSTGRES=1: %v", where, err)
+		}
+		t.Skipf("PostgreSQL at %s is unreachable, skipping (set POSTGRES_URL, or REQUIRE_POSTGRES=1 to fail instead): %v", where, err)
+	}
+	return url
+}
+
+// freshSchema returns a schema name no other test or run uses, and drops
+// that schema when t ends.
+func freshSchema(t testing.TB, url string) string {
+	t.Helper()
+	schema := "storetest_" + strings.ToLower(rand.Text()[:12])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+func open(t testing.TB, url, schema string, opts ...postgres.Option) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), url, append([]postgres.Option{postgres.WithSchema(schema)}, opts...)...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestConformance(t *testing.T) {
+	url := testURL(t)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+		return open(t, url, freshSchema(t, url), postgres.WithNow(now))
+	})
+}
+
+func TestMigrateConcurrently(t *testing.T) {
+	url := testURL(t)
+	schema := freshSchema(t, url)
+	// Instances starting together: each Open migrates the same new schema.
+	const n = 4
+	dbs := make([]*postgres.DB, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { dbs[i], errs[i] = postgres.Open(t.Context(), url, postgres.WithSchema(schema)) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Open %d: %v", i, err)
+		}
+		t.Cleanup(func() { dbs[i].Close() })
+	}
+	v, err := dbs[0].Version(t.Context())
+	if err != nil || v < 1 {
+		t.Fatalf("Version = %d, %v; want >= 1", v, err)
+	}
+	if err := dbs[1].CreateTenant(t.Context(), domain.Tenant{ID: "acme"}); err != nil {
+		t.Fatalf("CreateTenant: %v", err)
+	}
+	db := open(t, url, schema)
+	if v2, err := db.Version(t.Context()); err != nil || v2 != v {
+		t.Fatalf("Version after reopen = %d, %v; want %d", v2, err, v)
+	}
+	if _, err := db.Tenant(t.Context(), "acme"); err != nil {
+		t.Fatalf("Tenant after reopen: %v", err)
+	}
+}
+
+func TestSearchPathFromURL(t *testing.T) {
+	url := testURL(t)
+	schema := freshSchema(t, url)
+	// Without WithSchema the URL's search_path decides, and that schema
+	// must already exist.
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(t.Context(), `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize())
+	conn.Close(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := postgres.Open(t.Context(), withParam(url, "search_path", schema))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	if err := db.SetMeta(t.Context(), "k", "v"); err != nil {
+		t.Fatalf("SetMeta: %v", err)
+	}
+	conn, err = pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var v string
+	if err := conn.QueryRow(t.Context(), `SELECT value FROM `+pgx.Identifier{schema, "meta"}.Sanitize()+` WHERE key = 'k'`).Scan(&v); err != nil || v != "v" {
+		t.Fatalf("meta in schema %s = %q, %v; want the value just set", schema, v, err)
+	}
+}
+
+func withParam(url, k, v string) string {
+	sep := "?"
+	for i := range len(url) {
+		if url[i] == '?' {
+			sep = "&"
+		}
+	}
+	return url + sep + k + "=" + v
+}
+
+func TestOpenBadURL(t *testing.T) {
+	_, err := postgres.Open(t.Context(), "postgres://a:secret@host:notaport/db")
+	if domain.ErrorCode(err) != domain.EINVALID {
+		t.Fatalf("Open of a bad URL = %v, want an invalid error", err)
+	}
+}
+
+// load fills the store with n rows over one tenant, 1000 per batch, and
+// returns the suffixes used.
+func load(b *testing.B, db *postgres.DB, url, schema string, n int) []string {
+	b.Helper()
+	ctx := context.Background()
+	if err := db.CreateTenant(ctx, domain.Tenant{ID: "acme", Settings: domain.DefaultSettings()}); err != nil {
+		b.Fatal(err)
+	}
+	suffixes := make([]string, 0, n)
+	batch := make([]domain.IndexEntry, 0, 10_000)
+	for i := range n {
+		phone := fmt.Sprintf("380%09d", i*7919%1_000_000_000)
+		batch = append(batch, domain.IndexEntry{
+			TenantID: "acme", Phone: phone, Suffix: phone[3:], Kind: domain.KindContact,
+			EntityID: fmt.Sprint(i), Open: true, OwnerID: fmt.Sprint(i % 50), Name: "Contact name",
+		})
+		suffixes = append(suffixes, phone[3:])
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := db.UpsertIndex(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	// Fresh statistics and visibility map, as autovacuum would have soon
+	// after a real load.
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `VACUUM ANALYZE `+pgx.Identifier{schema, "phone_index"}.Sanitize()); err != nil {
+		b.Fatal(err)
+	}
+	return suffixes
+}
+
+func benchDB(b *testing.B) (db *postgres.DB, url, schema string) {
+	url = testURL(b)
+	schema = freshSchema(b, url)
+	return open(b, url, schema), url, schema
+}
+
+func BenchmarkLookupSuffix(b *testing.B) {
+	db, url, schema := benchDB(b)
+	suffixes := load(b, db, url, schema, 100_000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		rows, err := db.LookupSuffix(ctx, "acme", suffixes[i*31%len(suffixes)])
+		if err != nil || len(rows) != 1 {
+			b.Fatalf("LookupSuffix = %d rows, %v", len(rows), err)
+		}
+	}
+}
+
+func BenchmarkUpsertIndex(b *testing.B) {
+	db, _, _ := benchDB(b)
+	ctx := context.Background()
+	if err := db.CreateTenant(ctx, domain.Tenant{ID: "acme"}); err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]domain.IndexEntry, 1000)
+	b.ReportAllocs()
+	for n := 0; b.Loop(); n++ {
+		b.StopTimer()
+		for i := range batch {
+			phone := fmt.Sprintf("380%09d", (n*len(batch)+i)*7919%1_000_000_000)
+			batch[i] = domain.IndexEntry{
+				TenantID: "acme", Phone: phone, Suffix: phone[3:], Kind: domain.KindLead,
+				EntityID: fmt.Sprint(n*len(batch) + i), Open: true, OwnerID: "7", Name: "Lead",
+			}
+		}
+		b.StartTimer()
+		if err := db.UpsertIndex(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/row")
+}
+
+// BenchmarkScanIndex measures streaming: one op is one row delivered to
+// fn, scans restarting over 100k rows as often as b.N needs.
+func BenchmarkScanIndex(b *testing.B) {
+	db, url, schema := benchDB(b)
+	load(b, db, url, schema, 100_000)
+	ctx := context.Background()
+	errDone := errors.New("done")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for left := b.N; left > 0; {
+		err := db.ScanIndex(ctx, func(domain.IndexEntry) error {
+			if left--; left == 0 {
+				return errDone
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errDone) {
+			b.Fatal(err)
+		}
+	}
+}
