@@ -1,0 +1,249 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/domain"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time          { return c.t }
+func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func newCache(t testing.TB, clk *clock) *Cache {
+	t.Helper()
+	cfg := Config{MaxItems: 1 << 16, NegativeTTL: time.Minute}
+	if clk != nil {
+		cfg.Now = clk.now
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestNewRejectsZeroSize(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("New with MaxItems 0: want error")
+	}
+}
+
+func TestFillThenGet(t *testing.T) {
+	c := newCache(t, nil)
+	if _, ok := c.Get("t1", []byte("671234567")); ok {
+		t.Fatal("empty cache: want miss")
+	}
+	rows := []Row{{Phone: "380671234567", Kind: domain.KindLead, EntityID: "L1", OwnerID: "u1", Open: true}}
+	if !c.Fill(c.Epoch(), "t1", "671234567", rows) {
+		t.Fatal("Fill refused")
+	}
+	c.Wait()
+	e, ok := c.Get("t1", []byte("671234567"))
+	if !ok || e.Negative() || len(e.Rows) != 1 || e.Rows[0].EntityID != "L1" {
+		t.Fatalf("Get after Fill = %+v, %v", e, ok)
+	}
+	if _, ok := c.Get("t2", []byte("671234567")); ok {
+		t.Fatal("other tenant, same suffix: want miss")
+	}
+}
+
+func TestNegativeEntryExpiresOnInjectedClock(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	c := newCache(t, clk)
+	c.Fill(c.Epoch(), "t1", "000000001", nil)
+	c.Wait()
+	e, ok := c.Get("t1", []byte("000000001"))
+	if !ok || !e.Negative() {
+		t.Fatalf("negative entry: got %+v, %v", e, ok)
+	}
+	clk.advance(59 * time.Second)
+	if _, ok := c.Get("t1", []byte("000000001")); !ok {
+		t.Fatal("negative entry before its TTL: want hit")
+	}
+	clk.advance(time.Second)
+	if _, ok := c.Get("t1", []byte("000000001")); ok {
+		t.Fatal("negative entry at its TTL: want miss")
+	}
+}
+
+func TestInvalidateIsImmediate(t *testing.T) {
+	c := newCache(t, nil)
+	c.Fill(c.Epoch(), "t1", "671234567", []Row{{Phone: "380671234567", Kind: domain.KindContact, OwnerID: "u1", Open: true}})
+	c.Fill(c.Epoch(), "t1", "111111111", nil)
+	c.Wait()
+	c.Invalidate("t1", "671234567", "111111111")
+	if _, ok := c.Get("t1", []byte("671234567")); ok {
+		t.Fatal("positive entry after Invalidate: want miss")
+	}
+	if _, ok := c.Get("t1", []byte("111111111")); ok {
+		t.Fatal("negative entry after Invalidate: want miss")
+	}
+}
+
+// A miss that read the store before a write committed must not cache what it
+// read once the write's invalidation has run.
+func TestFillAfterInvalidationIsDiscarded(t *testing.T) {
+	c := newCache(t, nil)
+	epoch := c.Epoch() // the miss path reads the epoch, then the store
+	c.Invalidate("t1", "671234567")
+	if c.Fill(epoch, "t1", "671234567", []Row{{Phone: "380671234567", Kind: domain.KindLead, OwnerID: "old", Open: true}}) {
+		t.Fatal("Fill with a stale epoch was accepted")
+	}
+	c.Wait()
+	if _, ok := c.Get("t1", []byte("671234567")); ok {
+		t.Fatal("stale fill is visible")
+	}
+}
+
+func TestCountersAndHitRatio(t *testing.T) {
+	c := newCache(t, nil)
+	before := ReadStats()
+	c.Fill(c.Epoch(), "t1", "222222222", []Row{{Phone: "380222222222", Kind: domain.KindLead, OwnerID: "u", Open: true}})
+	c.Fill(c.Epoch(), "t1", "333333333", nil)
+	c.Wait()
+	c.Get("t1", []byte("222222222"))
+	c.Get("t1", []byte("333333333"))
+	c.Get("t1", []byte("444444444"))
+	after := ReadStats()
+	if d := after.Hits - before.Hits; d != 1 {
+		t.Errorf("hits delta = %d, want 1", d)
+	}
+	if d := after.NegativeHits - before.NegativeHits; d != 1 {
+		t.Errorf("negative hits delta = %d, want 1", d)
+	}
+	if d := after.Misses - before.Misses; d != 1 {
+		t.Errorf("misses delta = %d, want 1", d)
+	}
+	if r := (Stats{Hits: 3, NegativeHits: 1, Misses: 4}).HitRatio(); r != 0.5 {
+		t.Errorf("HitRatio = %v, want 0.5", r)
+	}
+	if r := (Stats{}).HitRatio(); r != 0 {
+		t.Errorf("HitRatio without lookups = %v, want 0", r)
+	}
+}
+
+func indexRows(tenants, perTenant int) []domain.IndexEntry {
+	var out []domain.IndexEntry
+	for ti := 0; ti < tenants; ti++ {
+		for i := 0; i < perTenant; i++ {
+			suffix := fmt.Sprintf("%09d", i)
+			// two entities share every phone, the lead being newer
+			for _, k := range []domain.EntityKind{domain.KindLead, domain.KindContact} {
+				out = append(out, domain.IndexEntry{TenantID: fmt.Sprintf("t%d", ti), Phone: "380" + suffix, Suffix: suffix,
+					Kind: k, EntityID: string(k) + suffix, OwnerID: "u" + suffix, Open: true})
+			}
+		}
+	}
+	return out
+}
+
+func scanOf(rows []domain.IndexEntry) Scanner {
+	return func(ctx context.Context, fn func(domain.IndexEntry) error) error {
+		for _, r := range rows {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func TestWarmLoadsEveryKeyAndVerifies(t *testing.T) {
+	c := newCache(t, nil)
+	rows := indexRows(3, 5000)
+	if c.Ready() {
+		t.Fatal("Ready before Warm")
+	}
+	st, err := c.Warm(context.Background(), scanOf(rows))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rows != len(rows) || st.Keys != 15000 || st.Present != 15000 {
+		t.Fatalf("warm stats = %+v, want 30000 rows, 15000 keys all present", st)
+	}
+	if !c.Ready() {
+		t.Fatal("not Ready after Warm")
+	}
+	e, ok := c.Get("t2", []byte("000004999"))
+	if !ok || len(e.Rows) != 2 || e.Rows[0].Kind != domain.KindLead || e.Rows[1].Kind != domain.KindContact {
+		t.Fatalf("warm entry = %+v, %v; want lead then contact", e, ok)
+	}
+}
+
+func TestWarmReportsMissingKeysWhenTooSmall(t *testing.T) {
+	c, err := New(Config{MaxItems: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.Warm(context.Background(), scanOf(indexRows(1, 1000)))
+	if err == nil || c.Ready() {
+		t.Fatalf("warming 1000 keys into 100: err = %v, ready = %v; want error and not ready", err, c.Ready())
+	}
+	if st.Keys != 1000 || st.Present >= 1000 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestWarmDetectsConcurrentWrite(t *testing.T) {
+	c := newCache(t, nil)
+	rows := indexRows(1, 10)
+	scan := func(ctx context.Context, fn func(domain.IndexEntry) error) error {
+		for i, r := range rows {
+			if i == 5 {
+				c.Invalidate("t0", "000000001") // an import commits mid-scan
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if _, err := c.Warm(context.Background(), scan); !errors.Is(err, ErrIndexChanged) {
+		t.Fatalf("Warm with a concurrent write: err = %v, want ErrIndexChanged", err)
+	}
+	if _, ok := c.Get("t0", []byte("000000002")); ok {
+		t.Fatal("an untrusted warm-up left entries behind")
+	}
+	if _, err := c.Warm(context.Background(), scanOf(rows)); err != nil {
+		t.Fatalf("second Warm: %v", err)
+	}
+}
+
+func TestWarmPropagatesScanError(t *testing.T) {
+	c := newCache(t, nil)
+	boom := errors.New("disk on fire")
+	_, err := c.Warm(context.Background(), func(context.Context, func(domain.IndexEntry) error) error { return boom })
+	if !errors.Is(err, boom) || c.Ready() {
+		t.Fatalf("err = %v, ready = %v", err, c.Ready())
+	}
+}
+
+func BenchmarkGetHit(b *testing.B) {
+	c := newCache(b, nil)
+	if _, err := c.Warm(context.Background(), scanOf(indexRows(1, 10000))); err != nil {
+		b.Fatal(err)
+	}
+	keys := make([][]byte, 1024)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("%09d", i*9))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, ok := c.Get("t0", keys[i&1023]); !ok {
+				b.Fatal("miss")
+			}
+			i++
+		}
+	})
+}
