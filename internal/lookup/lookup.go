@@ -1,0 +1,217 @@
+// Package lookup makes the routing decision for a live call: normalize the
+// caller, find the index rows of that phone in the cache (or, on a miss, in
+// the store within the route budget), pick the owner by the tenant's
+// owner_order and map them to a SIP login or phone.
+//
+// A decision always comes back before the tenant's budget runs out: trouble
+// behind the cache becomes a "no forward" answer with a reason, never an
+// error, because a live call must never wait or fail on our account.
+package lookup
+
+import (
+	"context"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/phone"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+// Reason says why a route answer is what it is; it is sent to the PBX as
+// the X-Route-Reason header.
+type Reason uint8
+
+// The reasons of DESIGN.md, in the order of their metric counters.
+const (
+	ReasonOwner Reason = iota
+	ReasonDefaultOwner
+	ReasonNoMatch
+	ReasonUnmappedOwner
+	ReasonInvalidCaller
+	ReasonTimeout
+	ReasonUnavailable
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"owner", "default_owner", "no_match", "unmapped_owner", "invalid_caller", "timeout", "unavailable",
+}
+
+// String returns the reason as sent in X-Route-Reason.
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Result is a routing decision. An empty Target means "no forward": the PBX
+// moves on to the next block of its scheme.
+type Result struct {
+	Target string
+	Reason Reason
+}
+
+// Source reads the phone index on a cache miss (store.Index.LookupSuffix).
+type Source interface {
+	LookupSuffix(ctx context.Context, tenantID, suffix string) ([]domain.IndexEntry, error)
+}
+
+var (
+	reasonCounters [numReasons]*metrics.Counter
+	storeReads     = metrics.NewCounter(`callrouter_route_store_reads_total`)
+	storeErrors    = metrics.NewCounter(`callrouter_route_store_errors_total`)
+	storeDuration  = metrics.NewHistogram(`callrouter_route_store_read_duration_seconds`)
+)
+
+func init() {
+	for i, n := range reasonNames {
+		reasonCounters[i] = metrics.NewCounter(`callrouter_route_reasons_total{reason="` + n + `"}`)
+	}
+}
+
+// Service routes calls. It is safe for concurrent use.
+type Service struct {
+	cache *cache.Cache
+	src   Source
+	// storeTimeout bounds a store read started by a miss. It is detached from
+	// the call's budget on purpose: a read that outlives one call still fills
+	// the cache for the next.
+	storeTimeout time.Duration
+	group        singleflight.Group
+}
+
+// New returns a Service over a cache and the store behind it.
+func New(c *cache.Cache, src Source, storeTimeout time.Duration) *Service {
+	if storeTimeout <= 0 {
+		storeTimeout = 2 * time.Second
+	}
+	return &Service{cache: c, src: src, storeTimeout: storeTimeout}
+}
+
+// Route decides where to send a call from caller for tenant t. start is when
+// the request arrived; the answer is due by start + t.Budget. On a cache hit
+// it does not allocate.
+func (s *Service) Route(ctx context.Context, t *tenant.Config, caller []byte, start time.Time) Result {
+	var buf [24]byte
+	num, ok := phone.Fast(buf[:0], caller, t.Region)
+	if !ok {
+		n, err := phone.Normalize(string(caller), t.Settings.DefaultCountry)
+		if err != nil {
+			return count(Result{Reason: ReasonInvalidCaller})
+		}
+		num = append(buf[:0], n...)
+	}
+	suffix := phone.SuffixBytes(num)
+	if e, ok := s.cache.Get(t.ID, suffix); ok {
+		return count(Decide(t, e.Rows, num))
+	}
+	rows, reason, ok := s.miss(ctx, t, string(suffix), start.Add(t.Budget))
+	if !ok {
+		return count(Result{Reason: reason})
+	}
+	return count(Decide(t, rows, num))
+}
+
+func count(r Result) Result {
+	reasonCounters[r.Reason].Inc()
+	return r
+}
+
+// miss reads the store for one key, one read per key however many calls wait
+// on it, and gives up at the deadline.
+func (s *Service) miss(ctx context.Context, t *tenant.Config, suffix string, deadline time.Time) ([]cache.Row, Reason, bool) {
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return nil, ReasonTimeout, false
+	}
+	ch := s.group.DoChan(t.ID+"\x00"+suffix, func() (any, error) {
+		return s.read(t.ID, suffix)
+	})
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, ReasonUnavailable, false
+		}
+		return r.Val.([]cache.Row), 0, true
+	case <-timer.C:
+		return nil, ReasonTimeout, false
+	case <-ctx.Done():
+		return nil, ReasonTimeout, false
+	}
+}
+
+func (s *Service) read(tenantID, suffix string) ([]cache.Row, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.storeTimeout)
+	defer cancel()
+	epoch := s.cache.Epoch()
+	start := time.Now()
+	entries, err := s.src.LookupSuffix(ctx, tenantID, suffix)
+	storeDuration.UpdateDuration(start)
+	storeReads.Inc()
+	if err != nil {
+		storeErrors.Inc()
+		return nil, err
+	}
+	rows := Rows(entries)
+	s.cache.Fill(epoch, tenantID, suffix, rows)
+	return rows, nil
+}
+
+// Rows converts index entries to cache rows, keeping their order.
+func Rows(entries []domain.IndexEntry) []cache.Row {
+	if len(entries) == 0 {
+		return nil
+	}
+	rows := make([]cache.Row, len(entries))
+	for i, e := range entries {
+		rows[i] = cache.Row{Phone: e.Phone, Kind: e.Kind, EntityID: e.EntityID, OwnerID: e.OwnerID, Open: e.Open}
+	}
+	return rows
+}
+
+// Decide applies the tenant's rules to the index rows that share the
+// caller's suffix key. A row owns the call when it is open, has a
+// responsible user and its phone is the caller's, or is a national-only
+// phone the caller's number ends with. The first owner in owner_order wins;
+// rows are most recently updated first within a kind. It does not allocate.
+func Decide(t *tenant.Config, rows []cache.Row, caller []byte) Result {
+	for _, kind := range t.OwnerOrder {
+		for i := range rows {
+			r := &rows[i]
+			if r.Kind != kind || !r.Open || r.OwnerID == "" || !matches(r.Phone, caller) {
+				continue
+			}
+			if target, ok := t.Targets[r.OwnerID]; ok {
+				return Result{Target: target, Reason: ReasonOwner}
+			}
+			if t.OnUnmappedDefault && t.DefaultTarget != "" {
+				return Result{Target: t.DefaultTarget, Reason: ReasonDefaultOwner}
+			}
+			return Result{Reason: ReasonUnmappedOwner}
+		}
+	}
+	if t.OnMissDefault && t.DefaultTarget != "" {
+		return Result{Target: t.DefaultTarget, Reason: ReasonDefaultOwner}
+	}
+	return Result{Reason: ReasonNoMatch}
+}
+
+// matches reports whether an indexed phone is the caller's number. A
+// shorter indexed phone is a national number stored without its country code
+// (see domain.IndexEntry.Phone) and matches when the caller's number ends
+// with all of it; requiring at least the suffix key's length keeps short
+// fragments from matching.
+func matches(indexed string, caller []byte) bool {
+	if indexed == string(caller) {
+		return true
+	}
+	return len(indexed) >= phone.SuffixLen && len(indexed) < len(caller) &&
+		string(caller[len(caller)-len(indexed):]) == indexed
+}

@@ -1,0 +1,201 @@
+// Package tenant keeps the routing view of every tenant in memory: an
+// immutable Config per tenant, rebuilt from the store on each admin change
+// and swapped in atomically, so the route hot path reads it without locks.
+package tenant
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/phone"
+	"github.com/callrouter/callrouter/internal/store"
+)
+
+// Config is the immutable routing view of one tenant. Never modify a Config
+// after the Registry published it; build a new one instead.
+type Config struct {
+	ID       string
+	Name     string
+	Settings domain.Settings
+	// Region is the phone fast path's entry for Settings.DefaultCountry; nil
+	// when the tenant has no default country or the fast path has no entry.
+	Region *phone.Region
+	// Budget is route_budget_ms as a duration.
+	Budget time.Duration
+	// OwnerOrder, OnMissDefault and OnUnmappedDefault are Settings decoded
+	// for the decision loop.
+	OwnerOrder        []domain.EntityKind
+	OnMissDefault     bool
+	OnUnmappedDefault bool
+	// Targets maps a CRM user id to the SIP login or phone to ring.
+	Targets map[string]string
+	// DefaultOwner is the default owner's CRM user id, DefaultTarget what to
+	// ring for them ("" when unset or unmapped).
+	DefaultOwner  string
+	DefaultTarget string
+	// Stops holds the stop-list numbers.
+	Stops map[string]struct{}
+	// Ext carries what other packages precompute per tenant (the HTTP layer's
+	// compiled caller keys and response pieces), set by the Registry's
+	// decorator before the Config is published.
+	Ext any
+
+	secretHash [sha256.Size]byte
+}
+
+// CheckKey reports whether key is the tenant's webhook secret, in constant
+// time. It does not allocate.
+func (c *Config) CheckKey(key []byte) bool {
+	sum := sha256.Sum256(key)
+	return subtle.ConstantTimeCompare(sum[:], c.secretHash[:]) == 1
+}
+
+// HashSecret returns the stored form of a webhook secret.
+func HashSecret(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
+}
+
+// Build derives a Config from a tenant, its employees and its stop list.
+func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *Config {
+	s := t.Settings
+	s.Normalize()
+	c := &Config{
+		ID:                t.ID,
+		Name:              t.Name,
+		Settings:          s,
+		Budget:            time.Duration(s.RouteBudgetMS) * time.Millisecond,
+		OwnerOrder:        s.OwnerOrder,
+		OnMissDefault:     s.OnMiss == domain.PolicyDefaultOwner,
+		OnUnmappedDefault: s.OnUnmapped == domain.PolicyDefaultOwner,
+		Targets:           make(map[string]string, len(emps)),
+		DefaultOwner:      t.DefaultOwner,
+		Stops:             make(map[string]struct{}, len(stops)),
+	}
+	if r, ok := phone.RegionFor(s.DefaultCountry); ok {
+		c.Region = r
+	}
+	copy(c.secretHash[:], t.SecretHash)
+	for _, e := range emps {
+		if target := e.Target(); target != "" {
+			c.Targets[e.CRMUserID] = target
+		}
+	}
+	c.DefaultTarget = c.Targets[t.DefaultOwner]
+	for _, s := range stops {
+		c.Stops[s.Number] = struct{}{}
+	}
+	return c
+}
+
+// Source is the part of the store the registry reads.
+type Source interface {
+	store.Tenants
+	store.Employees
+	store.StopList
+}
+
+// Registry publishes the current Config of every tenant.
+type Registry struct {
+	src      Source
+	decorate func(*Config)
+
+	mu  sync.Mutex // serializes rebuilds so a slow reload cannot undo a newer one
+	cur atomic.Pointer[map[string]*Config]
+}
+
+// NewRegistry returns an empty registry reading from src. decorate, when not
+// nil, is called on every Config before it is published.
+func NewRegistry(src Source, decorate func(*Config)) *Registry {
+	r := &Registry{src: src, decorate: decorate}
+	m := map[string]*Config{}
+	r.cur.Store(&m)
+	return r
+}
+
+// Get returns the Config of a tenant, or nil. It does not allocate.
+func (r *Registry) Get(id []byte) *Config {
+	return (*r.cur.Load())[string(id)]
+}
+
+// Lookup is Get for a string id.
+func (r *Registry) Lookup(id string) *Config {
+	return (*r.cur.Load())[id]
+}
+
+// Len returns the number of tenants published.
+func (r *Registry) Len() int { return len(*r.cur.Load()) }
+
+// LoadAll rebuilds every tenant from the store and publishes them at once.
+// It returns the store's error and leaves the registry unchanged on failure.
+func (r *Registry) LoadAll(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ts, err := r.src.ListTenants(ctx)
+	if err != nil {
+		return fmt.Errorf("list tenants: %w", err)
+	}
+	m := make(map[string]*Config, len(ts))
+	for _, t := range ts {
+		c, err := r.build(ctx, t)
+		if err != nil {
+			return err
+		}
+		m[t.ID] = c
+	}
+	r.cur.Store(&m)
+	return nil
+}
+
+// Reload rebuilds one tenant from the store and publishes it; a tenant that
+// no longer exists is removed. It returns the store's error and leaves the
+// registry unchanged on failure.
+func (r *Registry) Reload(ctx context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, err := r.src.Tenant(ctx, id)
+	var c *Config
+	switch {
+	case domain.ErrorCode(err) == domain.ENOTFOUND:
+	case err != nil:
+		return fmt.Errorf("load tenant %s: %w", id, err)
+	default:
+		if c, err = r.build(ctx, t); err != nil {
+			return err
+		}
+	}
+	old := *r.cur.Load()
+	m := make(map[string]*Config, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	if c == nil {
+		delete(m, id)
+	} else {
+		m[id] = c
+	}
+	r.cur.Store(&m)
+	return nil
+}
+
+func (r *Registry) build(ctx context.Context, t domain.Tenant) (*Config, error) {
+	emps, err := r.src.ListEmployees(ctx, t.ID)
+	if err != nil {
+		return nil, fmt.Errorf("load employees of %s: %w", t.ID, err)
+	}
+	stops, err := r.src.ListStops(ctx, t.ID)
+	if err != nil {
+		return nil, fmt.Errorf("load stop list of %s: %w", t.ID, err)
+	}
+	c := Build(t, emps, stops)
+	if r.decorate != nil {
+		r.decorate(c)
+	}
+	return c, nil
+}

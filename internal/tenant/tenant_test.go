@@ -1,0 +1,74 @@
+package tenant_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store/sqlite"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+func TestBuild(t *testing.T) {
+	s := domain.DefaultSettings()
+	s.DefaultCountry = "UA"
+	s.OnMiss = domain.PolicyDefaultOwner
+	c := tenant.Build(domain.Tenant{ID: "acme", Settings: s, DefaultOwner: "boss", SecretHash: tenant.HashSecret("s3cret")},
+		[]domain.Employee{{CRMUserID: "boss", SIP: "sip_boss", Phone: "380501111111"}, {CRMUserID: "anna", Phone: "380502222222"}, {CRMUserID: "nobody"}},
+		[]domain.StopEntry{{Number: "380443334455"}})
+	if c.Targets["boss"] != "sip_boss" || c.Targets["anna"] != "380502222222" {
+		t.Fatalf("targets = %v: SIP login must win over phone", c.Targets)
+	}
+	if _, ok := c.Targets["nobody"]; ok {
+		t.Fatal("an employee with neither SIP nor phone got a target")
+	}
+	if c.DefaultTarget != "sip_boss" || !c.OnMissDefault || !c.OnUnmappedDefault {
+		t.Fatalf("default owner: %q, on_miss default %v, on_unmapped default %v", c.DefaultTarget, c.OnMissDefault, c.OnUnmappedDefault)
+	}
+	if c.Region == nil || c.Budget != 300*time.Millisecond {
+		t.Fatalf("region %v, budget %v", c.Region, c.Budget)
+	}
+	if _, ok := c.Stops["380443334455"]; !ok {
+		t.Fatal("stop list not loaded")
+	}
+	if !c.CheckKey([]byte("s3cret")) || c.CheckKey([]byte("s3cres")) || c.CheckKey(nil) {
+		t.Fatal("CheckKey accepts the wrong secret or rejects the right one")
+	}
+}
+
+func TestRegistryReloadPublishesAndRemoves(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, t.TempDir()+"/r.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	decorated := 0
+	reg := tenant.NewRegistry(st, func(c *tenant.Config) { decorated++; c.Ext = "x" })
+	if err := st.CreateTenant(ctx, domain.Tenant{ID: "a", Name: "A", Settings: domain.DefaultSettings()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.LoadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if reg.Len() != 1 || reg.Get([]byte("a")) == nil || reg.Get([]byte("a")).Ext != "x" || decorated != 1 {
+		t.Fatalf("after LoadAll: len %d, decorated %d", reg.Len(), decorated)
+	}
+	old := reg.Lookup("a")
+	if err := st.PutEmployee(ctx, domain.Employee{TenantID: "a", CRMUserID: "u1", SIP: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Reload(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if reg.Lookup("a").Targets["u1"] != "s1" {
+		t.Fatal("Reload did not publish the new employee")
+	}
+	if _, ok := old.Targets["u1"]; ok {
+		t.Fatal("Reload modified a published Config")
+	}
+	if err := reg.Reload(ctx, "ghost"); err != nil || reg.Lookup("ghost") != nil {
+		t.Fatalf("Reload of a missing tenant: err %v", err)
+	}
+}
