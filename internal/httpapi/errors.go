@@ -1,0 +1,58 @@
+package httpapi
+
+import (
+	"encoding/json"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/callrouter/callrouter/internal/domain"
+)
+
+// statusOf maps a domain error code to its HTTP status: the one place where
+// that mapping lives.
+func statusOf(code string) int {
+	switch code {
+	case domain.EINVALID:
+		return fasthttp.StatusBadRequest
+	case domain.EUNAUTHORIZED:
+		return fasthttp.StatusUnauthorized
+	case domain.ENOTFOUND:
+		return fasthttp.StatusNotFound
+	case domain.ECONFLICT:
+		return fasthttp.StatusConflict
+	case domain.ETOOLARGE:
+		return fasthttp.StatusRequestEntityTooLarge
+	case domain.EUNAVAILABLE:
+		return fasthttp.StatusServiceUnavailable
+	default:
+		return fasthttp.StatusInternalServerError
+	}
+}
+
+// writeError renders err as {"error":{"code","message"}}. Internal errors
+// are logged with their detail and shown to the client as "internal error".
+func writeError(ctx *fasthttp.RequestCtx, log *zap.Logger, err error) {
+	code := domain.ErrorCode(err)
+	if code == domain.EINTERNAL {
+		log.Error("request failed", zap.ByteString("path", ctx.Path()), zap.Error(err))
+	}
+	writeErrorCode(ctx, statusOf(code), code, domain.ErrorMessage(err))
+}
+
+func writeErrorCode(ctx *fasthttp.RequestCtx, status int, code, message string) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.Response.ResetBody()
+	ctx.Response.AppendBodyString(`{"error":{"code":`)
+	ctx.Response.AppendBodyString(jsonString(code))
+	ctx.Response.AppendBodyString(`,"message":`)
+	ctx.Response.AppendBodyString(jsonString(message))
+	ctx.Response.AppendBodyString(`}}`)
+}
+
+// jsonString returns s as a JSON string literal.
+func jsonString(s string) string {
+	b, _ := json.Marshal(s) // a string always marshals
+	return string(b)
+}

@@ -1,0 +1,138 @@
+package httpapi
+
+import (
+	"context"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+// routeTenant is what the route handler precomputes per tenant, stored in
+// tenant.Config.Ext by Decorate.
+type routeTenant struct {
+	keys   []callerKey
+	format string
+	// open and close wrap the target in a JSON answer: `{"number":"` and `"}`.
+	open, close []byte
+}
+
+// Decorate precomputes a tenant's caller keys and response pieces. Pass it
+// to tenant.NewRegistry.
+func Decorate(c *tenant.Config) {
+	field := jsonString(c.Settings.ResponseField)
+	c.Ext = &routeTenant{
+		keys:   compileCallerKeys(c.Settings.CallerKeys()),
+		format: c.Settings.ResponseFormat,
+		open:   []byte(`{` + field + `:"`),
+		close:  []byte(`"}`),
+	}
+}
+
+var (
+	headerReason = []byte("X-Route-Reason")
+	headerKey    = []byte("X-Router-Key")
+	argKey       = []byte("key")
+	reasonBytes  [8][]byte
+	emptyJSON    = []byte(`{}`)
+	rpcOpen      = []byte(`{"jsonrpc":"2.0","id":`)
+	rpcResult    = []byte(`,"result":`)
+	rpcNull      = []byte(`null`)
+)
+
+func init() {
+	for r := lookup.ReasonOwner; r <= lookup.ReasonUnavailable; r++ {
+		reasonBytes[r] = []byte(r.String())
+	}
+}
+
+// serveRoute answers the PBX's webhook-number request. It never answers 5xx:
+// a panic becomes "no forward" with reason unavailable.
+func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, tenantID []byte) {
+	start := s.now()
+	defer func() {
+		if p := recover(); p != nil {
+			routePanics.Inc()
+			s.log.Error("route handler panic") // the request may hold the secret: log nothing of it
+			ctx.Response.Reset()
+			ctx.Response.Header.SetBytesKV(headerReason, reasonBytes[lookup.ReasonUnavailable])
+			ctx.SetContentType("application/json")
+			ctx.SetBody(emptyJSON)
+		}
+		countRequest(epRoute, ctx)
+		routeDuration.UpdateDuration(start)
+	}()
+	// Answers that are not a routing decision still say why the call was not
+	// forwarded, so a PBX log shows it.
+	ctx.Response.Header.SetBytesKV(headerReason, reasonBytes[lookup.ReasonUnavailable])
+	t := s.tenants.Get(tenantID)
+	if t == nil {
+		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "tenant: unknown")
+		return
+	}
+	key := ctx.QueryArgs().PeekBytes(argKey)
+	if len(key) == 0 {
+		key = ctx.Request.Header.PeekBytes(headerKey)
+	}
+	if !t.CheckKey(key) {
+		writeErrorCode(ctx, fasthttp.StatusUnauthorized, domain.EUNAUTHORIZED, "key: missing or wrong webhook secret")
+		return
+	}
+	if len(ctx.Request.Body()) > maxRouteBody {
+		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 64 KiB")
+		return
+	}
+	rt := t.Ext.(*routeTenant)
+	rr := acquireRouteRequest()
+	defer releaseRouteRequest(rr)
+	if err := parseRouteRequest(&ctx.Request, rt.keys, rr); err != nil {
+		ctx.Response.Header.SetBytesKV(headerReason, reasonBytes[lookup.ReasonInvalidCaller])
+		writeError(ctx, s.log, err)
+		return
+	}
+	// Not ctx: fasthttp's RequestCtx.Done races with shutdown. Route bounds
+	// itself by the tenant's budget.
+	res := s.router.Route(context.Background(), t, rr.caller, start)
+	renderRoute(&ctx.Response, rt, res, rr)
+}
+
+// renderRoute writes the answer in the tenant's response format.
+func renderRoute(resp *fasthttp.Response, rt *routeTenant, res lookup.Result, rr *routeRequest) {
+	resp.Header.SetBytesKV(headerReason, reasonBytes[res.Reason])
+	switch rt.format {
+	case domain.FormatText:
+		resp.Header.SetContentType("text/plain; charset=utf-8")
+		resp.SetBodyString(res.Target)
+	case domain.FormatJSONRPC:
+		resp.Header.SetContentType("application/json")
+		resp.ResetBody()
+		resp.AppendBody(rpcOpen)
+		if rr.jsonrpc && len(rr.rpcID) > 0 {
+			resp.AppendBody(rr.rpcID)
+		} else {
+			resp.AppendBody(rpcNull)
+		}
+		resp.AppendBody(rpcResult)
+		appendResult(resp, rt, res.Target)
+		resp.AppendBodyString("}")
+	default:
+		resp.Header.SetContentType("application/json")
+		resp.ResetBody()
+		appendResult(resp, rt, res.Target)
+	}
+}
+
+// appendResult writes {"field":"target"}, or {} for no forward. Targets are
+// SIP logins without quotes or backslashes, or digits, so they need no
+// escaping.
+func appendResult(resp *fasthttp.Response, rt *routeTenant, target string) {
+	if target == "" {
+		resp.AppendBody(emptyJSON)
+		return
+	}
+	resp.AppendBody(rt.open)
+	resp.AppendBodyString(target)
+	resp.AppendBody(rt.close)
+}

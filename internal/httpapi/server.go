@@ -1,0 +1,210 @@
+// Package httpapi serves callrouter over fasthttp: the PBX's route endpoint,
+// the admin API, health, readiness and metrics. Handlers are thin: they
+// parse, call a service, render and count; domain errors become HTTP
+// statuses in one place (writeError).
+package httpapi
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/callrouter/callrouter/internal/admin"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+// Body limits. The server reads whole bodies before handlers run, so the
+// server-wide limit is the largest endpoint's (contacts import) and smaller
+// endpoints check their own (the route endpoint's is maxRouteBody).
+const (
+	MaxBodyBytes      = 64 << 20
+	maxAdminBodyBytes = 1 << 20
+)
+
+// Config wires a Server.
+type Config struct {
+	Tenants *tenant.Registry
+	Router  *lookup.Service
+	Admin   *admin.Service
+	// Ready reports whether the instance may take calls (cache warm).
+	Ready func() bool
+	// AdminTokenHash is the SHA-256 of the admin bearer token.
+	AdminTokenHash []byte
+	Log            *zap.Logger
+	// Now is the clock for request timing; time.Now when nil.
+	Now func() time.Time
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	tenants   *tenant.Registry
+	router    *lookup.Service
+	admin     *admin.Service
+	ready     func() bool
+	adminHash [sha256.Size]byte
+	log       *zap.Logger
+	now       func() time.Time
+}
+
+// New returns a Server. Register Decorate with the tenant registry so every
+// tenant carries what the route handler precomputes.
+func New(cfg Config) *Server {
+	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, ready: cfg.Ready, log: cfg.Log, now: cfg.Now}
+	copy(s.adminHash[:], cfg.AdminTokenHash)
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.ready == nil {
+		s.ready = func() bool { return true }
+	}
+	return s
+}
+
+// NewFastHTTP returns a fasthttp server for h with the timeouts and limits a
+// service in the path of live calls needs: slow clients are cut, bodies are
+// bounded, and shutdown closes idle connections.
+func NewFastHTTP(h fasthttp.RequestHandler, log *zap.Logger) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               h,
+		Name:                  "callrouter",
+		NoDefaultServerHeader: true,
+		ReadTimeout:           5 * time.Second,
+		WriteTimeout:          5 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		MaxRequestBodySize:    MaxBodyBytes,
+		CloseOnShutdown:       true,
+		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+				writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "body: larger than the server accepts")
+				return
+			}
+			writeErrorCode(ctx, fasthttp.StatusBadRequest, "invalid", "request: cannot be parsed")
+		},
+		Logger: zapPrintf{log},
+	}
+}
+
+type zapPrintf struct{ l *zap.Logger }
+
+func (z zapPrintf) Printf(format string, args ...any) { z.l.Sugar().Debugf(format, args...) }
+
+var (
+	pathPBX     = []byte("/pbx/")
+	pathAdmin   = []byte("/admin/v1/")
+	pathHealthz = []byte("/healthz")
+	pathReadyz  = []byte("/readyz")
+	pathMetrics = []byte("/metrics")
+	suffixRoute = []byte("/route")
+)
+
+// Handler dispatches a request by path. fasthttp does not recover panics,
+// and one in an admin handler must not take live routing down with the
+// process: it becomes a 500 here (the route handler answers its own).
+func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	defer func() {
+		if p := recover(); p != nil {
+			handlerPanics.Inc()
+			s.log.Error("handler panic", zap.ByteString("path", ctx.Path()), zap.Any("panic", p), zap.Stack("stack"))
+			ctx.Response.Reset()
+			writeErrorCode(ctx, fasthttp.StatusInternalServerError, domain.EINTERNAL, "internal error")
+		}
+	}()
+	path := ctx.Path()
+	switch {
+	case bytes.HasPrefix(path, pathPBX):
+		rest := path[len(pathPBX):]
+		if i := bytes.IndexByte(rest, '/'); i > 0 && bytes.Equal(rest[i:], suffixRoute) {
+			s.serveRoute(ctx, rest[:i])
+			return
+		}
+		writeErrorCode(ctx, fasthttp.StatusNotFound, "not_found", "path: no such endpoint")
+		countRequest(epOther, ctx)
+	case bytes.HasPrefix(path, pathAdmin):
+		s.serveAdmin(ctx)
+		countRequest(epAdmin, ctx)
+	case bytes.Equal(path, pathHealthz):
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString("ok")
+		countRequest(epHealth, ctx)
+	case bytes.Equal(path, pathReadyz):
+		ctx.SetContentType("text/plain; charset=utf-8")
+		if s.ready() {
+			ctx.SetBodyString("ready")
+		} else {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("warming up")
+		}
+		countRequest(epHealth, ctx)
+	case bytes.Equal(path, pathMetrics):
+		ctx.SetContentType("text/plain; version=0.0.4")
+		metrics.WritePrometheus(ctx, true)
+		countRequest(epMetrics, ctx)
+	default:
+		writeErrorCode(ctx, fasthttp.StatusNotFound, "not_found", "path: no such endpoint")
+		countRequest(epOther, ctx)
+	}
+}
+
+// checkAdmin checks the bearer token in constant time.
+func (s *Server) checkAdmin(ctx *fasthttp.RequestCtx) bool {
+	auth := ctx.Request.Header.Peek("Authorization")
+	const prefix = "Bearer "
+	if len(auth) <= len(prefix) || !bytes.EqualFold(auth[:len(prefix)], []byte(prefix)) {
+		return false
+	}
+	sum := sha256.Sum256(bytes.TrimSpace(auth[len(prefix):]))
+	return subtle.ConstantTimeCompare(sum[:], s.adminHash[:]) == 1
+}
+
+// Endpoints as counted in callrouter_http_requests_total.
+const (
+	epRoute = iota
+	epAdmin
+	epHealth
+	epMetrics
+	epOther
+	numEndpoints
+)
+
+var (
+	endpointNames = [numEndpoints]string{"route", "admin", "health", "metrics", "other"}
+	statusCodes   = [...]int{200, 201, 204, 400, 401, 404, 405, 409, 413, 500, 503}
+	// requestCounters is indexed by endpoint, then by position in statusCodes;
+	// the last column counts any other status.
+	requestCounters [numEndpoints][len(statusCodes) + 1]*metrics.Counter
+	routeDuration   = metrics.NewHistogram(`callrouter_route_duration_seconds`)
+	routePanics     = metrics.NewCounter(`callrouter_route_panics_total`)
+	handlerPanics   = metrics.NewCounter(`callrouter_handler_panics_total`)
+)
+
+func init() {
+	for ep, name := range endpointNames {
+		for i, code := range statusCodes {
+			requestCounters[ep][i] = metrics.NewCounter(`callrouter_http_requests_total{endpoint="` + name + `",status="` + strconv.Itoa(code) + `"}`)
+		}
+		requestCounters[ep][len(statusCodes)] = metrics.NewCounter(`callrouter_http_requests_total{endpoint="` + name + `",status="other"}`)
+	}
+}
+
+func countRequest(ep int, ctx *fasthttp.RequestCtx) {
+	code := ctx.Response.StatusCode()
+	for i, c := range statusCodes {
+		if c == code {
+			requestCounters[ep][i].Inc()
+			return
+		}
+	}
+	requestCounters[ep][len(statusCodes)].Inc()
+}
