@@ -267,3 +267,26 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// The hot path must not allocate: a regression here (an escaping buffer, a
+// string conversion) costs every live call. Allocation counts, unlike
+// timings, are deterministic enough for a unit test.
+func TestRouteCacheHitDoesNotAllocate(t *testing.T) {
+	src := &memSource{rows: []domain.IndexEntry{entry("380671234567", domain.KindLead, "L1", "anna", true)}}
+	s, c := newService(t, src)
+	tc := testTenant(nil, staff...)
+	s.Route(context.Background(), tc, []byte("380671234567"), time.Now())
+	c.Wait()
+	start := time.Now()
+	for _, caller := range []string{"380671234567", "+380 (67) 123-45-67", "0671234567", "00380671234567"} {
+		b := []byte(caller)
+		allocs := testing.AllocsPerRun(1000, func() {
+			if r := s.Route(context.Background(), tc, b, start); r.Target != "sip_anna" {
+				t.Fatalf("Route(%q) = %+v", caller, r)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("Route(%q) on a cache hit: %v allocs per call, want 0", caller, allocs)
+		}
+	}
+}

@@ -25,13 +25,11 @@ const minDigits = 7
 // also takes "00" as an international prefix in every region and, when a
 // number is no national number of r, reads it as a calling code of the
 // table followed by a national number.
+//
+// It is not generic on purpose: a generic instantiation called across
+// packages defeats escape analysis, and the caller's stack buffer for dst
+// would move to the heap.
 func Fast(dst, raw []byte, r *Region) ([]byte, bool) {
-	return appendE164(dst, raw, r)
-}
-
-// appendE164 is Fast for a string or a byte slice, so that Normalize need not
-// convert its string.
-func appendE164[T string | []byte](dst []byte, raw T, r *Region) ([]byte, bool) {
 	if len(raw) > maxInput {
 		return dst, false
 	}
@@ -51,7 +49,7 @@ func appendE164[T string | []byte](dst []byte, raw T, r *Region) ([]byte, bool) 
 // scan copies the digits of raw into buf and reports whether raw had a
 // leading '+'. It fails on any other byte, on an empty number and on more
 // digits than any number Fast can answer for.
-func scan[T string | []byte](buf *[maxDigits]byte, raw T) (n int, plus, ok bool) {
+func scan(buf *[maxDigits]byte, raw []byte) (n int, plus, ok bool) {
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		switch class[c] {

@@ -41,9 +41,10 @@ func Normalize(raw, iso string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if c.fast {
+	if c.fast && len(raw) <= maxInput {
+		var in [maxInput]byte
 		var buf [maxE164]byte
-		if out, ok := appendE164(buf[:0], raw, c.region); ok {
+		if out, ok := Fast(buf[:0], in[:copy(in[:], raw)], c.region); ok {
 			return string(out), nil
 		}
 	}
