@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/adminclient"
+)
+
+const adminUsage = `usage: router admin [--url URL] [--token TOKEN] <command> [args]
+
+  --url    the server (ROUTER_URL, default http://127.0.0.1:8080)
+  --token  the admin token (ROUTER_ADMIN_TOKEN)
+
+commands:
+  tenants                                      list tenants
+  create-tenant ID [--name N] [KEY=VALUE...]   create a tenant; prints its webhook secret once
+  tenant ID                                    show a tenant's settings
+  set ID KEY=VALUE...                          change settings (default_country=UA route_budget_ms=500
+                                               owner_order=lead,contact on_miss=default_owner ...)
+  set-default-owner ID CRM_USER_ID             set the default owner ("" clears it)
+  default-owner ID                             show the default owner
+  put-employee ID CRM_USER_ID [--sip S] [--phone P] [--name N] [--email E]
+  employees ID                                 list employees
+  delete-employee ID CRM_USER_ID
+  stop-add ID NUMBER [--note TEXT]             add a number to the stop list
+  stop-list ID                                 list the stop list
+  stop-remove ID NUMBER
+  import ID FILE [--format csv|jsonl]          import contacts (FILE "-" reads stdin)
+  status ID                                    index size, cache, integration
+  audit ID [--limit N]                         recent admin changes
+`
+
+func runAdmin(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("admin", flag.ContinueOnError)
+	url := fs.String("url", env("ROUTER_URL", "http://127.0.0.1:8080"), "server URL (ROUTER_URL)")
+	token := fs.String("token", env("ROUTER_ADMIN_TOKEN", ""), "admin token (ROUTER_ADMIN_TOKEN)")
+	fs.Usage = func() { fmt.Fprint(os.Stderr, adminUsage) }
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 || rest[0] == "help" {
+		fmt.Fprint(out, adminUsage)
+		return nil
+	}
+	if *token == "" {
+		return fmt.Errorf("admin: no token; pass --token or set ROUTER_ADMIN_TOKEN")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	body, err := adminCommand(ctx, adminclient.New(*url, *token), rest[0], rest[1:])
+	if err != nil {
+		return err
+	}
+	return printJSON(out, body)
+}
+
+// adminCommand runs one admin subcommand and returns the server's answer.
+func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args []string) ([]byte, error) {
+	seg := adminclient.Seg
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	name := fs.String("name", "", "display name")
+	sip := fs.String("sip", "", "SIP login")
+	phone := fs.String("phone", "", "phone number")
+	email := fs.String("email", "", "e-mail")
+	note := fs.String("note", "", "note")
+	format := fs.String("format", "", "csv or jsonl (default: from the file name or content)")
+	limit := fs.Int("limit", 50, "entries")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	need := func(n int, what string) error {
+		if len(pos) != n {
+			return fmt.Errorf("admin %s: usage: router admin %s %s", cmd, cmd, what)
+		}
+		return nil
+	}
+	switch cmd {
+	case "tenants":
+		return c.Do(ctx, "GET", "tenants", "", nil)
+	case "create-tenant":
+		if len(pos) < 1 {
+			return nil, need(1, "ID [--name N] [KEY=VALUE...]")
+		}
+		body, err := settingsBody(pos[1:])
+		if err != nil {
+			return nil, err
+		}
+		body["id"] = pos[0]
+		if *name != "" {
+			body["name"] = *name
+		}
+		return c.JSON(ctx, "POST", "tenants", body)
+	case "tenant":
+		if err := need(1, "ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0]), "", nil)
+	case "set":
+		if len(pos) < 2 {
+			return nil, need(2, "ID KEY=VALUE...")
+		}
+		body, err := settingsBody(pos[1:])
+		if err != nil {
+			return nil, err
+		}
+		return c.JSON(ctx, "PATCH", "tenants/"+seg(pos[0]), body)
+	case "set-default-owner":
+		if err := need(2, "ID CRM_USER_ID"); err != nil {
+			return nil, err
+		}
+		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/default-owner", map[string]string{"crm_user_id": pos[1]})
+	case "default-owner":
+		if err := need(1, "ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/default-owner", "", nil)
+	case "put-employee":
+		if err := need(2, "ID CRM_USER_ID [--sip S] [--phone P] [--name N] [--email E]"); err != nil {
+			return nil, err
+		}
+		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/employees/"+seg(pos[1]),
+			map[string]string{"sip": *sip, "phone": *phone, "name": *name, "email": *email})
+	case "employees":
+		if err := need(1, "ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/employees", "", nil)
+	case "delete-employee":
+		if err := need(2, "ID CRM_USER_ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "DELETE", "tenants/"+seg(pos[0])+"/employees/"+seg(pos[1]), "", nil)
+	case "stop-add":
+		if err := need(2, "ID NUMBER [--note TEXT]"); err != nil {
+			return nil, err
+		}
+		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/stop-list/"+seg(pos[1]), map[string]string{"note": *note})
+	case "stop-list":
+		if err := need(1, "ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/stop-list", "", nil)
+	case "stop-remove":
+		if err := need(2, "ID NUMBER"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "DELETE", "tenants/"+seg(pos[0])+"/stop-list/"+seg(pos[1]), "", nil)
+	case "import":
+		if err := need(2, "ID FILE [--format csv|jsonl]"); err != nil {
+			return nil, err
+		}
+		data, err := readInput(pos[1])
+		if err != nil {
+			return nil, err
+		}
+		f := *format
+		if f == "" {
+			switch {
+			case strings.HasSuffix(pos[1], ".csv"):
+				f = "csv"
+			case strings.HasSuffix(pos[1], ".jsonl"), strings.HasSuffix(pos[1], ".ndjson"):
+				f = "jsonl"
+			}
+		}
+		path := "tenants/" + seg(pos[0]) + "/contacts/import"
+		if f != "" {
+			path += "?format=" + seg(f)
+		}
+		return c.Do(ctx, "POST", path, "", data)
+	case "status":
+		if err := need(1, "ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/status", "", nil)
+	case "audit":
+		if err := need(1, "ID [--limit N]"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/audit?limit="+strconv.Itoa(*limit), "", nil)
+	}
+	return nil, fmt.Errorf("admin: unknown command %q (router admin help)", cmd)
+}
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments, as `router admin put-employee t 42 --sip x` reads
+// naturally that way.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// settingsBody turns KEY=VALUE pairs into a JSON object: owner_order as a
+// list, numbers and booleans as such.
+func settingsBody(pairs []string) (map[string]any, error) {
+	body := map[string]any{}
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("admin: %q is not KEY=VALUE", p)
+		}
+		switch {
+		case k == "owner_order":
+			body[k] = strings.Split(v, ",")
+		case v == "true" || v == "false":
+			body[k] = v == "true"
+		default:
+			if n, err := strconv.Atoi(v); err == nil && k == "route_budget_ms" {
+				body[k] = n
+			} else {
+				body[k] = v
+			}
+		}
+	}
+	return body, nil
+}
+
+func readInput(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	return b, nil
+}
+
+func printJSON(out io.Writer, body []byte) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, body, "", "  "); err != nil {
+		_, err = out.Write(body)
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := out.Write(buf.Bytes())
+	return err
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/callrouter/callrouter/internal/store/sqlite"
+)
+
+// startServe runs `router serve` in-process on a loopback port and returns
+// its base URL and a stop function that waits for the drain.
+func startServe(t *testing.T, cfg serveConfig, console io.Writer) (string, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, zap.NewNop(), console, addr) }()
+	select {
+	case a := <-addr:
+		return "http://" + a, func() error { cancel(); return <-done }
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("serve did not start listening")
+	}
+	return "", nil
+}
+
+func testConfig(t *testing.T) serveConfig {
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "data", "callrouter.db")}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func adminCLI(t *testing.T, url, token string, args ...string) map[string]any {
+	t.Helper()
+	var out bytes.Buffer
+	if err := runAdmin(append([]string{"--url", url, "--token", token}, args...), &out); err != nil {
+		t.Fatalf("router admin %v: %v", args, err)
+	}
+	var m map[string]any
+	if strings.HasPrefix(strings.TrimSpace(out.String()), "{") {
+		if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+			t.Fatalf("router admin %v printed %q: %v", args, out.String(), err)
+		}
+	}
+	return m
+}
+
+// The README quickstart, step by step: create a tenant, map an employee to
+// a SIP login, import a contact, ask for the route.
+func TestQuickstart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.adminToken = "quickstart-token"
+	url, stop := startServe(t, cfg, io.Discard)
+
+	created := adminCLI(t, url, cfg.adminToken, "create-tenant", "acme", "--name", "Acme Ltd", "default_country=UA")
+	secret, _ := created["webhook_secret"].(string)
+	if secret == "" {
+		t.Fatalf("create-tenant printed no webhook_secret: %v", created)
+	}
+	adminCLI(t, url, cfg.adminToken, "put-employee", "acme", "101", "--sip", "anna_sip", "--name", "Anna")
+	adminCLI(t, url, cfg.adminToken, "put-employee", "acme", "900", "--sip", "senior_sip", "--name", "Senior")
+	adminCLI(t, url, cfg.adminToken, "set-default-owner", "acme", "900")
+	csv := filepath.Join(t.TempDir(), "contacts.csv")
+	if err := os.WriteFile(csv, []byte("phone,owner_crm_user_id,entity_kind,entity_id,name\n067 123 45 67,101,lead,L1,First client\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := adminCLI(t, url, cfg.adminToken, "import", "acme", csv)
+	if rep["accepted"].(float64) != 1 {
+		t.Fatalf("import: %v", rep)
+	}
+	set := adminCLI(t, url, cfg.adminToken, "set", "acme", "on_miss=default_owner", "route_budget_ms=250", "owner_order=lead,contact")
+	if set["on_miss"] != "default_owner" || set["route_budget_ms"].(float64) != 250 {
+		t.Fatalf("set: %v", set)
+	}
+	status := adminCLI(t, url, cfg.adminToken, "status", "acme")
+	if status["index_size"].(float64) != 1 {
+		t.Fatalf("status: %v", status)
+	}
+
+	for caller, want := range map[string]string{"380671234567": `{"number":"anna_sip"}`, "380509999999": `{"number":"senior_sip"}`} {
+		resp, err := http.Get(url + "/pbx/acme/route?key=" + secret + "&caller=" + caller)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("route %s: %d %q, want %q", caller, resp.StatusCode, body, want)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+}
+
+// Without a configured token the first start generates one, prints it once
+// and stores only its hash; the next start prints nothing and accepts it.
+func TestAdminTokenGeneratedOnceAndHashed(t *testing.T) {
+	cfg := testConfig(t)
+	var console bytes.Buffer
+	url, stop := startServe(t, cfg, &console)
+	token := ""
+	for _, f := range strings.Fields(console.String()) {
+		if strings.HasPrefix(f, "cra_") {
+			token = f
+		}
+	}
+	if token == "" {
+		t.Fatalf("no token printed: %q", console.String())
+	}
+	adminCLI(t, url, token, "tenants")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := sqlite.Open(context.Background(), cfg.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := st.GetMeta(context.Background(), metaAdminToken)
+	st.Close()
+	if err != nil || strings.Contains(stored, token) || len(stored) != 64 {
+		t.Fatalf("stored admin token value %q (err %v): want a 64-hex hash, never the token", stored, err)
+	}
+
+	console.Reset()
+	url, stop = startServe(t, cfg, &console)
+	defer stop()
+	if strings.Contains(console.String(), "cra_") {
+		t.Fatal("second start printed a token again")
+	}
+	adminCLI(t, url, token, "tenants")
+	var out bytes.Buffer
+	if err := runAdmin([]string{"--url", url, "--token", "wrong", "tenants"}, &out); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Fatalf("wrong token: err %v", err)
+	}
+}
+
+func TestParseServeFlagsAndEnv(t *testing.T) {
+	t.Setenv("ROUTER_LISTEN", "127.0.0.1:9999")
+	t.Setenv("ROUTER_DB", "postgres://x@127.0.0.1/db")
+	t.Setenv("ROUTER_NEGATIVE_TTL", "5s")
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:7000"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.listen != "127.0.0.1:7000" || cfg.db != "postgres://x@127.0.0.1/db" || cfg.negativeTTL != 5*time.Second {
+		t.Fatalf("flag must beat env, env must beat default: %+v", cfg)
+	}
+	if _, err := parseServe([]string{"--log-format", "xml"}, io.Discard); err == nil || !strings.Contains(err.Error(), "log-format") {
+		t.Fatalf("bad log format: %v", err)
+	}
+}
+
+func TestMigrateCreatesTheStore(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "sub", "m.db")
+	if err := runMigrate([]string{"--db", db}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.Version(context.Background()); err != nil || n == 0 {
+		t.Fatalf("version %d, err %v", n, err)
+	}
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/callrouter/callrouter/internal/admin"
+	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/httpapi"
+	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/store"
+	"github.com/callrouter/callrouter/internal/store/postgres"
+	"github.com/callrouter/callrouter/internal/store/sqlite"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+// serveConfig is `router serve`'s configuration: every flag has an
+// environment twin, the flag winning.
+type serveConfig struct {
+	listen          string
+	db              string
+	adminToken      string
+	logFormat       string
+	logLevel        string
+	cacheItems      int64
+	negativeTTL     time.Duration
+	storeTimeout    time.Duration
+	shutdownTimeout time.Duration
+}
+
+const defaultDB = "data/callrouter.db"
+
+func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", env("ROUTER_LISTEN", "127.0.0.1:8080"), "address to listen on (ROUTER_LISTEN)")
+	fs.StringVar(&c.db, "db", env("ROUTER_DB", defaultDB), "SQLite file, or a postgres:// URL (ROUTER_DB)")
+	fs.StringVar(&c.adminToken, "admin-token", env("ROUTER_ADMIN_TOKEN", ""), "admin API bearer token; when empty one is generated at first start, printed once and only its hash stored (ROUTER_ADMIN_TOKEN)")
+	fs.StringVar(&c.logFormat, "log-format", env("ROUTER_LOG_FORMAT", "json"), "json or console (ROUTER_LOG_FORMAT)")
+	fs.StringVar(&c.logLevel, "log-level", env("ROUTER_LOG_LEVEL", "info"), "debug, info, warn or error (ROUTER_LOG_LEVEL)")
+	fs.Int64Var(&c.cacheItems, "cache-items", envInt("ROUTER_CACHE_ITEMS", 0), "route cache capacity in phone keys; 0 sizes it from the index (ROUTER_CACHE_ITEMS)")
+	fs.DurationVar(&c.negativeTTL, "negative-ttl", envDuration("ROUTER_NEGATIVE_TTL", 30*time.Second), "how long an unknown caller is remembered as unknown (ROUTER_NEGATIVE_TTL)")
+	fs.DurationVar(&c.storeTimeout, "store-timeout", envDuration("ROUTER_STORE_TIMEOUT", 2*time.Second), "bound of a store read on a cache miss (ROUTER_STORE_TIMEOUT)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("ROUTER_SHUTDOWN_TIMEOUT", 15*time.Second), "how long shutdown waits for in-flight requests (ROUTER_SHUTDOWN_TIMEOUT)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if c.logFormat != "json" && c.logFormat != "console" {
+		return c, fmt.Errorf("--log-format: must be json or console, got %q", c.logFormat)
+	}
+	if c.negativeTTL <= 0 {
+		return c, fmt.Errorf("--negative-ttl: must be positive, got %s", c.negativeTTL)
+	}
+	return c, nil
+}
+
+func runServe(args []string) error {
+	cfg, err := parseServe(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.logFormat, cfg.logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, log, os.Stderr, nil)
+}
+
+// serve runs the server until ctx ends, then drains in-flight requests.
+// listening, when not nil, receives the bound address once the listener is
+// open (tests use it with --listen 127.0.0.1:0).
+func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Writer, listening chan<- string) error {
+	st, err := openStore(ctx, cfg.db, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	adminHash, err := adminTokenHash(ctx, st, cfg.adminToken, console)
+	if err != nil {
+		return err
+	}
+	reg := tenant.NewRegistry(st, httpapi.Decorate)
+	if err := reg.LoadAll(ctx); err != nil {
+		return fmt.Errorf("load tenants: %w", err)
+	}
+	rows, err := st.CountIndex(ctx, "")
+	if err != nil {
+		return fmt.Errorf("count phone index: %w", err)
+	}
+	items := cfg.cacheItems
+	if items == 0 {
+		// Headroom for imports and negative entries; TinyLFU admission only
+		// refuses keys when the cache is full.
+		items = max(int64(rows)*2, 1<<20)
+	}
+	c, err := cache.New(cache.Config{MaxItems: items, NegativeTTL: cfg.negativeTTL})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	srv := httpapi.New(httpapi.Config{
+		Tenants:        reg,
+		Router:         lookup.New(c, st, cfg.storeTimeout),
+		Admin:          admin.New(st, reg, c),
+		Ready:          c.Ready,
+		AdminTokenHash: adminHash,
+		Log:            log,
+	})
+	hs := httpapi.NewFastHTTP(srv.Handler, log)
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.listen, err)
+	}
+	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("tenants", reg.Len()),
+		zap.Int("index_rows", rows), zap.Int64("cache_items", items))
+	if listening != nil {
+		listening <- ln.Addr().String()
+	}
+
+	// Serve while warming: until the cache is warm, misses read the store,
+	// which is slower but correct, and /readyz says so.
+	go warm(ctx, c, st, log)
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", cfg.shutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if err := hs.ShutdownWithContext(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func warm(ctx context.Context, c *cache.Cache, st store.Store, log *zap.Logger) {
+	for attempt := 1; ; attempt++ {
+		ws, err := c.Warm(ctx, st.ScanIndex)
+		switch {
+		case err == nil:
+			log.Info("cache warm", zap.Int("rows", ws.Rows), zap.Int("keys", ws.Keys), zap.Int("retried", ws.Retried),
+				zap.Duration("took", ws.Duration))
+			return
+		case errors.Is(err, cache.ErrIndexChanged) && attempt < 5:
+			log.Info("index changed during warm-up, warming again", zap.Int("attempt", attempt))
+		case ctx.Err() != nil:
+			return
+		default:
+			// The cache still answers correctly through the store; readiness
+			// stays false so ops see it.
+			log.Error("cache warm-up failed", zap.Error(err), zap.Int("keys", ws.Keys), zap.Int("present", ws.Present))
+			return
+		}
+	}
+}
+
+// openStore opens the store named by db: a postgres:// URL or an SQLite
+// file path. Opening runs the migrations.
+func openStore(ctx context.Context, db string, log *zap.Logger) (store.Store, error) {
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		st, err := postgres.Open(ctx, db)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		log.Info("store: postgres")
+		return st, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(db), 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	st, err := sqlite.Open(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", db, err)
+	}
+	log.Info("store: sqlite", zap.String("path", db))
+	return st, nil
+}
+
+const metaAdminToken = "admin_token_sha256"
+
+// adminTokenHash returns the hash the admin API checks bearer tokens
+// against. A configured token is used as given. Otherwise the stored hash is
+// used; at first start a token is generated, its hash stored, and the token
+// itself printed once to console (never to the log).
+func adminTokenHash(ctx context.Context, st store.Meta, configured string, console io.Writer) ([]byte, error) {
+	if configured != "" {
+		sum := sha256.Sum256([]byte(configured))
+		return sum[:], nil
+	}
+	for {
+		v, err := st.GetMeta(ctx, metaAdminToken)
+		if err == nil {
+			h, err := hex.DecodeString(v)
+			if err != nil || len(h) != sha256.Size {
+				return nil, fmt.Errorf("stored admin token hash is corrupt")
+			}
+			return h, nil
+		}
+		if domain.ErrorCode(err) != domain.ENOTFOUND {
+			return nil, fmt.Errorf("read admin token hash: %w", err)
+		}
+		raw := make([]byte, 24)
+		if _, err := rand.Read(raw); err != nil {
+			return nil, fmt.Errorf("generate admin token: %w", err)
+		}
+		token := "cra_" + hex.EncodeToString(raw)
+		sum := sha256.Sum256([]byte(token))
+		won, err := st.SetMetaIfAbsent(ctx, metaAdminToken, hex.EncodeToString(sum[:]))
+		if err != nil {
+			return nil, fmt.Errorf("store admin token hash: %w", err)
+		}
+		if won {
+			fmt.Fprintf(console, "\nGenerated admin token (shown once, only its hash is stored):\n\n    %s\n\n"+
+				"Use it as `Authorization: Bearer <token>` or export ROUTER_ADMIN_TOKEN=<token> for `router admin`.\n\n", token)
+			return sum[:], nil
+		}
+		// Another instance stored one first: use theirs.
+	}
+}
+
+func runMigrate(args []string) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	db := fs.String("db", env("ROUTER_DB", defaultDB), "SQLite file, or a postgres:// URL (ROUTER_DB)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger("console", "info")
+	if err != nil {
+		return err
+	}
+	st, err := openStore(context.Background(), *db, log)
+	if err != nil {
+		return err
+	}
+	log.Info("migrations applied")
+	return st.Close()
+}
+
+func newLogger(format, level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	var zc zap.Config
+	if format == "console" {
+		zc = zap.NewDevelopmentConfig()
+	} else {
+		zc = zap.NewProductionConfig()
+		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	}
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	return zc.Build()
+}
