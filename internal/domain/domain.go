@@ -19,6 +19,24 @@ const (
 	KindCompany EntityKind = "company"
 )
 
+// ParseKind returns the EntityKind named s. Known kinds come back as the
+// package's constants, so millions of scanned rows share four strings
+// instead of holding a copy each; unknown kinds are returned as they are
+// (check Valid).
+func ParseKind(s string) EntityKind {
+	switch EntityKind(s) {
+	case KindLead:
+		return KindLead
+	case KindDeal:
+		return KindDeal
+	case KindContact:
+		return KindContact
+	case KindCompany:
+		return KindCompany
+	}
+	return EntityKind(s)
+}
+
 // Valid reports whether k is one of the known entity kinds.
 func (k EntityKind) Valid() bool {
 	switch k {

@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -178,30 +177,12 @@ func TestOpenBadURL(t *testing.T) {
 	}
 }
 
-// load fills the store with n rows over one tenant, 1000 per batch, and
-// returns the suffixes used.
+// load fills the store with n rows over one tenant and returns the
+// suffixes used.
 func load(b *testing.B, db *postgres.DB, url, schema string, n int) []string {
 	b.Helper()
+	suffixes := storetest.Load(b, db, n, 10_000)
 	ctx := context.Background()
-	if err := db.CreateTenant(ctx, domain.Tenant{ID: "acme", Settings: domain.DefaultSettings()}); err != nil {
-		b.Fatal(err)
-	}
-	suffixes := make([]string, 0, n)
-	batch := make([]domain.IndexEntry, 0, 10_000)
-	for i := range n {
-		phone := fmt.Sprintf("380%09d", i*7919%1_000_000_000)
-		batch = append(batch, domain.IndexEntry{
-			TenantID: "acme", Phone: phone, Suffix: phone[3:], Kind: domain.KindContact,
-			EntityID: fmt.Sprint(i), Open: true, OwnerID: fmt.Sprint(i % 50), Name: "Contact name",
-		})
-		suffixes = append(suffixes, phone[3:])
-		if len(batch) == cap(batch) || i == n-1 {
-			if err := db.UpsertIndex(ctx, batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
 	// Fresh statistics and visibility map, as autovacuum would have soon
 	// after a real load.
 	conn, err := pgx.Connect(ctx, url)
@@ -223,60 +204,16 @@ func benchDB(b *testing.B) (db *postgres.DB, url, schema string) {
 
 func BenchmarkLookupSuffix(b *testing.B) {
 	db, url, schema := benchDB(b)
-	suffixes := load(b, db, url, schema, 100_000)
-	ctx := context.Background()
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		rows, err := db.LookupSuffix(ctx, "acme", suffixes[i*31%len(suffixes)])
-		if err != nil || len(rows) != 1 {
-			b.Fatalf("LookupSuffix = %d rows, %v", len(rows), err)
-		}
-	}
+	storetest.BenchLookupSuffix(b, db, load(b, db, url, schema, 100_000))
 }
 
 func BenchmarkUpsertIndex(b *testing.B) {
 	db, _, _ := benchDB(b)
-	ctx := context.Background()
-	if err := db.CreateTenant(ctx, domain.Tenant{ID: "acme"}); err != nil {
-		b.Fatal(err)
-	}
-	batch := make([]domain.IndexEntry, 1000)
-	b.ReportAllocs()
-	for n := 0; b.Loop(); n++ {
-		b.StopTimer()
-		for i := range batch {
-			phone := fmt.Sprintf("380%09d", (n*len(batch)+i)*7919%1_000_000_000)
-			batch[i] = domain.IndexEntry{
-				TenantID: "acme", Phone: phone, Suffix: phone[3:], Kind: domain.KindLead,
-				EntityID: fmt.Sprint(n*len(batch) + i), Open: true, OwnerID: "7", Name: "Lead",
-			}
-		}
-		b.StartTimer()
-		if err := db.UpsertIndex(ctx, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/row")
+	storetest.BenchUpsertIndex(b, db)
 }
 
-// BenchmarkScanIndex measures streaming: one op is one row delivered to
-// fn, scans restarting over 100k rows as often as b.N needs.
 func BenchmarkScanIndex(b *testing.B) {
 	db, url, schema := benchDB(b)
 	load(b, db, url, schema, 100_000)
-	ctx := context.Background()
-	errDone := errors.New("done")
-	b.ReportAllocs()
-	b.ResetTimer()
-	for left := b.N; left > 0; {
-		err := db.ScanIndex(ctx, func(domain.IndexEntry) error {
-			if left--; left == 0 {
-				return errDone
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errDone) {
-			b.Fatal(err)
-		}
-	}
+	storetest.BenchScanIndex(b, db)
 }

@@ -321,7 +321,7 @@ func (db *DB) LookupSuffix(ctx context.Context, tenantID, suffix string) ([]doma
 		if err := rows.Scan(&e.Phone, &kind, &e.EntityID, &e.Open, &e.OwnerID, &e.Name, &updated); err != nil {
 			return nil, mapErr(err, "lookup suffix", "", tenantID)
 		}
-		e.Kind = internKind(kind)
+		e.Kind = domain.ParseKind(kind)
 		e.UpdatedAt = fromMicros(updated)
 		out = append(out, e)
 	}
@@ -357,28 +357,13 @@ func (db *DB) ScanIndex(ctx context.Context, fn func(domain.IndexEntry) error) e
 			lastTenant = string(tenant)
 		}
 		e.TenantID = lastTenant
-		e.Kind = internKind(string(kind))
+		e.Kind = domain.ParseKind(string(kind))
 		e.UpdatedAt = fromMicros(updated)
 		if err := fn(e); err != nil {
 			return err
 		}
 	}
 	return mapErr(rows.Err(), "scan index", "", "")
-}
-
-// internKind returns the constant for a known kind so that rows share it.
-func internKind(k string) domain.EntityKind {
-	switch domain.EntityKind(k) {
-	case domain.KindLead:
-		return domain.KindLead
-	case domain.KindDeal:
-		return domain.KindDeal
-	case domain.KindContact:
-		return domain.KindContact
-	case domain.KindCompany:
-		return domain.KindCompany
-	}
-	return domain.EntityKind(k)
 }
 
 // CountIndex returns the number of rows of one tenant, or of all tenants

@@ -2,8 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -77,90 +75,17 @@ func TestOpenBadPath(t *testing.T) {
 	}
 }
 
-// load fills a fresh database with n rows over one tenant, 1000 per
-// batch, and returns the suffixes used.
-func load(b *testing.B, db *sqlite.DB, n int) []string {
-	b.Helper()
-	ctx := context.Background()
-	if err := db.CreateTenant(ctx, domain.Tenant{ID: "acme", Settings: domain.DefaultSettings()}); err != nil {
-		b.Fatal(err)
-	}
-	suffixes := make([]string, 0, n)
-	batch := make([]domain.IndexEntry, 0, 1000)
-	for i := range n {
-		phone := fmt.Sprintf("380%09d", i*7919%1_000_000_000)
-		batch = append(batch, domain.IndexEntry{
-			TenantID: "acme", Phone: phone, Suffix: phone[3:], Kind: domain.KindContact,
-			EntityID: fmt.Sprint(i), Open: true, OwnerID: fmt.Sprint(i % 50), Name: "Contact name",
-		})
-		suffixes = append(suffixes, phone[3:])
-		if len(batch) == cap(batch) || i == n-1 {
-			if err := db.UpsertIndex(ctx, batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	return suffixes
-}
-
 func BenchmarkLookupSuffix(b *testing.B) {
 	db := open(b, filepath.Join(b.TempDir(), "bench.db"))
-	suffixes := load(b, db, 100_000)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		rows, err := db.LookupSuffix(ctx, "acme", suffixes[i*31%len(suffixes)])
-		if err != nil || len(rows) != 1 {
-			b.Fatalf("LookupSuffix = %d rows, %v", len(rows), err)
-		}
-	}
+	storetest.BenchLookupSuffix(b, db, storetest.Load(b, db, 100_000, 1000))
 }
 
 func BenchmarkUpsertIndex(b *testing.B) {
-	db := open(b, filepath.Join(b.TempDir(), "bench.db"))
-	ctx := context.Background()
-	if err := db.CreateTenant(ctx, domain.Tenant{ID: "acme"}); err != nil {
-		b.Fatal(err)
-	}
-	batch := make([]domain.IndexEntry, 1000)
-	b.ReportAllocs()
-	for n := 0; b.Loop(); n++ {
-		b.StopTimer()
-		for i := range batch {
-			phone := fmt.Sprintf("380%09d", (n*len(batch)+i)*7919%1_000_000_000)
-			batch[i] = domain.IndexEntry{
-				TenantID: "acme", Phone: phone, Suffix: phone[3:], Kind: domain.KindLead,
-				EntityID: fmt.Sprint(n*len(batch) + i), Open: true, OwnerID: "7", Name: "Lead",
-			}
-		}
-		b.StartTimer()
-		if err := db.UpsertIndex(ctx, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/row")
+	storetest.BenchUpsertIndex(b, open(b, filepath.Join(b.TempDir(), "bench.db")))
 }
 
-// BenchmarkScanIndex measures streaming: one op is one row delivered to
-// fn, scans restarting over 100k rows as often as b.N needs.
 func BenchmarkScanIndex(b *testing.B) {
 	db := open(b, filepath.Join(b.TempDir(), "bench.db"))
-	load(b, db, 100_000)
-	ctx := context.Background()
-	errDone := errors.New("done")
-	b.ReportAllocs()
-	b.ResetTimer()
-	for left := b.N; left > 0; {
-		err := db.ScanIndex(ctx, func(domain.IndexEntry) error {
-			if left--; left == 0 {
-				return errDone
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errDone) {
-			b.Fatal(err)
-		}
-	}
+	storetest.Load(b, db, 100_000, 1000)
+	storetest.BenchScanIndex(b, db)
 }
