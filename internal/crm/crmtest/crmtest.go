@@ -1,0 +1,151 @@
+// Package crmtest holds what the fake CRM servers of the adapter tests
+// share: a request-rate meter that fails a test when a client exceeds the
+// CRM's documented limit, an in-memory token store, and helpers.
+package crmtest
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
+)
+
+// RateMeter is HTTP middleware that counts requests in every sliding
+// one-second window and fails the test when one holds more than Max, the
+// way a CRM would start answering 429 or blocking the account.
+type RateMeter struct {
+	t    testing.TB
+	max  int
+	now  func() time.Time
+	mu   sync.Mutex
+	hits []time.Time
+	peak int
+}
+
+// NewRateMeter returns a meter allowing max requests per second.
+func NewRateMeter(t testing.TB, max int) *RateMeter {
+	return &RateMeter{t: t, max: max, now: time.Now}
+}
+
+// Wrap counts the requests h serves.
+func (m *RateMeter) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.hit()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (m *RateMeter) hit() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.hits = append(m.hits, now)
+	n := 0
+	for i := len(m.hits) - 1; i >= 0 && now.Sub(m.hits[i]) < time.Second; i-- {
+		n++
+	}
+	m.peak = max(m.peak, n)
+	if n > m.max {
+		m.t.Errorf("rate limit exceeded: %d requests within one second, the CRM allows %d", n, m.max)
+	}
+}
+
+// Peak returns the most requests seen in one second.
+func (m *RateMeter) Peak() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.peak
+}
+
+// Count returns the requests seen.
+func (m *RateMeter) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.hits)
+}
+
+// TokenStore is an in-memory crm.TokenStore that records every save.
+type TokenStore struct {
+	mu    sync.Mutex
+	tok   crm.Token
+	ver   int64
+	Saves []crm.Token
+}
+
+// NewTokenStore returns a store holding tok at version 1.
+func NewTokenStore(tok crm.Token) *TokenStore { return &TokenStore{tok: tok, ver: 1} }
+
+// LoadToken implements crm.TokenStore.
+func (s *TokenStore) LoadToken(context.Context) (crm.Token, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tok, s.ver, nil
+}
+
+// SaveToken implements crm.TokenStore.
+func (s *TokenStore) SaveToken(_ context.Context, tok crm.Token, version int64) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if version != s.ver {
+		return 0, domain.Errorf(domain.ECONFLICT, "token changed")
+	}
+	s.tok, s.ver = tok, s.ver+1
+	s.Saves = append(s.Saves, tok)
+	return s.ver, nil
+}
+
+// Token returns the stored token.
+func (s *TokenStore) Token() crm.Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tok
+}
+
+// NoSleep is an HTTPConfig.Sleep that returns at once and records the
+// waits asked for, so retry tests need no real time.
+type NoSleep struct {
+	mu    sync.Mutex
+	Waits []time.Duration
+}
+
+// Sleep implements HTTPConfig.Sleep.
+func (n *NoSleep) Sleep(ctx context.Context, d time.Duration) error {
+	n.mu.Lock()
+	n.Waits = append(n.Waits, d)
+	n.mu.Unlock()
+	return ctx.Err()
+}
+
+// Fake is a fake CRM account served on a loopback port, speaking the CRM's
+// real API. Every adapter's fake implements it, so tests beyond the adapter
+// (sync engine, live lookup, end to end) can run against all CRMs alike.
+type Fake interface {
+	// URL is the base URL to configure the integration with.
+	URL() string
+	// Creds are credentials this fake accepts, as the admin would send them.
+	Creds() json.RawMessage
+	// Put creates or changes a record (a change is seen by incremental
+	// syncs and gets a newer update time).
+	Put(e crm.Entity)
+	// Delete removes a record.
+	Delete(r crm.Ref)
+	// SetUsers replaces the account's users.
+	SetUsers(users []crm.User)
+	// Revoke makes the account reject every current credential, refresh
+	// tokens included, with the CRM's own error body.
+	Revoke()
+	// SetDelay makes API answers take d; a negative d hangs each request
+	// until the client gives up.
+	SetDelay(d time.Duration)
+	// Notification returns the webhook the CRM would post to callrouter
+	// after a change of the record r, or ok=false when this CRM's
+	// notifications carry nothing callrouter can use for it.
+	Notification(r crm.Ref) (contentType string, body []byte, ok bool)
+	// Meter counts the requests against the CRM's rate limit.
+	Meter() *RateMeter
+}

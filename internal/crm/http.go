@@ -1,0 +1,294 @@
+package crm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/time/rate"
+)
+
+// Authorizer puts an integration's credentials on requests.
+type Authorizer interface {
+	// Authorize sets the credentials on req and returns the token it used,
+	// so that a rejection can name it.
+	Authorize(ctx context.Context, req *http.Request) (token string, err error)
+	// Refresh replaces a token the CRM rejected, unless another caller
+	// already did. It returns an *AuthError when the CRM refuses.
+	Refresh(ctx context.Context, rejected string) error
+}
+
+// HTTPConfig configures an HTTP client for one integration.
+type HTTPConfig struct {
+	CRM     string // name used in errors
+	BaseURL string // checked with CheckBaseURL
+	Auth    Authorizer
+	// RPS is the CRM's documented request rate; the client stays a little
+	// under it so that clock skew between us and the CRM never makes a
+	// burst look like a violation. 0 means unlimited.
+	RPS float64
+	// Concurrency bounds requests in flight (Zoho's concurrency limits);
+	// 0 means unbounded.
+	Concurrency int
+	// Timeout bounds one attempt; default 10 s.
+	Timeout time.Duration
+	// Retries is how many times a 429/503 (any method) or a 5xx or
+	// transport error (GET only, other methods may have been applied) is
+	// retried; default 3.
+	Retries int
+	// ErrorText extracts the CRM's error message from a failed answer.
+	ErrorText func(status int, body []byte) string
+	// IsAuthFailure reports whether an answer means the credentials were
+	// rejected; default: status 401.
+	IsAuthFailure func(status int, body []byte) bool
+	// Transport and Sleep are for tests; Sleep waits out backoffs.
+	Transport http.RoundTripper
+	Sleep     func(ctx context.Context, d time.Duration) error
+}
+
+// HTTP sends one integration's requests with its auth, rate limit,
+// concurrency bound and retry policy. It is safe for concurrent use.
+type HTTP struct {
+	cfg     HTTPConfig
+	base    string
+	client  *http.Client
+	limiter *rate.Limiter
+	sem     chan struct{}
+}
+
+// headroom keeps the request rate this much under the documented limit.
+const headroom = 0.95
+
+// maxResponseBytes bounds what is read of one answer.
+const maxResponseBytes = 32 << 20
+
+// NewHTTP returns a client for cfg. EINVALID for a bad base URL.
+func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
+	u, err := CheckBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = 3
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleepCtx
+	}
+	if cfg.IsAuthFailure == nil {
+		cfg.IsAuthFailure = func(status int, _ []byte) bool { return status == http.StatusUnauthorized }
+	}
+	if cfg.ErrorText == nil {
+		cfg.ErrorText = func(_ int, body []byte) string { return Snippet(body) }
+	}
+	h := &HTTP{cfg: cfg, base: u.String(), client: &http.Client{Timeout: cfg.Timeout, Transport: cfg.Transport,
+		// A CRM never legitimately redirects an API call elsewhere, and
+		// following one would carry the token to another host.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	if cfg.RPS > 0 {
+		h.limiter = rate.NewLimiter(rate.Limit(cfg.RPS*headroom), 1)
+	}
+	if cfg.Concurrency > 0 {
+		h.sem = make(chan struct{}, cfg.Concurrency)
+	}
+	return h, nil
+}
+
+// NewLimiter returns a limiter for a separately limited group of endpoints
+// (retailCRM's telephony methods), with the same headroom as the client's.
+func NewLimiter(rps float64) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(rps*headroom), 1)
+}
+
+// Request is one CRM call.
+type Request struct {
+	Method      string
+	Path        string // appended to the base URL
+	Query       url.Values
+	Header      http.Header
+	Body        []byte
+	ContentType string
+	// Limiter replaces the client's limiter for this call; nil keeps it.
+	Limiter *rate.Limiter
+}
+
+// Response is a successful (2xx or 304) CRM answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Do sends r: it waits for the rate limit and a concurrency slot, retries
+// what may be retried, refreshes a rejected token once, and returns the
+// answer for a 2xx or 304 status. Errors: *AuthError when the credentials
+// are rejected, *StatusError for other failed answers, the context's error
+// when it ends first, a wrapped transport error otherwise.
+func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
+	refreshed := false
+	for attempt := 0; ; attempt++ {
+		resp, token, err := h.once(ctx, r)
+		var wait time.Duration
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if r.Method != http.MethodGet || attempt >= h.cfg.Retries {
+				return nil, fmt.Errorf("%s %s %s: %w", h.cfg.CRM, r.Method, r.Path, err)
+			}
+			wait = backoff(attempt)
+		case resp.Status/100 == 2 || resp.Status == http.StatusNotModified:
+			return resp, nil
+		case h.cfg.IsAuthFailure(resp.Status, resp.Body):
+			rejected := &AuthError{CRM: h.cfg.CRM, Status: resp.Status, Message: h.cfg.ErrorText(resp.Status, resp.Body)}
+			if refreshed || h.cfg.Auth == nil {
+				return nil, rejected
+			}
+			if err := h.cfg.Auth.Refresh(ctx, token); errors.Is(err, ErrCannotRefresh) {
+				return nil, rejected
+			} else if err != nil {
+				return nil, err
+			}
+			refreshed = true
+			attempt-- // a refresh is not a retry
+			continue
+		case (resp.Status == http.StatusTooManyRequests || resp.Status == http.StatusServiceUnavailable ||
+			resp.Status >= 500 && r.Method == http.MethodGet) && attempt < h.cfg.Retries:
+			wait = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+			if wait <= 0 {
+				wait = backoff(attempt)
+			}
+		default:
+			return nil, &StatusError{CRM: h.cfg.CRM, Method: r.Method, Path: r.Path, Status: resp.Status,
+				Message: h.cfg.ErrorText(resp.Status, resp.Body)}
+		}
+		if err := h.cfg.Sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// once sends one attempt.
+func (h *HTTP) once(ctx context.Context, r Request) (*Response, string, error) {
+	lim := h.limiter
+	if r.Limiter != nil {
+		lim = r.Limiter
+	}
+	if lim != nil {
+		if err := lim.Wait(ctx); err != nil {
+			return nil, "", err
+		}
+	}
+	if h.sem != nil {
+		select {
+		case h.sem <- struct{}{}:
+			defer func() { <-h.sem }()
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		}
+	}
+	u := h.base + r.Path
+	if len(r.Query) > 0 {
+		sep := "?"
+		if strings.Contains(u, "?") {
+			sep = "&"
+		}
+		u += sep + r.Query.Encode()
+	}
+	var body io.Reader
+	if r.Body != nil {
+		body = bytes.NewReader(r.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, u, body)
+	if err != nil {
+		return nil, "", err
+	}
+	for k, vs := range r.Header {
+		req.Header[k] = vs
+	}
+	if r.ContentType != "" {
+		req.Header.Set("Content-Type", r.ContentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	var token string
+	if h.cfg.Auth != nil {
+		if token, err = h.cfg.Auth.Authorize(ctx, req); err != nil {
+			return nil, "", err
+		}
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return nil, token, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return nil, token, fmt.Errorf("read answer: %w", err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, token, nil
+}
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date), capped
+// at five minutes; 0 when absent or unusable.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if s, err := strconv.Atoi(v); err == nil {
+		d = time.Duration(s) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), 5*time.Minute)
+}
+
+// backoff is 1 s, 2 s, 4 s ... capped at 30 s.
+func backoff(attempt int) time.Duration {
+	return min(time.Second<<min(attempt, 5), 30*time.Second)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Snippet returns the start of a body for an error message, on one line.
+func Snippet(body []byte) string {
+	s := strings.Join(strings.Fields(string(body)), " ")
+	if len(s) > 300 {
+		cut := 300
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut-- // CRM errors are often Cyrillic: never cut a letter in half
+		}
+		s = s[:cut] + "…"
+	}
+	if s == "" {
+		return "(empty body)"
+	}
+	return s
+}
+
+// IsAuth reports whether err is an *AuthError.
+func IsAuth(err error) bool {
+	var ae *AuthError
+	return errors.As(err, &ae)
+}
