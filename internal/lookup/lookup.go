@@ -61,11 +61,19 @@ type Source interface {
 	LookupSuffix(ctx context.Context, tenantID, suffix string) ([]domain.IndexEntry, error)
 }
 
+// Live searches the tenant's CRM for a phone the index does not have,
+// indexes what it finds and returns the index rows of the phone's suffix
+// (crmsync.Engine.Lookup).
+type Live interface {
+	Lookup(ctx context.Context, tenantID, phone string) ([]domain.IndexEntry, error)
+}
+
 var (
 	reasonCounters [numReasons]*metrics.Counter
 	storeReads     = metrics.NewCounter(`callrouter_route_store_reads_total`)
 	storeErrors    = metrics.NewCounter(`callrouter_route_store_errors_total`)
 	storeDuration  = metrics.NewHistogram(`callrouter_route_store_read_duration_seconds`)
+	liveFailures   = metrics.NewCounter(`callrouter_route_live_lookup_failures_total`)
 )
 
 func init() {
@@ -78,10 +86,13 @@ func init() {
 type Service struct {
 	cache *cache.Cache
 	src   Source
-	// storeTimeout bounds a store read started by a miss. It is detached from
-	// the call's budget on purpose: a read that outlives one call still fills
-	// the cache for the next.
+	live  Live
+	// storeTimeout and liveTimeout bound the store read and the CRM search
+	// a miss starts. They are detached from the call's budget on purpose:
+	// the call stops waiting at its deadline, but a slow answer still
+	// reaches the index and the cache for the next call.
 	storeTimeout time.Duration
+	liveTimeout  time.Duration
 	group        singleflight.Group
 }
 
@@ -90,7 +101,17 @@ func New(c *cache.Cache, src Source, storeTimeout time.Duration) *Service {
 	if storeTimeout <= 0 {
 		storeTimeout = 2 * time.Second
 	}
-	return &Service{cache: c, src: src, storeTimeout: storeTimeout}
+	return &Service{cache: c, src: src, storeTimeout: storeTimeout, liveTimeout: 3 * time.Second}
+}
+
+// WithLive enables CRM searches on misses for tenants with live_lookup,
+// each bounded by timeout.
+func (s *Service) WithLive(l Live, timeout time.Duration) *Service {
+	s.live = l
+	if timeout > 0 {
+		s.liveTimeout = timeout
+	}
+	return s
 }
 
 // Route decides where to send a call from caller for tenant t. start is when
@@ -110,7 +131,7 @@ func (s *Service) Route(ctx context.Context, t *tenant.Config, caller []byte, st
 	if e, ok := s.cache.Get(t.ID, suffix); ok {
 		return count(Decide(t, e.Rows, num))
 	}
-	rows, reason, ok := s.miss(ctx, t, string(suffix), start.Add(t.Budget))
+	rows, reason, ok := s.miss(ctx, t, string(num), start.Add(t.Budget))
 	if !ok {
 		return count(Result{Reason: reason})
 	}
@@ -122,15 +143,17 @@ func count(r Result) Result {
 	return r
 }
 
-// miss reads the store for one key, one read per key however many calls wait
-// on it, and gives up at the deadline.
-func (s *Service) miss(ctx context.Context, t *tenant.Config, suffix string, deadline time.Time) ([]cache.Row, Reason, bool) {
+// miss reads the store, and the CRM when the tenant enables live lookups,
+// for one phone: one flight per phone however many calls wait on it. The
+// call gives up at the deadline; the flight goes on and fills the cache.
+func (s *Service) miss(ctx context.Context, t *tenant.Config, num string, deadline time.Time) ([]cache.Row, Reason, bool) {
 	wait := time.Until(deadline)
 	if wait <= 0 {
 		return nil, ReasonTimeout, false
 	}
-	ch := s.group.DoChan(t.ID+"\x00"+suffix, func() (any, error) {
-		return s.read(t.ID, suffix)
+	live := t.Settings.LiveLookup && s.live != nil
+	ch := s.group.DoChan(t.ID+"\x00"+num, func() (any, error) {
+		return s.read(t.ID, num, live)
 	})
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -147,7 +170,8 @@ func (s *Service) miss(ctx context.Context, t *tenant.Config, suffix string, dea
 	}
 }
 
-func (s *Service) read(tenantID, suffix string) ([]cache.Row, error) {
+func (s *Service) read(tenantID, num string, live bool) ([]cache.Row, error) {
+	suffix := phone.Suffix(num)
 	ctx, cancel := context.WithTimeout(context.Background(), s.storeTimeout)
 	defer cancel()
 	epoch := s.cache.Epoch()
@@ -158,6 +182,22 @@ func (s *Service) read(tenantID, suffix string) ([]cache.Row, error) {
 	if err != nil {
 		storeErrors.Inc()
 		return nil, err
+	}
+	if len(entries) == 0 && live {
+		lctx, lcancel := context.WithTimeout(context.Background(), s.liveTimeout)
+		defer lcancel()
+		// What the CRM finds is indexed by Lookup, which invalidates the
+		// key and so discards the Fill below; the next call reads the store.
+		// A CRM that finds nothing leaves the epoch alone: the negative
+		// answer is cached for its TTL.
+		// A CRM that fails is treated as one that found nothing: the call
+		// gets the tenant's on_miss answer, and the negative entry keeps
+		// the next calls from piling searches onto a CRM in trouble.
+		if found, err := s.live.Lookup(lctx, tenantID, num); err == nil {
+			entries = found
+		} else {
+			liveFailures.Inc()
+		}
 	}
 	rows := Rows(entries)
 	s.cache.Fill(epoch, tenantID, suffix, rows)

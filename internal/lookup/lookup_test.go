@@ -290,3 +290,103 @@ func TestRouteCacheHitDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// memLive plays a CRM search for the miss path: it indexes into src what
+// it finds, as crmsync.Engine.Lookup does.
+type memLive struct {
+	src   *memSource
+	found []domain.IndexEntry
+	err   error
+	block chan struct{}
+	calls atomic.Int32
+}
+
+func (l *memLive) Lookup(ctx context.Context, tenantID, number string) ([]domain.IndexEntry, error) {
+	l.calls.Add(1)
+	if l.block != nil {
+		select {
+		case <-l.block:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	l.src.mu.Lock()
+	l.src.rows = append(l.src.rows, l.found...)
+	l.src.mu.Unlock()
+	return l.found, nil
+}
+
+func liveTenant(budget int) *tenant.Config {
+	return testTenant(func(s *domain.Settings) { s.LiveLookup = true; s.RouteBudgetMS = budget; s.OnMiss = domain.PolicyDefaultOwner }, staff...)
+}
+
+func TestLiveLookupOnMiss(t *testing.T) {
+	src := &memSource{}
+	live := &memLive{src: src, found: []domain.IndexEntry{entry("380671234567", domain.KindContact, "C1", "anna", true)}}
+	s, c := newService(t, src)
+	s.WithLive(live, time.Second)
+	if got := s.Route(context.Background(), liveTenant(1000), []byte("380671234567"), time.Now()); got.Target != "sip_anna" {
+		t.Fatalf("Route with a live hit = %+v", got)
+	}
+	c.Wait()
+	s.Route(context.Background(), liveTenant(1000), []byte("380671234567"), time.Now())
+	if live.calls.Load() != 1 {
+		t.Fatalf("CRM searches = %d, want 1: the second call reads the index", live.calls.Load())
+	}
+	// Tenants without live_lookup never reach the CRM.
+	if got := s.Route(context.Background(), testTenant(nil, staff...), []byte("380509990000"), time.Now()); got.Reason != ReasonNoMatch || live.calls.Load() != 1 {
+		t.Fatalf("live_lookup off: %+v, searches %d", got, live.calls.Load())
+	}
+}
+
+func TestLiveLookupHangingCRMAnswersWithinBudget(t *testing.T) {
+	src := &memSource{}
+	live := &memLive{src: src, block: make(chan struct{}), found: []domain.IndexEntry{entry("380671234567", domain.KindContact, "C1", "anna", true)}}
+	s, c := newService(t, src)
+	s.WithLive(live, 5*time.Second)
+	var wg sync.WaitGroup
+	results := make([]Result, 20)
+	for i := range results {
+		wg.Go(func() { results[i] = s.Route(context.Background(), liveTenant(30), []byte("380671234567"), time.Now()) })
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.Reason != ReasonTimeout || r.Target != "" {
+			t.Fatalf("call %d with a hanging CRM = %+v, want no forward, timeout", i, r)
+		}
+	}
+	if n := live.calls.Load(); n != 1 {
+		t.Fatalf("CRM searches in flight for one phone = %d, want 1", n)
+	}
+	close(live.block) // the CRM answers late: the answer still lands
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.Wait()
+		if got := s.Route(context.Background(), liveTenant(1000), []byte("380671234567"), time.Now()); got.Target == "sip_anna" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the late CRM answer never reached routing")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestLiveLookupFailureFallsBackToOnMissAndIsCached(t *testing.T) {
+	src := &memSource{}
+	live := &memLive{src: src, err: errors.New("CRM down")}
+	s, c := newService(t, src)
+	s.WithLive(live, time.Second)
+	for i := 0; i < 3; i++ {
+		if got := s.Route(context.Background(), liveTenant(1000), []byte("380671234567"), time.Now()); got.Target != "sip_boss" || got.Reason != ReasonDefaultOwner {
+			t.Fatalf("failed CRM search = %+v, want the on_miss answer (default owner)", got)
+		}
+		c.Wait()
+	}
+	if live.calls.Load() != 1 {
+		t.Fatalf("searches %d: a failing CRM must not be asked on every call", live.calls.Load())
+	}
+}
