@@ -322,3 +322,19 @@ func TestSnippet(t *testing.T) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "?") == s }
+
+func TestRefusedRefreshBeforeSendingIsNotRetried(t *testing.T) {
+	srv, n := scripted(t, step{status: 200, body: "ok"})
+	refreshes := 0
+	store := crmtest.NewTokenStore(crm.Token{Refresh: "revoked"}) // no access token yet
+	auth := crm.NewOAuth(store, func(context.Context, string) (crm.Token, error) {
+		refreshes++
+		return crm.Token{}, &crm.AuthError{CRM: "testcrm", Status: 400, Message: "invalid_code"}
+	}, nil, 0, nil)
+	h, ns := newHTTP(t, srv.URL, func(c *crm.HTTPConfig) { c.Auth = auth })
+	_, err := h.Do(context.Background(), crm.Request{Method: "GET", Path: "/x"})
+	var ae *crm.AuthError
+	if !errors.As(err, &ae) || ae.Message != "invalid_code" || refreshes != 1 || n.Load() != 0 || len(ns.Waits) != 0 {
+		t.Fatalf("err %v, refreshes %d, requests %d, waits %v; want one refusal, nothing retried", err, refreshes, n.Load(), ns.Waits)
+	}
+}

@@ -35,6 +35,9 @@ type HTTPConfig struct {
 	// under it so that clock skew between us and the CRM never makes a
 	// burst look like a violation. 0 means unlimited.
 	RPS float64
+	// Limiter, when set, is used instead of one made from RPS, so that
+	// several clients (an adapter's token calls, say) share one limit.
+	Limiter *rate.Limiter
 	// Concurrency bounds requests in flight (Zoho's concurrency limits);
 	// 0 means unbounded.
 	Concurrency int
@@ -95,8 +98,11 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		// A CRM never legitimately redirects an API call elsewhere, and
 		// following one would carry the token to another host.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	if cfg.RPS > 0 {
-		h.limiter = rate.NewLimiter(rate.Limit(cfg.RPS*headroom), 1)
+	switch {
+	case cfg.Limiter != nil:
+		h.limiter = cfg.Limiter
+	case cfg.RPS > 0:
+		h.limiter = NewLimiter(cfg.RPS)
 	}
 	if cfg.Concurrency > 0 {
 		h.sem = make(chan struct{}, cfg.Concurrency)
@@ -144,6 +150,14 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			// A refresh refused before anything was sent is final: retrying
+			// would only ask the CRM's token endpoint again.
+			if IsAuth(err) {
+				return nil, err
+			}
+			if errors.Is(err, ErrCannotRefresh) {
+				return nil, &AuthError{CRM: h.cfg.CRM, Status: http.StatusUnauthorized, Message: "no usable token and nothing to refresh it with; reconnect the integration"}
+			}
 			if r.Method != http.MethodGet || attempt >= h.cfg.Retries {
 				return nil, fmt.Errorf("%s %s %s: %w", h.cfg.CRM, r.Method, r.Path, err)
 			}
@@ -181,23 +195,6 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 
 // once sends one attempt.
 func (h *HTTP) once(ctx context.Context, r Request) (*Response, string, error) {
-	lim := h.limiter
-	if r.Limiter != nil {
-		lim = r.Limiter
-	}
-	if lim != nil {
-		if err := lim.Wait(ctx); err != nil {
-			return nil, "", err
-		}
-	}
-	if h.sem != nil {
-		select {
-		case h.sem <- struct{}{}:
-			defer func() { <-h.sem }()
-		case <-ctx.Done():
-			return nil, "", ctx.Err()
-		}
-	}
 	u := h.base + r.Path
 	if len(r.Query) > 0 {
 		sep := "?"
@@ -221,10 +218,30 @@ func (h *HTTP) once(ctx context.Context, r Request) (*Response, string, error) {
 		req.Header.Set("Content-Type", r.ContentType)
 	}
 	req.Header.Set("Accept", "application/json")
+	// Authorize before taking a rate-limit slot: a request that waits on a
+	// token refresh after its slot was granted would go out late, bunched
+	// with the ones behind it, and break the CRM's per-second limit.
 	var token string
 	if h.cfg.Auth != nil {
 		if token, err = h.cfg.Auth.Authorize(ctx, req); err != nil {
 			return nil, "", err
+		}
+	}
+	lim := h.limiter
+	if r.Limiter != nil {
+		lim = r.Limiter
+	}
+	if lim != nil {
+		if err := lim.Wait(ctx); err != nil {
+			return nil, "", err
+		}
+	}
+	if h.sem != nil {
+		select {
+		case h.sem <- struct{}{}:
+			defer func() { <-h.sem }()
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
 		}
 	}
 	resp, err := h.client.Do(req)
