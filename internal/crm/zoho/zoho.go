@@ -1,0 +1,203 @@
+// Package zoho is the Zoho CRM adapter: it pages through Leads, Deals,
+// Contacts and Accounts (REST API v8) for the phone index, follows changes
+// with If-Modified-Since and the deleted-records feed, searches by phone
+// for live lookups, lists users, and parses Zoho's watch notifications.
+//
+// Zoho limits API use by daily credits and by requests in flight per
+// organization (5 on the smallest edition), not by a request rate; see
+// Concurrency.
+package zoho
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
+)
+
+// Adapter is the Zoho CRM adapter. The integration's base_url is the
+// account's API domain (https://www.zohoapis.com, .eu, .in, ...); the
+// credentials are a Credentials object.
+var Adapter = crm.Adapter{Name: "zoho", Check: Check, Seed: Seed, New: New}
+
+// Concurrency is how many requests one integration keeps in flight. Zoho
+// allows 5 concurrent requests per organization on its smallest edition
+// (Free) and up to 25 on larger ones, with a sub-limit of 10 for search and
+// COQL, so 5 is safe on every edition. There is deliberately no per-second
+// limit: Zoho has none, and a limiter with a burst of one would queue the
+// three parallel searches of a live lookup behind each other, spending
+// the call's routing budget while Zoho would have answered at once.
+const Concurrency = 5
+
+// DefaultAccountsURL is the accounts server used when the credentials name
+// none (Zoho's US data center).
+const DefaultAccountsURL = "https://accounts.zoho.com"
+
+// apiPrefix is the REST API version used for every call.
+const apiPrefix = "/crm/v8"
+
+// earlyRefresh renews an access token this long before it expires: Zoho
+// has been seen answering calls with an expired token with empty results
+// instead of an error, so the token must never be used near its end.
+const earlyRefresh = 5 * time.Minute
+
+// Credentials are what an admin sends to connect a Zoho CRM account, from a
+// self-client or server-based client registered in Zoho's API console:
+//
+//	{"client_id":"1000.XXXX","client_secret":"...","refresh_token":"1000.xxxx.yyyy",
+//	 "accounts_url":"https://accounts.zoho.eu","webhook_token":"..."}
+//
+// client_id, client_secret and refresh_token are required. accounts_url is
+// the accounts server of the account's data center and defaults to
+// https://accounts.zoho.com; it must match the data center of base_url.
+// webhook_token is optional: when set, notifications must carry it in
+// their "token" field (the token given when the watch channel was created).
+type Credentials struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	RefreshToken string `json:"refresh_token"`
+	AccountsURL  string `json:"accounts_url,omitempty"`
+	WebhookToken string `json:"webhook_token,omitempty"`
+}
+
+// Check validates Zoho credentials. It returns an EINVALID error naming the
+// missing or bad field, e.g. "credentials.client_id: required".
+func Check(creds json.RawMessage) error {
+	_, err := parseCreds(creds)
+	return err
+}
+
+// Seed returns the token an integration starts from: the refresh token
+// alone, so the first request obtains an access token. ok is false when
+// the credentials carry no refresh token.
+func Seed(creds json.RawMessage) (crm.Token, bool) {
+	c, err := parseCreds(creds)
+	if err != nil {
+		return crm.Token{}, false
+	}
+	return crm.Token{Refresh: c.RefreshToken}, true
+}
+
+// New connects to one Zoho CRM account. deps.Tokens must hold the
+// integration's token (see Seed). It returns an EINVALID error for bad
+// credentials or a bad base URL.
+func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
+	creds, err := parseCreds(cfg.Creds)
+	if err != nil {
+		return nil, err
+	}
+	if deps.Tokens == nil {
+		return nil, errors.New("zoho: deps.Tokens is required")
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	auth := crm.NewOAuth(deps.Tokens, newRefresher(creds, deps.Transport, now).refresh,
+		func(t string) (string, string) { return "Authorization", "Zoho-oauthtoken " + t },
+		earlyRefresh, now)
+	h, err := crm.NewHTTP(crm.HTTPConfig{
+		CRM:           "zoho",
+		BaseURL:       cfg.BaseURL,
+		Auth:          auth,
+		Concurrency:   Concurrency,
+		ErrorText:     errorText,
+		IsAuthFailure: isAuthFailure,
+		Transport:     deps.Transport,
+		Sleep:         deps.Sleep,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &source{http: h, now: now, webhookToken: creds.WebhookToken}, nil
+}
+
+// parseCreds decodes and validates credentials, filling the default
+// accounts server.
+func parseCreds(raw json.RawMessage) (Credentials, error) {
+	var c Credentials
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return c, domain.Errorf(domain.EINVALID, "credentials: required")
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return c, domain.Errorf(domain.EINVALID, "credentials: not a JSON object with client_id, client_secret, refresh_token")
+	}
+	for _, f := range []struct{ name, val string }{
+		{"client_id", c.ClientID}, {"client_secret", c.ClientSecret}, {"refresh_token", c.RefreshToken},
+	} {
+		if strings.TrimSpace(f.val) == "" {
+			return c, domain.Errorf(domain.EINVALID, "credentials.%s: required", f.name)
+		}
+	}
+	if strings.TrimSpace(c.AccountsURL) == "" {
+		c.AccountsURL = DefaultAccountsURL
+	}
+	u, err := crm.CheckBaseURL(c.AccountsURL)
+	if err != nil {
+		return c, domain.Errorf(domain.EINVALID, "credentials.accounts_url: %s",
+			strings.TrimPrefix(domain.ErrorMessage(err), "base_url: "))
+	}
+	c.AccountsURL = u.String()
+	return c, nil
+}
+
+// errorText extracts Zoho's error from a failed answer: the envelope
+// {"code","details","message","status":"error"}, the same inside "data"
+// (per-record errors), or an accounts-server {"error":...}.
+func errorText(_ int, body []byte) string {
+	var e struct {
+		zohoError
+		Data  []zohoError `json:"data"`
+		Error string      `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil {
+		switch {
+		case e.Code != "":
+			return e.text()
+		case len(e.Data) > 0 && e.Data[0].Code != "":
+			return e.Data[0].text()
+		case e.Error != "":
+			return e.Error
+		}
+	}
+	return crm.Snippet(body)
+}
+
+// zohoError is Zoho's error envelope.
+type zohoError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e zohoError) text() string {
+	if e.Message == "" {
+		return e.Code
+	}
+	return e.Code + ": " + e.Message
+}
+
+// isAuthFailure reports whether Zoho rejected the access token: any 401
+// (INVALID_TOKEN, INVALID_OAUTHTOKEN, OAUTH_SCOPE_MISMATCH,
+// AUTHENTICATION_FAILURE), or one of the token codes under another status.
+func isAuthFailure(status int, body []byte) bool {
+	if status == http.StatusUnauthorized {
+		return true
+	}
+	if status/100 != 4 {
+		return false
+	}
+	var e zohoError
+	if json.Unmarshal(body, &e) != nil {
+		return false
+	}
+	switch e.Code {
+	case "INVALID_TOKEN", "INVALID_OAUTHTOKEN", "AUTHENTICATION_FAILURE":
+		return true
+	}
+	return false
+}
