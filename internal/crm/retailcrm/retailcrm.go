@@ -1,0 +1,277 @@
+// Package retailcrm is the retailCRM (Simla) API v5 adapter.
+//
+// # Connecting
+//
+// The integration's base URL is the account, e.g. https://acme.retailcrm.ru
+// (a trailing /api/v5 is accepted and dropped); the credentials are
+// {"api_key": "...", "site": "..."}, see Credentials. The key needs read
+// access to customers, orders, their history, users, the order status
+// reference and the telephony manager method.
+//
+// # What is indexed
+//
+//   - Customers (/api/v5/customers) are contacts: phones[].number, owner
+//     managerId, name "firstName lastName".
+//   - Orders (/api/v5/orders) are deals: phone, additionalPhone and the
+//     phones of the linked customer and contact person, owner managerId,
+//     name the order number. An order is closed when its status belongs to
+//     the "complete" or "cancel" status group, read from
+//     /api/v5/reference/statuses (cached for ten minutes); when the key may
+//     not read that reference (Access denied.), the final codes of a new
+//     account are used instead: complete, cancel-other, no-call,
+//     no-product, already-buyed, delyvery-did-not-suit,
+//     prices-did-not-suit, canceled.
+//   - Corporate customers (/api/v5/customers-corporate) are not indexed: they
+//     carry no phones of their own. Their phones live on their contact
+//     persons, who are ordinary customers and are indexed as contacts.
+//
+// retailCRM keeps no update time on customers or orders, so UpdatedAt is the
+// time of the change when a history record carried the entity, and
+// otherwise the creation time (orders: the later of creation and last status
+// change). retailCRM writes times as "Y-m-d H:i:s" in the account's time
+// zone, which the API does not state; they are read as UTC.
+//
+// # Sync
+//
+// A full sync first notes where the customer and order history feeds end,
+// then pages through customers and then orders (limit 100, page N). When it
+// is done its cursor holds those history positions, and incremental syncs
+// read /api/v5/customers/history and /api/v5/orders/history with
+// filter[sinceId], so whatever changed during the full sync is replayed. A
+// history record that creates an entity carries it whole; one that deletes
+// it reports it deleted; a change of a field routing depends on (phones,
+// manager, names, and for orders also status, customer and contact) asks
+// the engine to refetch the entity. Other changes (segments, addresses,
+// custom fields, items ...) are skipped, since retailCRM recomputes
+// segments by the thousand and refetching for them would eat the rate
+// limit.
+//
+// # Live lookup
+//
+// FindByPhone asks /api/v5/telephony/manager, the method retailCRM offers
+// for routing an incoming call: it returns the customer with the phone and
+// their responsible manager, and is limited separately (40 rps) from the
+// rest of the API (10 rps), so live lookups never wait behind a sync. It
+// finds customers only; open orders are found through the index. There is
+// no fallback to /api/v5/customers?filter[name]=: whether it matches phone
+// digits in every format is unconfirmed, and a second sequential request
+// would not fit a live call's budget.
+//
+// # Webhooks
+//
+// retailCRM has no API to subscribe to entity changes, but its triggers
+// can call an HTTP address. To get changes to callrouter within seconds
+// instead of at the next poll, an admin creates a trigger on customer or
+// order changes with the action "HTTP request": method POST, address
+// https://<callrouter>/crm/<tenant>/webhook?key=<webhook secret>, and
+// either a JSON body
+//
+//	{"type": "customer", "id": {{ customer.id }}}
+//	{"type": "order", "id": {{ order.id }}}
+//
+// or the form parameters type=customer|order and id=<id>. Adding
+// "deleted": true (form deleted=1) reports a deletion; otherwise callrouter
+// rereads the entity, so one trigger on any change is enough.
+//
+// # Errors
+//
+// A rejected key ("Wrong \"apiKey\" value." with HTTP 403 or 401), a
+// missing key ("\"apiKey\" is missing.") and a deleted account ("Account
+// does not exist.", or nginx's HTML 405 page that retailCRM serves for
+// accounts that are gone) are *crm.AuthError with retailCRM's message: the
+// integration stays broken until an admin fixes it. "Access denied." (the
+// key lacks a method or site) is an ordinary *crm.StatusError. 503 and 429
+// answers are retried honouring Retry-After.
+package retailcrm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
+)
+
+// name is the adapter's name in configurations and errors.
+const name = "retailcrm"
+
+// Documented rate limits per API key: the API as a whole, and the
+// telephony methods, which have their own, higher limit.
+const (
+	apiRPS       = 10
+	telephonyRPS = 40
+)
+
+// pageLimit is the largest page retailCRM serves (limits are 20, 50, 100).
+const pageLimit = 100
+
+// Adapter connects callrouter to retailCRM accounts.
+var Adapter = crm.Adapter{
+	Name:  name,
+	Check: Check,
+	Seed:  func(json.RawMessage) (crm.Token, bool) { return crm.Token{}, false },
+	New:   New,
+}
+
+// Credentials are a retailCRM integration's credentials as the admin sends
+// them: {"api_key": "...", "site": "..."}.
+type Credentials struct {
+	// APIKey is an API key created under Settings → Integration → API
+	// access keys. It never expires; retailCRM rejects it once deleted.
+	APIKey string `json:"api_key"`
+	// Site is the symbolic code of the account's store to write to on
+	// multi-site accounts (retailCRM requires it when creating customers,
+	// orders and tasks with a key that may use several sites). Optional; it
+	// does not filter what is read.
+	Site string `json:"site,omitempty"`
+}
+
+// parseCreds decodes and validates credentials; EINVALID names the field.
+func parseCreds(raw json.RawMessage) (Credentials, error) {
+	var c Credentials
+	if len(raw) == 0 {
+		return c, domain.Errorf(domain.EINVALID, "credentials.api_key: required")
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return c, domain.Errorf(domain.EINVALID, "credentials.%s: must be a string", te.Field)
+		}
+		return c, domain.Errorf(domain.EINVALID, "credentials: not a JSON object")
+	}
+	c.APIKey, c.Site = strings.TrimSpace(c.APIKey), strings.TrimSpace(c.Site)
+	if c.APIKey == "" {
+		return c, domain.Errorf(domain.EINVALID, "credentials.api_key: required")
+	}
+	// The key travels in a header: a line break in it would be a header
+	// injection, and no retailCRM key has one.
+	if strings.ContainsAny(c.APIKey, "\r\n") {
+		return c, domain.Errorf(domain.EINVALID, "credentials.api_key: must be one line")
+	}
+	return c, nil
+}
+
+// Check validates retailCRM credentials. It returns an EINVALID error that
+// names the bad or missing field, e.g. "credentials.api_key: required".
+func Check(creds json.RawMessage) error {
+	_, err := parseCreds(creds)
+	return err
+}
+
+// Source is one connected retailCRM account. It is safe for concurrent use.
+type Source struct {
+	http *crm.HTTP
+	// tel limits the telephony methods, which retailCRM counts apart from
+	// the rest of the API.
+	tel *rate.Limiter
+	now func() time.Time
+
+	mu       sync.Mutex
+	final    map[string]bool // order status code → in a final group
+	loadedAt time.Time       // when final was loaded; zero: never
+}
+
+var _ crm.Source = (*Source)(nil)
+
+// New connects to the retailCRM account at cfg.BaseURL. It returns an
+// EINVALID error for bad credentials or a bad base URL; it does not call
+// the CRM.
+func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
+	creds, err := parseCreds(cfg.Creds)
+	if err != nil {
+		return nil, err
+	}
+	u, err := crm.CheckBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	// Admins often paste the API root they see in retailCRM's docs.
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/api/v5"), "/api")
+	h, err := crm.NewHTTP(crm.HTTPConfig{
+		CRM:           name,
+		BaseURL:       u.String(),
+		Auth:          crm.StaticKey{Header: "X-API-KEY", Value: creds.APIKey},
+		RPS:           apiRPS,
+		ErrorText:     errorText,
+		IsAuthFailure: isAuthFailure,
+		Transport:     deps.Transport,
+		Sleep:         deps.Sleep,
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Source{http: h, tel: crm.NewLimiter(telephonyRPS), now: now}, nil
+}
+
+// envelope is what every retailCRM answer carries.
+type envelope struct {
+	Success  bool            `json:"success"`
+	ErrorMsg string          `json:"errorMsg"`
+	Errors   json.RawMessage `json:"errors"`
+}
+
+func (e *envelope) env() *envelope { return e }
+
+// answer is a decoded retailCRM answer.
+type answer interface{ env() *envelope }
+
+// pagination is the paging block of list answers.
+type pagination struct {
+	Limit          int `json:"limit"`
+	TotalCount     int `json:"totalCount"`
+	CurrentPage    int `json:"currentPage"`
+	TotalPageCount int `json:"totalPageCount"`
+}
+
+// last reports whether page is the last one (or past it).
+func (p pagination) last(page int) bool { return page >= p.TotalPageCount }
+
+// get sends a GET through the client (the telephony limiter when tel) and
+// decodes the answer into out. Errors are those of crm.HTTP.Do, an
+// *crm.AuthError or *crm.StatusError for a 2xx answer that says
+// "success": false, and a wrapped decoding error.
+func (s *Source) get(ctx context.Context, path string, q url.Values, tel bool, out answer) error {
+	req := crm.Request{Method: http.MethodGet, Path: path, Query: q}
+	if tel {
+		req.Limiter = s.tel
+	}
+	resp, err := s.http.Do(ctx, req)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(resp.Body, out); err != nil {
+		return fmt.Errorf("%s GET %s: decode answer: %w", name, path, err)
+	}
+	if e := out.env(); !e.Success {
+		// retailCRM has answered errors with status 200 (see api-client-go's
+		// "Account does not exist" tests); treat them like any failure.
+		msg := errorText(resp.Status, resp.Body)
+		if authMessage(e.ErrorMsg) {
+			return &crm.AuthError{CRM: name, Status: resp.Status, Message: msg}
+		}
+		return &crm.StatusError{CRM: name, Method: http.MethodGet, Path: path, Status: resp.Status, Message: msg}
+	}
+	return nil
+}
+
+// isNotFound reports whether err is retailCRM's 404 "Not found" for a
+// missing entity. Other 404s ("API method not found" from a wrong base URL)
+// are not: taking them for deletions would empty the index.
+func isNotFound(err error) bool {
+	var se *crm.StatusError
+	return errors.As(err, &se) && se.Status == http.StatusNotFound &&
+		strings.TrimSuffix(se.Message, ".") == "Not found"
+}
