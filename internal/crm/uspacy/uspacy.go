@@ -1,0 +1,291 @@
+// Package uspacy is the Uspacy CRM adapter. Uspacy publishes no API
+// documentation; paths and shapes come from its official SDKs (Go, JS,
+// PHP), and what they leave open is marked "unconfirmed" below and decided
+// so that a wrong guess costs requests, never a missed phone.
+//
+// # Auth
+//
+// Access tokens are JWTs, refreshed with POST /auth/v1/auth/refresh_token/
+// and the refresh token as the bearer; the refresh token rotates, and the
+// new pair is stored before it is used (crm.OAuth). With application
+// credentials the adapter signs in (POST /auth/v1/auth/app_sign_in) on first
+// use and again whenever a refresh is refused, as the PHP SDK does, so an
+// app integration never needs an admin unless the app itself is revoked.
+// Expiry comes from the answer's expireInSeconds, else the JWT's exp claim.
+//
+// # Entities
+//
+// Leads, deals, contacts and companies are paged from
+// GET /crm/v1/entities/{table}/?page=N&list=100. The responsible user is
+// "owner", a number or a string. Leads and deals are closed when their
+// kanban_status is SUCCESS or FAIL (the two final statuses the SDKs know)
+// and a lead also once converted. Deals have no phone field of their own:
+// their phones are those of the contacts and companies they embed.
+//
+// # Cursors
+//
+// A cursor is JSON: {"v":1,"table":…,"page":…,"start":…} during a full
+// sync, where table is the table being paged (leads, deals, contacts,
+// companies, in that order) and start is the CRM's clock (its Date header)
+// when the sync began; and {"v":1,"inc":true,"table":…,"page":…,
+// "start":…,"since":…} for changes, which reports records with
+// updated_at ≥ since. Both may carry "unsorted":true (below). A finished
+// pass, full or changes, hands the next pass since = its start minus two
+// minutes, so that writes committed around the start are seen; records
+// near the boundary are reported twice, which the index tolerates.
+//
+// Uspacy has no change feed besides webhooks. Changes pages each table
+// asking for updated_at descending (sortModel[0][updated_at]=desc, the JS
+// SDK's sortModel filter; its query encoding is unconfirmed) and stops a
+// table at the first record older than since. Every page is checked: when
+// the CRM is seen not to sort (a page not in descending order, in a full
+// sync or in changes), the cursor remembers "unsorted" and from then on
+// every poll pages each table to the end and filters on updated_at, which
+// costs one request per 100 records per poll. Deletions are not visible to
+// polling at all; they arrive by webhook or with the next full sync.
+//
+// # Webhooks
+//
+// Uspacy webhooks are registered at /company/v1/webhooks with events like
+// {"service":"crm","type":"entity","table_name":"contacts",
+// "actions":["create","update","delete"]}. The delivered body is
+// unconfirmed; Webhook accepts a JSON object, or an array of them, in any of
+// these shapes:
+//
+//	{"event":{"service":"crm","type":"entity","table_name":"contacts","action":"update"},"data":{"entity":{…}}}
+//	{"event":{…},"data":{…entity…}}
+//	{"table_name":"contacts","action":"update","id":12}
+//	{"table_name":"contacts","action":"update","entity":{…}}
+//
+// The table is table_name (plural or singular), the action is action (or
+// the only element of actions), the id is the entity's id or a top-level id.
+// A delete action (delete, deleted, destroy, remove, removed) yields
+// Batch.Deleted. Otherwise an entity that carries owner, its phones (phone;
+// contacts for a deal) and, for leads and deals, kanban_status is taken as
+// it is (Batch.Entities); anything less is read again (Batch.Refetch).
+// Notifications for other services or tables give an empty batch. A body
+// that is not JSON, or names no table or no numeric id, is EINVALID.
+package uspacy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
+)
+
+// name is the adapter's name in integrations and errors.
+const name = "uspacy"
+
+// rps is the request rate the adapter keeps to. Uspacy publishes no limit;
+// the Go SDK honours 429 Retry-After, and 5 rps is the reference's safe
+// start.
+const rps = 5
+
+// Adapter connects Uspacy accounts.
+var Adapter = crm.Adapter{Name: name, Check: Check, Seed: Seed, New: New}
+
+// Credentials are the "credentials" of a Uspacy integration, as JSON.
+// Either application credentials, preferred because the adapter can always
+// sign in again with them:
+//
+//	{"client_id": "…", "client_secret": "…"}
+//
+// or a token pair from a user sign-in, access_token optional:
+//
+//	{"refresh_token": "…", "access_token": "…"}
+//
+// Both may be given: the pair is used first and the application signs in
+// when its refresh token is refused. Other fields are ignored.
+type Credentials struct {
+	ClientID     string `json:"client_id,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	AccessToken  string `json:"access_token,omitempty"`
+}
+
+// hasApp reports whether c can sign in as an application.
+func (c Credentials) hasApp() bool { return c.ClientID != "" && c.ClientSecret != "" }
+
+// parseCredentials decodes and checks raw. EINVALID names the missing field.
+func parseCredentials(raw json.RawMessage) (Credentials, error) {
+	var c Credentials
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return Credentials{}, domain.Errorf(domain.EINVALID, "credentials: want a JSON object with client_id and client_secret, or refresh_token")
+	}
+	c.ClientID = strings.TrimSpace(c.ClientID)
+	c.ClientSecret = strings.TrimSpace(c.ClientSecret)
+	c.RefreshToken = strings.TrimSpace(c.RefreshToken)
+	c.AccessToken = strings.TrimSpace(c.AccessToken)
+	switch {
+	case c.ClientID != "" && c.ClientSecret == "":
+		return Credentials{}, domain.Errorf(domain.EINVALID, "credentials.client_secret: required")
+	case c.ClientSecret != "" && c.ClientID == "":
+		return Credentials{}, domain.Errorf(domain.EINVALID, "credentials.client_id: required")
+	case c.hasApp():
+	case c.AccessToken != "" && c.RefreshToken == "":
+		// An access token alone dies within hours and cannot be renewed.
+		return Credentials{}, domain.Errorf(domain.EINVALID, "credentials.refresh_token: required")
+	case c.RefreshToken == "":
+		return Credentials{}, domain.Errorf(domain.EINVALID, "credentials.client_id: required")
+	}
+	return c, nil
+}
+
+// Check validates Uspacy credentials (see Credentials). EINVALID names the
+// missing field, e.g. "credentials.client_id: required".
+func Check(raw json.RawMessage) error {
+	_, err := parseCredentials(raw)
+	return err
+}
+
+// Seed returns the token an integration starts from: the token pair when
+// the credentials carry one, else a token with no access token whose
+// refresh token is a marker that makes the first request sign in with the
+// application credentials (crm.OAuth only calls the RefreshFunc when there
+// is a refresh token). ok is false only for credentials Check rejects.
+func Seed(raw json.RawMessage) (crm.Token, bool) {
+	c, err := parseCredentials(raw)
+	if err != nil {
+		return crm.Token{}, false
+	}
+	if c.RefreshToken != "" {
+		tok := crm.Token{Access: c.AccessToken, Refresh: c.RefreshToken}
+		if c.AccessToken != "" {
+			tok.Expiry = jwtExpiry(c.AccessToken)
+		}
+		return tok, true
+	}
+	return crm.Token{Refresh: signInMarker}, true
+}
+
+var _ crm.Source = (*source)(nil)
+
+// source is one connected Uspacy account; it implements crm.Source.
+type source struct {
+	api   *crm.HTTP // CRM calls, with the bearer token
+	auth  *crm.HTTP // sign-in and refresh, which carry their own credentials
+	lim   *rate.Limiter
+	creds Credentials
+	now   func() time.Time
+}
+
+// New connects to the Uspacy account at cfg.BaseURL (e.g.
+// https://acme.uspacy.ua). EINVALID for bad credentials, a bad base URL or
+// a missing token store.
+func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
+	c, err := parseCredentials(cfg.Creds)
+	if err != nil {
+		return nil, err
+	}
+	if deps.Tokens == nil {
+		return nil, domain.Errorf(domain.EINVALID, "uspacy: a token store is required")
+	}
+	s := &source{
+		creds: c,
+		now:   deps.Now,
+		// One limiter for every request, CRM calls (through limitedAuth)
+		// and token calls alike: a refresh in the middle of a sync counts
+		// against the same account limit as the sync.
+		lim: crm.NewLimiter(rps),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	oauth := crm.NewOAuth(deps.Tokens, s.refresh, nil, time.Minute, deps.Now)
+	s.api, err = crm.NewHTTP(crm.HTTPConfig{
+		CRM: name, BaseURL: cfg.BaseURL, Auth: limitedAuth{oauth, s.lim}, ErrorText: errorText,
+		Transport: deps.Transport, Sleep: deps.Sleep,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.auth, err = crm.NewHTTP(crm.HTTPConfig{
+		CRM: name, BaseURL: cfg.BaseURL, ErrorText: errorText,
+		// The auth endpoints answer a bad or used refresh token, or bad app
+		// credentials, with one of these; all of them mean "sign in again".
+		IsAuthFailure: func(status int, _ []byte) bool {
+			switch status {
+			case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusUnprocessableEntity:
+				return true
+			}
+			return false
+		},
+		Transport: deps.Transport, Sleep: deps.Sleep,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// get sends a GET; limitedAuth keeps it to the account's rate.
+func (s *source) get(ctx context.Context, path string, q url.Values) (*crm.Response, error) {
+	return s.api.Do(ctx, crm.Request{Method: http.MethodGet, Path: path, Query: q})
+}
+
+// limitedAuth authorizes a request and then waits for its turn under the
+// account's rate limit, so that the request leaves right after its turn.
+// crm.HTTP waits for the limit before authorizing; a request that then
+// blocks in Authorize (on a refresh, its own or another caller's) would go
+// out late, bunched with the requests that took the following turns, and a
+// CRM counting per second would see more than the limit.
+type limitedAuth struct {
+	*crm.OAuth
+	lim *rate.Limiter
+}
+
+// Authorize sets the access token on req, refreshing it first if needed,
+// and then waits for the rate limit. Errors: those of crm.OAuth.Authorize,
+// or the context's when it ends while waiting.
+func (a limitedAuth) Authorize(ctx context.Context, req *http.Request) (string, error) {
+	tok, err := a.OAuth.Authorize(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	if err := a.lim.Wait(ctx); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// serverTime returns the CRM's clock from an answer's Date header, our own
+// when there is none: updated_at values are the CRM's clock, so the time a
+// pass starts is taken from the same one.
+func (s *source) serverTime(resp *crm.Response) time.Time {
+	if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		return t
+	}
+	return s.now()
+}
+
+// errorText extracts Uspacy's error message ({"status":…,"message":…} or
+// {"error":…}) from a failed answer, the start of the body otherwise.
+func errorText(_ int, body []byte) string {
+	var e struct {
+		Message flexString `json:"message"`
+		Error   flexString `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil {
+		for _, m := range []flexString{e.Message, e.Error} {
+			if m != "" {
+				return crm.Snippet([]byte(m))
+			}
+		}
+	}
+	return crm.Snippet(body)
+}
+
+// isNotFound reports whether err is the CRM's 404.
+func isNotFound(err error) bool {
+	var se *crm.StatusError
+	return errors.As(err, &se) && se.Status == http.StatusNotFound
+}
