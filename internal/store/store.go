@@ -10,6 +10,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/callrouter/callrouter/internal/domain"
 )
@@ -22,6 +23,7 @@ type Store interface {
 	Index
 	Audit
 	Meta
+	Integrations
 	// Close releases the connections.
 	Close() error
 }
@@ -81,6 +83,87 @@ type Index interface {
 	// CountIndex returns the number of rows of one tenant, or of all tenants
 	// when tenantID is "".
 	CountIndex(ctx context.Context, tenantID string) (int, error)
+	// ReplaceEntities removes every row of the named entities of a tenant
+	// and inserts rows in their place, in one transaction, and returns the
+	// sorted distinct suffixes the removed rows had (for cache
+	// invalidation). rows may be empty (deletions) and may only belong to
+	// the named entities; ENOTFOUND if the tenant does not exist, EINVALID
+	// if a row belongs to an entity not named.
+	ReplaceEntities(ctx context.Context, tenantID string, entities []EntityRef, rows []domain.IndexEntry) ([]string, error)
+}
+
+// EntityRef names one entity of the phone index.
+type EntityRef struct {
+	Kind domain.EntityKind
+	ID   string
+}
+
+// Integration states.
+const (
+	IntegrationInactive = "inactive" // configured, not syncing
+	IntegrationActive   = "active"   // syncing
+	IntegrationBroken   = "broken"   // the CRM rejected the credentials; waits for an admin
+)
+
+// Sync phases.
+const (
+	PhaseFull        = "full"
+	PhaseIncremental = "incremental"
+)
+
+// Integration is a tenant's CRM connection and its sync state. Creds and
+// Token are sealed (encrypted) by the caller; the store never sees them in
+// the clear.
+type Integration struct {
+	TenantID     string
+	CRM          string
+	BaseURL      string
+	Creds        []byte // sealed credentials JSON
+	Token        []byte // sealed OAuth token JSON, nil for CRMs without tokens
+	TokenVersion int64  // bumped by every token save, for compare-and-swap
+	State        string
+	LastError    string // the CRM's own text for a broken integration
+	Phase        string
+	Cursor       string // the adapter's opaque sync position
+	Synced       int    // entities applied in the current full sync, or since it finished
+	LastSyncAt   time.Time
+	SuccessAt    time.Time // last sync cycle that ended without error
+	ErrorAt      time.Time
+	UpdatedAt    time.Time
+}
+
+// SyncProgress is what a sync cycle records after each page.
+type SyncProgress struct {
+	Phase   string
+	Cursor  string
+	Synced  int
+	Success bool   // the cycle finished; sets SuccessAt and clears LastError
+	Error   string // the cycle failed with this error; sets ErrorAt
+}
+
+// Integrations stores CRM connections.
+type Integrations interface {
+	// PutIntegration inserts or replaces a tenant's integration (config,
+	// sealed credentials and token, state), resetting its sync to a new
+	// full sync. TokenVersion is 1 for a new integration and bumped on a
+	// replacement, so a refresh that started before the replacement cannot
+	// overwrite the new token. ENOTFOUND if the tenant does not exist.
+	PutIntegration(ctx context.Context, in Integration) error
+	// Integration returns a tenant's integration. ENOTFOUND if none.
+	Integration(ctx context.Context, tenantID string) (Integration, error)
+	// ListIntegrations returns every integration ordered by tenant.
+	ListIntegrations(ctx context.Context) ([]Integration, error)
+	// SetIntegrationState changes the state and last error. When state is
+	// active and restart is true, the sync starts over with a full sync.
+	// ENOTFOUND.
+	SetIntegrationState(ctx context.Context, tenantID, state, lastError string, restart bool) error
+	// SaveSyncProgress records a page or the end of a sync cycle and sets
+	// LastSyncAt. ENOTFOUND.
+	SaveSyncProgress(ctx context.Context, tenantID string, p SyncProgress) error
+	// SaveIntegrationToken stores a sealed token if the stored TokenVersion
+	// is still version and returns the new version; ECONFLICT when another
+	// writer saved first, ENOTFOUND when there is no integration.
+	SaveIntegrationToken(ctx context.Context, tenantID string, token []byte, version int64) (int64, error)
 }
 
 // Audit stores the admin audit log.

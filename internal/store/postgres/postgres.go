@@ -28,9 +28,10 @@ var migrations embed.FS
 // use.
 //
 // Timestamps are stored in UTC with microsecond precision and come back so.
-// The store stamps Tenant.CreatedAt/UpdatedAt and Employee.UpdatedAt with
-// its clock; StopEntry.CreatedAt, IndexEntry.UpdatedAt and AuditEntry.At
-// are kept when the caller sets them and stamped when they are zero.
+// The store stamps Tenant.CreatedAt/UpdatedAt, Employee.UpdatedAt and the
+// times of an Integration with its clock; StopEntry.CreatedAt,
+// IndexEntry.UpdatedAt and AuditEntry.At are kept when the caller sets them
+// and stamped when they are zero.
 type DB struct {
 	pool   *pgxpool.Pool
 	now    func() time.Time

@@ -2,10 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"fmt"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,60 +14,6 @@ import (
 	"github.com/callrouter/callrouter/internal/store/storetest"
 )
 
-const defaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-// testURL returns the database the tests use: $POSTGRES_URL or the local
-// default. It skips t when the database is unreachable, or fails it when
-// $REQUIRE_POSTGRES is 1, so CI that provides PostgreSQL cannot silently
-// skip the suite.
-func testURL(t testing.TB) string {
-	t.Helper()
-	url := os.Getenv("POSTGRES_URL")
-	if url == "" {
-		url = defaultURL
-	}
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatalf("POSTGRES_URL: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err == nil {
-		err = conn.Ping(ctx)
-		conn.Close(ctx)
-	}
-	if err != nil {
-		where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
-		if os.Getenv("REQUIRE_POSTGRES") == "1" {
-			t.Fatalf("PostgreSQL at %s is unreachable and REQUIRE_POSTGRES=1: %v", where, err)
-		}
-		t.Skipf("PostgreSQL at %s is unreachable, skipping (set POSTGRES_URL, or REQUIRE_POSTGRES=1 to fail instead): %v", where, err)
-	}
-	return url
-}
-
-// freshSchema returns a schema name no other test or run uses, and drops
-// that schema when t ends.
-func freshSchema(t testing.TB, url string) string {
-	t.Helper()
-	schema := "storetest_" + strings.ToLower(rand.Text()[:12])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return schema
-}
-
 func open(t testing.TB, url, schema string, opts ...postgres.Option) *postgres.DB {
 	t.Helper()
 	db, err := postgres.Open(context.Background(), url, append([]postgres.Option{postgres.WithSchema(schema)}, opts...)...)
@@ -83,15 +25,15 @@ func open(t testing.TB, url, schema string, opts ...postgres.Option) *postgres.D
 }
 
 func TestConformance(t *testing.T) {
-	url := testURL(t)
+	url := storetest.PostgresURL(t)
 	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
-		return open(t, url, freshSchema(t, url), postgres.WithNow(now))
+		return open(t, url, storetest.FreshSchema(t, url), postgres.WithNow(now))
 	})
 }
 
 func TestMigrateConcurrently(t *testing.T) {
-	url := testURL(t)
-	schema := freshSchema(t, url)
+	url := storetest.PostgresURL(t)
+	schema := storetest.FreshSchema(t, url)
 	// Instances starting together: each Open migrates the same new schema.
 	const n = 4
 	dbs := make([]*postgres.DB, n)
@@ -124,8 +66,8 @@ func TestMigrateConcurrently(t *testing.T) {
 }
 
 func TestSearchPathFromURL(t *testing.T) {
-	url := testURL(t)
-	schema := freshSchema(t, url)
+	url := storetest.PostgresURL(t)
+	schema := storetest.FreshSchema(t, url)
 	// Without WithSchema the URL's search_path decides, and that schema
 	// must already exist.
 	cfg, err := pgx.ParseConfig(url)
@@ -197,8 +139,8 @@ func load(b *testing.B, db *postgres.DB, url, schema string, n int) []string {
 }
 
 func benchDB(b *testing.B) (db *postgres.DB, url, schema string) {
-	url = testURL(b)
-	schema = freshSchema(b, url)
+	url = storetest.PostgresURL(b)
+	schema = storetest.FreshSchema(b, url)
 	return open(b, url, schema), url, schema
 }
 
@@ -210,6 +152,11 @@ func BenchmarkLookupSuffix(b *testing.B) {
 func BenchmarkUpsertIndex(b *testing.B) {
 	db, _, _ := benchDB(b)
 	storetest.BenchUpsertIndex(b, db)
+}
+
+func BenchmarkReplaceEntities(b *testing.B) {
+	db, _, _ := benchDB(b)
+	storetest.BenchReplaceEntities(b, db, 100_000)
 }
 
 func BenchmarkScanIndex(b *testing.B) {

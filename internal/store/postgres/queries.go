@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store"
 )
 
 // CreateTenant inserts t with CreatedAt and UpdatedAt set to the store's
@@ -224,6 +225,24 @@ func (db *DB) UpsertIndex(ctx context.Context, rows []domain.IndexEntry) error {
 	}
 	rows = lastPerKey(rows)
 	now := db.stamp()
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		return upsertRows(ctx, tx, rows, now)
+	})
+	var (
+		pe      *pgconn.PgError
+		missing string
+	)
+	if errors.As(err, &pe) && pe.Code == codeForeignKey {
+		// The violation does not say which row; find a tenant to name.
+		missing = db.missingTenant(ctx, rows)
+	}
+	return mapErr(err, "upsert index", "", missing)
+}
+
+// upsertRows upserts rows, which must not repeat a key (see lastPerKey),
+// in tx, a statement per upsertChunk rows; a zero UpdatedAt becomes now.
+// Errors are the driver's.
+func upsertRows(ctx context.Context, tx pgx.Tx, rows []domain.IndexEntry, now time.Time) error {
 	n := min(len(rows), upsertChunk)
 	var (
 		tenant  = make([]string, 0, n)
@@ -236,41 +255,30 @@ func (db *DB) UpsertIndex(ctx context.Context, rows []domain.IndexEntry) error {
 		name    = make([]string, 0, n)
 		updated = make([]time.Time, 0, n)
 	)
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		for chunk := range slices.Chunk(rows, upsertChunk) {
-			tenant, phone, suffix, kind, entity = tenant[:0], phone[:0], suffix[:0], kind[:0], entity[:0]
-			open, owner, name, updated = open[:0], owner[:0], name[:0], updated[:0]
-			for i := range chunk {
-				r := &chunk[i]
-				tenant = append(tenant, r.TenantID)
-				phone = append(phone, r.Phone)
-				suffix = append(suffix, r.Suffix)
-				kind = append(kind, string(r.Kind))
-				entity = append(entity, r.EntityID)
-				open = append(open, r.Open)
-				owner = append(owner, r.OwnerID)
-				name = append(name, r.Name)
-				if r.UpdatedAt.IsZero() {
-					updated = append(updated, now)
-				} else {
-					updated = append(updated, r.UpdatedAt.UTC().Truncate(time.Microsecond))
-				}
-			}
-			if _, err := tx.Exec(ctx, upsertIndexSQL, tenant, phone, suffix, kind, entity, open, owner, name, updated); err != nil {
-				return err
+	for chunk := range slices.Chunk(rows, upsertChunk) {
+		tenant, phone, suffix, kind, entity = tenant[:0], phone[:0], suffix[:0], kind[:0], entity[:0]
+		open, owner, name, updated = open[:0], owner[:0], name[:0], updated[:0]
+		for i := range chunk {
+			r := &chunk[i]
+			tenant = append(tenant, r.TenantID)
+			phone = append(phone, r.Phone)
+			suffix = append(suffix, r.Suffix)
+			kind = append(kind, string(r.Kind))
+			entity = append(entity, r.EntityID)
+			open = append(open, r.Open)
+			owner = append(owner, r.OwnerID)
+			name = append(name, r.Name)
+			if r.UpdatedAt.IsZero() {
+				updated = append(updated, now)
+			} else {
+				updated = append(updated, r.UpdatedAt.UTC().Truncate(time.Microsecond))
 			}
 		}
-		return nil
-	})
-	var (
-		pe      *pgconn.PgError
-		missing string
-	)
-	if errors.As(err, &pe) && pe.Code == codeForeignKey {
-		// The violation does not say which row; find a tenant to name.
-		missing = db.missingTenant(ctx, rows)
+		if _, err := tx.Exec(ctx, upsertIndexSQL, tenant, phone, suffix, kind, entity, open, owner, name, updated); err != nil {
+			return err
+		}
 	}
-	return mapErr(err, "upsert index", "", missing)
+	return nil
 }
 
 // lastPerKey drops every row that a later row with the same key replaces:
@@ -327,6 +335,85 @@ func (db *DB) DeleteEntity(ctx context.Context, tenantID string, kind domain.Ent
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// replaceDeleteSQL deletes the rows of the entities named by two parallel
+// arrays of kinds and ids, in one statement whatever their number, and
+// returns the distinct suffixes the rows had, in byte order.
+const replaceDeleteSQL = `WITH gone AS (
+		DELETE FROM phone_index p
+		USING unnest($2::text[], $3::text[]) AS e (kind, entity_id)
+		WHERE p.tenant_id = $1 AND p.kind = e.kind AND p.entity_id = e.entity_id
+		RETURNING p.suffix
+	)
+	SELECT DISTINCT suffix COLLATE "C" FROM gone ORDER BY 1`
+
+// ReplaceEntities removes every row of the named entities of a tenant and
+// upserts rows in their place, in one transaction, and returns the sorted
+// distinct suffixes the removed rows had, nil if none. A later row
+// replaces an earlier one with the same key; UpdatedAt is kept when set and
+// stamped with the store's clock when zero. EINVALID, before anything is
+// touched, if a row belongs to another tenant or to an entity not named;
+// ENOTFOUND if the tenant does not exist.
+func (db *DB) ReplaceEntities(ctx context.Context, tenantID string, entities []store.EntityRef, rows []domain.IndexEntry) ([]string, error) {
+	targets, err := replaceTargets(tenantID, entities, rows)
+	if err != nil {
+		return nil, err
+	}
+	kinds, ids := make([]string, len(targets)), make([]string, len(targets))
+	for i, e := range targets {
+		kinds[i], ids[i] = string(e.Kind), e.ID
+	}
+	rows = lastPerKey(rows)
+	now := db.stamp()
+	var removed []string
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// Deleting finds no row of an unknown tenant, and with no rows to
+		// insert no foreign key would object either.
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM tenants WHERE id = $1`, tenantID).Scan(&one); err != nil {
+			return err
+		}
+		gone, _ := tx.Query(ctx, replaceDeleteSQL, tenantID, kinds, ids)
+		var err error
+		if removed, err = pgx.CollectRows(gone, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		return upsertRows(ctx, tx, rows, now)
+	})
+	if err != nil {
+		// No rows only comes from the tenant check.
+		return nil, mapErr(err, "replace entities", fmt.Sprintf("tenant %q", tenantID), tenantID)
+	}
+	if len(removed) == 0 {
+		return nil, nil
+	}
+	return removed, nil
+}
+
+// replaceTargets checks that every row belongs to tenantID and to one of
+// entities, and returns entities without repeats.
+func replaceTargets(tenantID string, entities []store.EntityRef, rows []domain.IndexEntry) ([]store.EntityRef, error) {
+	named := make(map[store.EntityRef]struct{}, len(entities))
+	targets := make([]store.EntityRef, 0, len(entities))
+	for _, e := range entities {
+		if _, ok := named[e]; !ok {
+			named[e] = struct{}{}
+			targets = append(targets, e)
+		}
+	}
+	for i := range rows {
+		r := &rows[i]
+		if r.TenantID != tenantID {
+			return nil, domain.Errorf(domain.EINVALID, "index row %d (%s %q, phone %q) belongs to tenant %q, not %q",
+				i, r.Kind, r.EntityID, r.Phone, r.TenantID, tenantID)
+		}
+		if _, ok := named[store.EntityRef{Kind: r.Kind, ID: r.EntityID}]; !ok {
+			return nil, domain.Errorf(domain.EINVALID, "index row %d (%s %q, phone %q) belongs to an entity not being replaced",
+				i, r.Kind, r.EntityID, r.Phone)
+		}
+	}
+	return targets, nil
 }
 
 // LookupSuffix returns the rows of a tenant whose suffix key equals suffix,

@@ -36,9 +36,10 @@ var migrations embed.FS
 // concurrent use.
 //
 // Timestamps are stored in UTC with microsecond precision and come back so.
-// The store stamps Tenant.CreatedAt/UpdatedAt and Employee.UpdatedAt with
-// its clock; StopEntry.CreatedAt, IndexEntry.UpdatedAt and AuditEntry.At
-// are kept when the caller sets them and stamped when they are zero.
+// The store stamps Tenant.CreatedAt/UpdatedAt, Employee.UpdatedAt and the
+// times of an Integration with its clock; StopEntry.CreatedAt,
+// IndexEntry.UpdatedAt and AuditEntry.At are kept when the caller sets them
+// and stamped when they are zero.
 type DB struct {
 	w   *sql.DB // exactly one connection: all writes
 	r   *sql.DB // read-only connections: all reads
@@ -46,6 +47,7 @@ type DB struct {
 
 	lookup *sql.Stmt // on r: the live-call miss path
 	upsert *sql.Stmt // on w: one phone-index row
+	del    *sql.Stmt // on w: the rows of one entity
 }
 
 var _ store.Store = (*DB)(nil)
@@ -113,6 +115,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	db.w.SetMaxIdleConns(1)
 	db.w.SetConnMaxIdleTime(0)
 	db.w.SetConnMaxLifetime(0)
+	if err := connect(ctx, db.w, cfg.busyTimeout); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	// Migrate before the readers exist: the first writer connection switches
 	// the file to WAL, which the read-only connections cannot do.
 	if err := db.migrate(ctx); err != nil {
@@ -137,7 +143,34 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: prepare upsert: %w", err)
 	}
+	if db.del, err = db.w.PrepareContext(ctx, deleteEntitySQL); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: prepare delete: %w", err)
+	}
 	return db, nil
+}
+
+// connect opens the writer's connection. The connection switches a new
+// file to WAL as it opens, and SQLite fails that switch with SQLITE_BUSY
+// at once, without waiting out the busy timeout, while another process is
+// switching the same file: connect retries that for up to patience.
+func connect(ctx context.Context, w *sql.DB, patience time.Duration) error {
+	deadline := time.Now().Add(patience)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		err := w.PingContext(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY ||
+			time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // dsn builds the data source name. Pragmas go in the DSN rather than
@@ -162,7 +195,7 @@ func dsn(path string, cfg config, readOnly bool) string {
 // Close closes both pools. It returns the first error met.
 func (db *DB) Close() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{db.lookup, db.upsert} {
+	for _, s := range []*sql.Stmt{db.lookup, db.upsert, db.del} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

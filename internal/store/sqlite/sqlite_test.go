@@ -84,6 +84,10 @@ func BenchmarkUpsertIndex(b *testing.B) {
 	storetest.BenchUpsertIndex(b, open(b, filepath.Join(b.TempDir(), "bench.db")))
 }
 
+func BenchmarkReplaceEntities(b *testing.B) {
+	storetest.BenchReplaceEntities(b, open(b, filepath.Join(b.TempDir(), "bench.db")), 100_000)
+}
+
 func BenchmarkScanIndex(b *testing.B) {
 	db := open(b, filepath.Join(b.TempDir(), "bench.db"))
 	storetest.Load(b, db, 100_000, 1000)

@@ -96,3 +96,45 @@ func BenchScanIndex(b *testing.B, st store.Store) {
 		}
 	}
 }
+
+// BenchReplaceEntities measures a sync page: one op replaces the 4 phones
+// of each of 250 entities (1000 rows) with 4 others, in a tenant of
+// otherRows more rows; ns/row is reported beside it.
+func BenchReplaceEntities(b *testing.B, st store.Store, otherRows int) {
+	const (
+		entities = 250
+		per      = 4
+	)
+	ctx := context.Background()
+	Load(b, st, otherRows, 10_000)
+	refs := make([]store.EntityRef, entities)
+	for i := range refs {
+		refs[i] = store.EntityRef{Kind: domain.KindLead, ID: fmt.Sprintf("page-%d", i)}
+	}
+	page := func(gen int) []domain.IndexEntry {
+		rows := make([]domain.IndexEntry, 0, entities*per)
+		for i, r := range refs {
+			for p := range per {
+				phone := fmt.Sprintf("38%d%07d%d", gen%2, i, p)
+				rows = append(rows, domain.IndexEntry{
+					TenantID: "acme", Phone: phone, Suffix: phone[3:], Kind: r.Kind,
+					EntityID: r.ID, Open: true, OwnerID: "7", Name: "Lead",
+				})
+			}
+		}
+		return rows
+	}
+	pages := [2][]domain.IndexEntry{page(0), page(1)}
+	if _, err := st.ReplaceEntities(ctx, "acme", refs, pages[1]); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; b.Loop(); n++ {
+		removed, err := st.ReplaceEntities(ctx, "acme", refs, pages[n%2])
+		if err != nil || len(removed) != entities*per {
+			b.Fatalf("ReplaceEntities = %d suffixes, %v", len(removed), err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*entities*per), "ns/row")
+}

@@ -54,8 +54,24 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Index/ScanOrder", testIndexScanOrder},
 		{"Index/ScanStop", testIndexScanStop},
 		{"Index/Count", testIndexCount},
+		{"Index/ReplaceEntities", testReplaceEntities},
+		{"Index/ReplaceEntitiesDelete", testReplaceEntitiesDelete},
+		{"Index/ReplaceEntitiesInvalid", testReplaceEntitiesInvalid},
+		{"Index/ReplaceEntitiesUnknownTenant", testReplaceEntitiesUnknownTenant},
+		{"Index/ReplaceEntitiesDuplicate", testReplaceEntitiesDuplicate},
+		{"Index/ReplaceEntitiesIdempotent", testReplaceEntitiesIdempotent},
+		{"Index/ReplaceEntitiesPage", testReplaceEntitiesPage},
+		{"Index/ReplaceEntitiesAtomic", testReplaceEntitiesAtomic},
 		{"Audit/Append", testAuditAppend},
 		{"Audit/List", testAuditList},
+		{"Integration/PutGet", testIntegrationPutGet},
+		{"Integration/PutResetsSync", testIntegrationPutResetsSync},
+		{"Integration/List", testIntegrationList},
+		{"Integration/NotFound", testIntegrationNotFound},
+		{"Integration/State", testIntegrationState},
+		{"Integration/SyncProgress", testIntegrationSyncProgress},
+		{"Integration/Token", testIntegrationToken},
+		{"Integration/TokenConcurrent", testIntegrationTokenConcurrent},
 		{"Meta/GetSet", testMetaGetSet},
 		{"Meta/SetIfAbsentConcurrent", testMetaSetIfAbsentConcurrent},
 		{"Concurrent", testConcurrent},
@@ -710,8 +726,13 @@ func testIndexScanOrder(t *testing.T, e *env) {
 	if err := e.s.UpsertIndex(e.ctx, rows); err != nil {
 		t.Fatalf("UpsertIndex: %v", err)
 	}
-	want := stamped(start, rows...)
-	slices.SortFunc(want, func(a, b domain.IndexEntry) int {
+	same(t, "ScanIndex order", fmtIndex, e.scan(t), scanOrder(stamped(start, rows...)))
+}
+
+// scanOrder sorts rows in place into the order ScanIndex returns them and
+// returns them.
+func scanOrder(rows []domain.IndexEntry) []domain.IndexEntry {
+	slices.SortFunc(rows, func(a, b domain.IndexEntry) int {
 		if c := strings.Compare(a.TenantID, b.TenantID); c != 0 {
 			return c
 		}
@@ -724,9 +745,12 @@ func testIndexScanOrder(t *testing.T, e *env) {
 		if c := strings.Compare(string(a.Kind), string(b.Kind)); c != 0 {
 			return c
 		}
-		return strings.Compare(a.EntityID, b.EntityID)
+		if c := strings.Compare(a.EntityID, b.EntityID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Phone, b.Phone)
 	})
-	same(t, "ScanIndex order", fmtIndex, e.scan(t), want)
+	return rows
 }
 
 func testIndexScanStop(t *testing.T, e *env) {

@@ -1,0 +1,105 @@
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callrouter/callrouter/internal/store"
+	"github.com/callrouter/callrouter/internal/store/postgres"
+	"github.com/callrouter/callrouter/internal/store/sqlite"
+)
+
+// DefaultPostgresURL is the database tests use when POSTGRES_URL is unset.
+const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// PostgresURL returns the test database URL once it answers. When it does
+// not, the test is skipped, or fails if REQUIRE_POSTGRES=1 (CI), so the
+// PostgreSQL suites can never silently not run there.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("POSTGRES_URL")
+	if url == "" {
+		url = DefaultPostgresURL
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("POSTGRES_URL: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		err = conn.Ping(ctx)
+		conn.Close(ctx)
+	}
+	if err != nil {
+		where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
+		if os.Getenv("REQUIRE_POSTGRES") == "1" {
+			t.Fatalf("PostgreSQL at %s is unreachable and REQUIRE_POSTGRES=1: %v", where, err)
+		}
+		t.Skipf("PostgreSQL at %s is unreachable, skipping (set POSTGRES_URL, or REQUIRE_POSTGRES=1 to fail instead): %v", where, err)
+	}
+	return url
+}
+
+// FreshSchema returns a schema name no other test or run uses, and drops
+// that schema when t ends.
+func FreshSchema(t testing.TB, url string) string {
+	t.Helper()
+	schema := "storetest_" + strings.ToLower(rand.Text()[:12])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+// Backend opens a fresh, empty store of one kind for a test.
+type Backend struct {
+	Name string
+	Open func(t testing.TB) store.Store
+}
+
+// Backends returns both store backends for tests that must pass on each:
+// SQLite in a temporary directory, PostgreSQL in a fresh schema (skipped or
+// failed as PostgresURL says when the database is unreachable).
+func Backends() []Backend {
+	return []Backend{
+		{Name: "sqlite", Open: func(t testing.TB) store.Store {
+			t.Helper()
+			db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "callrouter.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db
+		}},
+		{Name: "postgres", Open: func(t testing.TB) store.Store {
+			t.Helper()
+			url := PostgresURL(t)
+			db, err := postgres.Open(context.Background(), url, postgres.WithSchema(FreshSchema(t, url)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db
+		}},
+	}
+}
