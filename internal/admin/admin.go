@@ -31,6 +31,7 @@ type Service struct {
 	cache   *cache.Cache
 	now     func() time.Time
 	rand    io.Reader
+	crms    CRMs // nil: integrations disabled
 }
 
 // Option configures a Service.

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/domain"
 )
 
 // Status is what an admin checks on a tenant at a glance.
@@ -28,10 +29,11 @@ type CacheStatus struct {
 	Misses       uint64  `json:"misses"`
 }
 
-// Integration is the tenant's CRM connection. Without one, the phone index
-// is filled by contacts import only.
+// Integration is the tenant's CRM connection, "not_configured" when the
+// phone index is filled by contacts import only.
 type Integration struct {
 	State string `json:"state"`
+	*IntegrationView
 }
 
 // Status returns a tenant's status. ENOTFOUND.
@@ -56,11 +58,18 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	integ := Integration{State: "not_configured"}
+	if in, err := s.store.Integration(ctx, id); err == nil {
+		v := integrationView(in)
+		integ = Integration{State: in.State, IntegrationView: &v}
+	} else if domain.ErrorCode(err) != domain.ENOTFOUND {
+		return Status{}, err
+	}
 	cs := cache.ReadStats()
 	return Status{
 		Tenant: t.ID, Name: t.Name, IndexSize: n, Employees: len(emps), StopList: len(stops), DefaultOwner: owner,
 		Cache: CacheStatus{Ready: s.cache.Ready(), HitRatio: cs.HitRatio(), Hits: cs.Hits,
 			NegativeHits: cs.NegativeHits, Misses: cs.Misses},
-		Integration: Integration{State: "not_configured"},
+		Integration: integ,
 	}, nil
 }

@@ -111,6 +111,21 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			}
 			s.reply(ctx, 200)(a.Import(c, adminActor, seg[1], format, body))
 		})
+	case len(seg) == 3 && seg[2] == "integration":
+		switch method {
+		case fasthttp.MethodGet:
+			s.reply(ctx, 200)(a.Integration(c, seg[1]))
+		case fasthttp.MethodPut:
+			s.reply(ctx, 200)(a.PutIntegration(c, adminActor, seg[1], body))
+		default:
+			notAllowed(ctx, "GET, PUT")
+		}
+	case len(seg) == 4 && seg[2] == "integration" && (seg[3] == "activate" || seg[3] == "deactivate"):
+		s.only(ctx, fasthttp.MethodPost, func() {
+			s.reply(ctx, 200)(a.SetActive(c, adminActor, seg[1], seg[3] == "activate", body))
+		})
+	case len(seg) == 3 && seg[2] == "crm-users":
+		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.CRMUsers(c, seg[1])) })
 	case len(seg) == 3 && seg[2] == "status":
 		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Status(c, seg[1])) })
 	case len(seg) == 3 && seg[2] == "audit":

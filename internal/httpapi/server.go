@@ -35,6 +35,8 @@ type Config struct {
 	Tenants *tenant.Registry
 	Router  *lookup.Service
 	Admin   *admin.Service
+	// Webhooks applies CRM change notifications; nil disables the endpoint.
+	Webhooks Webhooks
 	// Ready reports whether the instance may take calls (cache warm).
 	Ready func() bool
 	// AdminTokenHash is the SHA-256 of the admin bearer token.
@@ -49,6 +51,7 @@ type Server struct {
 	tenants   *tenant.Registry
 	router    *lookup.Service
 	admin     *admin.Service
+	webhooks  Webhooks
 	ready     func() bool
 	adminHash [sha256.Size]byte
 	log       *zap.Logger
@@ -58,7 +61,7 @@ type Server struct {
 // New returns a Server. Register Decorate with the tenant registry so every
 // tenant carries what the route handler precomputes.
 func New(cfg Config) *Server {
-	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, ready: cfg.Ready, log: cfg.Log, now: cfg.Now}
+	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, ready: cfg.Ready, log: cfg.Log, now: cfg.Now}
 	copy(s.adminHash[:], cfg.AdminTokenHash)
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -103,6 +106,8 @@ func (z zapPrintf) Printf(format string, args ...any) { z.l.Sugar().Debugf(forma
 var (
 	pathPBX     = []byte("/pbx/")
 	pathAdmin   = []byte("/admin/v1/")
+	pathCRM     = []byte("/crm/")
+	suffixHook  = []byte("/webhook")
 	pathHealthz = []byte("/healthz")
 	pathReadyz  = []byte("/readyz")
 	pathMetrics = []byte("/metrics")
@@ -131,6 +136,14 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		}
 		writeErrorCode(ctx, fasthttp.StatusNotFound, "not_found", "path: no such endpoint")
 		countRequest(epOther, ctx)
+	case bytes.HasPrefix(path, pathCRM):
+		rest := path[len(pathCRM):]
+		if i := bytes.IndexByte(rest, '/'); i > 0 && bytes.Equal(rest[i:], suffixHook) {
+			s.serveCRMWebhook(ctx, string(rest[:i]))
+		} else {
+			writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such endpoint")
+		}
+		countRequest(epWebhook, ctx)
 	case bytes.HasPrefix(path, pathAdmin):
 		s.serveAdmin(ctx)
 		countRequest(epAdmin, ctx)
@@ -171,6 +184,7 @@ func (s *Server) checkAdmin(ctx *fasthttp.RequestCtx) bool {
 // Endpoints as counted in callrouter_http_requests_total.
 const (
 	epRoute = iota
+	epWebhook
 	epAdmin
 	epHealth
 	epMetrics
@@ -179,7 +193,7 @@ const (
 )
 
 var (
-	endpointNames = [numEndpoints]string{"route", "admin", "health", "metrics", "other"}
+	endpointNames = [numEndpoints]string{"route", "crm_webhook", "admin", "health", "metrics", "other"}
 	statusCodes   = [...]int{200, 201, 204, 400, 401, 404, 405, 409, 413, 500, 503}
 	// requestCounters is indexed by endpoint, then by position in statusCodes;
 	// the last column counts any other status.

@@ -1,0 +1,176 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store"
+)
+
+// CRMs is what the admin service needs of the sync engine
+// (crmsync.Engine) to connect CRMs.
+type CRMs interface {
+	// Adapter returns the adapter of a CRM by name.
+	Adapter(name string) (crm.Adapter, bool)
+	// CRMs returns the supported CRM names.
+	CRMs() []string
+	// Seal encrypts a tenant's secret for the store.
+	Seal(tenantID, purpose string, plaintext []byte) []byte
+	// Forget drops a tenant's connection after its configuration changed.
+	Forget(tenantID string)
+	// Users lists the CRM's users.
+	Users(ctx context.Context, tenantID string) ([]crm.User, error)
+	// Kick asks for a sync of the tenant now.
+	Kick(tenantID string)
+}
+
+// WithCRMs enables the integration operations.
+func WithCRMs(c CRMs) Option { return func(s *Service) { s.crms = c } }
+
+// IntegrationView is a tenant's integration as the admin API shows it:
+// never the credentials.
+type IntegrationView struct {
+	CRM       string     `json:"crm"`
+	BaseURL   string     `json:"base_url"`
+	State     string     `json:"state"`
+	LastError string     `json:"last_error,omitempty"`
+	Phase     string     `json:"phase"`
+	Synced    int        `json:"synced"`
+	LastSync  *time.Time `json:"last_sync_at,omitempty"`
+	Success   *time.Time `json:"last_success_at,omitempty"`
+	ErrorAt   *time.Time `json:"last_error_at,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+func integrationView(in store.Integration) IntegrationView {
+	opt := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	return IntegrationView{CRM: in.CRM, BaseURL: in.BaseURL, State: in.State, LastError: in.LastError, Phase: in.Phase,
+		Synced: in.Synced, LastSync: opt(in.LastSyncAt), Success: opt(in.SuccessAt), ErrorAt: opt(in.ErrorAt), UpdatedAt: in.UpdatedAt}
+}
+
+func (s *Service) needCRMs() error {
+	if s.crms == nil {
+		return domain.Errorf(domain.ENOTFOUND, "integrations are not enabled on this server")
+	}
+	return nil
+}
+
+// PutIntegration connects a tenant to its CRM from {"crm","base_url",
+// "credentials":{…}}, stores the credentials encrypted, and starts a full
+// sync. EINVALID names the bad field; ENOTFOUND for an unknown tenant.
+func (s *Service) PutIntegration(ctx context.Context, actor, id string, body []byte) (IntegrationView, error) {
+	if err := s.needCRMs(); err != nil {
+		return IntegrationView{}, err
+	}
+	if _, err := s.store.Tenant(ctx, id); err != nil {
+		return IntegrationView{}, err
+	}
+	var in struct {
+		CRM         string          `json:"crm"`
+		BaseURL     string          `json:"base_url"`
+		Credentials json.RawMessage `json:"credentials"`
+	}
+	if err := decodeStrict(body, &in); err != nil {
+		return IntegrationView{}, err
+	}
+	a, ok := s.crms.Adapter(strings.ToLower(strings.TrimSpace(in.CRM)))
+	if !ok {
+		return IntegrationView{}, domain.Errorf(domain.EINVALID, "crm: must be one of %s, got %q", strings.Join(s.crms.CRMs(), ", "), in.CRM)
+	}
+	u, err := crm.CheckBaseURL(in.BaseURL)
+	if err != nil {
+		return IntegrationView{}, err
+	}
+	if len(bytes.TrimSpace(in.Credentials)) == 0 || bytes.Equal(bytes.TrimSpace(in.Credentials), []byte("null")) {
+		return IntegrationView{}, domain.Errorf(domain.EINVALID, "credentials: required")
+	}
+	if err := a.Check(in.Credentials); err != nil {
+		return IntegrationView{}, err
+	}
+	rec := store.Integration{TenantID: id, CRM: a.Name, BaseURL: u.String(), State: store.IntegrationActive,
+		Creds: s.crms.Seal(id, "creds", in.Credentials)}
+	if tok, ok := a.Seed(in.Credentials); ok {
+		b, err := json.Marshal(tok)
+		if err != nil {
+			return IntegrationView{}, fmt.Errorf("encode token: %w", err)
+		}
+		rec.Token = s.crms.Seal(id, "token", b)
+	}
+	if err := s.store.PutIntegration(ctx, rec); err != nil {
+		return IntegrationView{}, fmt.Errorf("put integration: %w", err)
+	}
+	s.crms.Forget(id)
+	if err := s.publish(ctx, actor, id, "integration.put", map[string]string{"crm": a.Name, "base_url": rec.BaseURL}); err != nil {
+		return IntegrationView{}, err
+	}
+	s.crms.Kick(id)
+	return s.Integration(ctx, id)
+}
+
+// Integration returns a tenant's integration. ENOTFOUND when none.
+func (s *Service) Integration(ctx context.Context, id string) (IntegrationView, error) {
+	in, err := s.store.Integration(ctx, id)
+	if err != nil {
+		return IntegrationView{}, err
+	}
+	return integrationView(in), nil
+}
+
+// SetActive activates (with a new full sync) or deactivates a tenant's
+// integration. The body of an activation may carry {"resend":bool}, which
+// concerns waiting call events. ENOTFOUND when there is no integration.
+func (s *Service) SetActive(ctx context.Context, actor, id string, active bool, body []byte) (IntegrationView, error) {
+	if err := s.needCRMs(); err != nil {
+		return IntegrationView{}, err
+	}
+	var in struct {
+		Resend bool `json:"resend"`
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := decodeStrict(body, &in); err != nil {
+			return IntegrationView{}, err
+		}
+	}
+	state, action := store.IntegrationInactive, "integration.deactivate"
+	if active {
+		state, action = store.IntegrationActive, "integration.activate"
+	}
+	if err := s.store.SetIntegrationState(ctx, id, state, "", active); err != nil {
+		return IntegrationView{}, err
+	}
+	s.crms.Forget(id)
+	if err := s.publish(ctx, actor, id, action, map[string]bool{"resend": in.Resend}); err != nil {
+		return IntegrationView{}, err
+	}
+	if active {
+		s.crms.Kick(id)
+	}
+	return s.Integration(ctx, id)
+}
+
+// CRMUsers lists the users of a tenant's CRM, for mapping employees.
+// ENOTFOUND without an integration; the CRM's errors otherwise.
+func (s *Service) CRMUsers(ctx context.Context, id string) ([]crm.User, error) {
+	if err := s.needCRMs(); err != nil {
+		return nil, err
+	}
+	users, err := s.crms.Users(ctx, id)
+	if err != nil {
+		if crm.IsAuth(err) {
+			return nil, domain.Errorf(domain.EUNAVAILABLE, "crm: %v", err)
+		}
+		return nil, err
+	}
+	return users, nil
+}
