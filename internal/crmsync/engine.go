@@ -1,0 +1,514 @@
+// Package crmsync keeps each tenant's phone index true to its CRM: full
+// syncs on activation, incremental syncs after, CRM webhooks, and live
+// lookups on a miss. Every change goes through one path (apply): phones are
+// normalized with the tenant's country, the entity's index rows replaced in
+// one transaction, and the cache keys of old and new phones invalidated, so
+// the very next route request sees the CRM's state.
+package crmsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"go.uber.org/zap"
+
+	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/phone"
+	"github.com/callrouter/callrouter/internal/secret"
+	"github.com/callrouter/callrouter/internal/store"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+var (
+	entitiesApplied = metrics.NewCounter(`callrouter_sync_entities_applied_total`)
+	entitiesDeleted = metrics.NewCounter(`callrouter_sync_entities_deleted_total`)
+	phonesRejected  = metrics.NewCounter(`callrouter_sync_phones_rejected_total`)
+	syncPages       = metrics.NewCounter(`callrouter_sync_pages_total`)
+	syncErrors      = metrics.NewCounter(`callrouter_sync_errors_total`)
+	brokenTotal     = metrics.NewCounter(`callrouter_sync_integrations_broken_total`)
+	liveLookups     = metrics.NewCounter(`callrouter_live_lookups_total`)
+	liveErrors      = metrics.NewCounter(`callrouter_live_lookup_errors_total`)
+)
+
+// Engine syncs CRMs into the phone index. It is safe for concurrent use;
+// syncs of one tenant are serialized.
+type Engine struct {
+	store    store.Store
+	cache    *cache.Cache
+	tenants  *tenant.Registry
+	adapters map[string]crm.Adapter
+	box      *secret.Box
+	deps     crm.Deps
+	log      *zap.Logger
+	now      func() time.Time
+
+	mu      sync.Mutex
+	sources map[string]*conn // by tenant
+	locks   map[string]*sync.Mutex
+	kick    func(tenantID string)
+}
+
+// conn is a connected Source and the configuration it was built from.
+// Progress and token saves leave the configuration alone, so the Source,
+// and with it the HTTP client's rate limiter, lives across pages and syncs.
+type conn struct {
+	src    crm.Source
+	config string
+}
+
+// configKey identifies an integration's configuration; sealed credentials
+// differ on every PUT (fresh nonce), so a re-connect always rebuilds.
+func configKey(in store.Integration) string {
+	return in.CRM + "\x00" + in.BaseURL + "\x00" + string(in.Creds)
+}
+
+// Config wires an Engine.
+type Config struct {
+	Store    store.Store
+	Cache    *cache.Cache
+	Tenants  *tenant.Registry
+	Adapters []crm.Adapter
+	Box      *secret.Box
+	// Deps are passed to adapters (tests inject transports and clocks);
+	// Tokens is filled per integration by the engine.
+	Deps crm.Deps
+	Log  *zap.Logger
+	Now  func() time.Time
+}
+
+// New returns an Engine.
+func New(cfg Config) *Engine {
+	e := &Engine{store: cfg.Store, cache: cfg.Cache, tenants: cfg.Tenants, adapters: map[string]crm.Adapter{},
+		box: cfg.Box, deps: cfg.Deps, log: cfg.Log, now: cfg.Now,
+		sources: map[string]*conn{}, locks: map[string]*sync.Mutex{}}
+	for _, a := range cfg.Adapters {
+		e.adapters[a.Name] = a
+	}
+	if e.log == nil {
+		e.log = zap.NewNop()
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	return e
+}
+
+// Adapter returns the adapter named crm.
+func (e *Engine) Adapter(name string) (crm.Adapter, bool) {
+	a, ok := e.adapters[name]
+	return a, ok
+}
+
+// CRMs returns the names of the supported CRMs, sorted.
+func (e *Engine) CRMs() []string {
+	names := make([]string, 0, len(e.adapters))
+	for n := range e.adapters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Seal encrypts a tenant's credentials or token for the store.
+func (e *Engine) Seal(tenantID, purpose string, plaintext []byte) []byte {
+	return e.box.Seal(plaintext, aad(tenantID, purpose))
+}
+
+func aad(tenantID, purpose string) []byte { return []byte(tenantID + "\x00" + purpose) }
+
+// source returns the connected Source of a tenant's integration, building
+// it again when the integration changed.
+func (e *Engine) source(ctx context.Context, tenantID string) (crm.Source, store.Integration, error) {
+	in, err := e.store.Integration(ctx, tenantID)
+	if err != nil {
+		return nil, in, err
+	}
+	e.mu.Lock()
+	c := e.sources[tenantID]
+	e.mu.Unlock()
+	if c != nil && c.config == configKey(in) {
+		return c.src, in, nil
+	}
+	a, ok := e.adapters[in.CRM]
+	if !ok {
+		return nil, in, domain.Errorf(domain.EINVALID, "crm: %q is not supported", in.CRM)
+	}
+	creds, err := e.box.Open(in.Creds, aad(tenantID, "creds"))
+	if err != nil {
+		return nil, in, fmt.Errorf("open credentials of %s: %w", tenantID, err)
+	}
+	deps := e.deps
+	deps.Tokens = &tokenStore{e: e, tenantID: tenantID}
+	src, err := a.New(crm.Config{CRM: in.CRM, BaseURL: in.BaseURL, Creds: creds}, deps)
+	if err != nil {
+		return nil, in, err
+	}
+	e.mu.Lock()
+	e.sources[tenantID] = &conn{src: src, config: configKey(in)}
+	e.mu.Unlock()
+	return src, in, nil
+}
+
+// SetKick sets where Kick sends its requests (the job runner's Kick).
+func (e *Engine) SetKick(kick func(tenantID string)) {
+	e.mu.Lock()
+	e.kick = kick
+	e.mu.Unlock()
+}
+
+// Kick asks for a sync of the tenant now, when a job runner is set.
+func (e *Engine) Kick(tenantID string) {
+	e.mu.Lock()
+	k := e.kick
+	e.mu.Unlock()
+	if k != nil {
+		k(tenantID)
+	}
+}
+
+// Forget drops the cached connection of a tenant (after a config change).
+func (e *Engine) Forget(tenantID string) {
+	e.mu.Lock()
+	delete(e.sources, tenantID)
+	e.mu.Unlock()
+}
+
+func (e *Engine) lock(tenantID string) *sync.Mutex {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.locks[tenantID]
+	if l == nil {
+		l = &sync.Mutex{}
+		e.locks[tenantID] = l
+	}
+	return l
+}
+
+// Result reports one sync cycle.
+type Result struct {
+	Phase   string
+	Pages   int
+	Applied int
+	Deleted int
+	Done    bool // the cycle reached the end of what the CRM has now
+}
+
+// Sync runs one cycle for a tenant: pages of the full sync until it is
+// done (then the phase becomes incremental), or pages of changes until
+// there are none, at most maxPages pages (0: no bound). Progress is stored
+// after every page, so a cycle cut short resumes where it stopped. A CRM
+// that rejects the credentials marks the integration broken with the CRM's
+// text and returns the *crm.AuthError. An inactive or broken integration
+// is not synced (nil error, zero Result).
+func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Result, error) {
+	l := e.lock(tenantID)
+	l.Lock()
+	defer l.Unlock()
+	src, in, err := e.source(ctx, tenantID)
+	if err != nil {
+		return Result{}, err
+	}
+	if in.State != store.IntegrationActive {
+		return Result{}, nil
+	}
+	res := Result{Phase: in.Phase}
+	phase, cursor, synced := in.Phase, in.Cursor, in.Synced
+	for maxPages <= 0 || res.Pages < maxPages {
+		var b crm.Batch
+		if phase == store.PhaseFull {
+			b, err = src.Full(ctx, cursor)
+		} else {
+			b, err = src.Changes(ctx, cursor)
+		}
+		if err != nil {
+			return res, e.failed(ctx, in, phase, cursor, synced, err)
+		}
+		applied, deleted, err := e.apply(ctx, tenantID, src, b)
+		if err != nil {
+			return res, e.failed(ctx, in, phase, cursor, synced, err)
+		}
+		syncPages.Inc()
+		res.Pages++
+		res.Applied += applied
+		res.Deleted += deleted
+		synced += applied
+		cursor = b.Cursor
+		if b.Done && phase == store.PhaseFull {
+			phase = store.PhaseIncremental
+		}
+		done := b.Done
+		// An admin who reconnected, deactivated or restarted the
+		// integration meanwhile reset its sync: this cycle's position is
+		// stale and must not overwrite the reset.
+		if changed, err := e.changed(ctx, in); err != nil || changed {
+			return res, err
+		}
+		if err := e.store.SaveSyncProgress(ctx, tenantID, store.SyncProgress{Phase: phase, Cursor: cursor, Synced: synced, Success: done}); err != nil {
+			return res, fmt.Errorf("save sync progress of %s: %w", tenantID, err)
+		}
+		if done {
+			res.Done, res.Phase = true, phase
+			return res, nil
+		}
+	}
+	res.Phase = phase
+	return res, nil
+}
+
+// changed reports whether an admin changed the integration since in was
+// read (Put and SetIntegrationState stamp UpdatedAt; progress and token
+// saves do not).
+func (e *Engine) changed(ctx context.Context, in store.Integration) (bool, error) {
+	cur, err := e.store.Integration(ctx, in.TenantID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("re-read integration of %s: %w", in.TenantID, err)
+	}
+	return !cur.UpdatedAt.Equal(in.UpdatedAt), nil
+}
+
+// failed records a failed cycle; an authentication failure also breaks the
+// integration until an admin reconnects it. Nothing is recorded when the
+// integration changed meanwhile: the failure belongs to a configuration
+// that no longer exists.
+func (e *Engine) failed(ctx context.Context, in store.Integration, phase, cursor string, synced int, err error) error {
+	tenantID := in.TenantID
+	if changed, cerr := e.changed(context.WithoutCancel(ctx), in); cerr != nil || changed {
+		return errors.Join(err, cerr)
+	}
+	syncErrors.Inc()
+	msg := err.Error()
+	var ae *crm.AuthError
+	if errors.As(err, &ae) {
+		brokenTotal.Inc()
+		msg = ae.Message
+		if serr := e.store.SetIntegrationState(ctx, tenantID, store.IntegrationBroken, msg, false); serr != nil {
+			return errors.Join(err, serr)
+		}
+		e.log.Warn("integration broken: the CRM rejected the credentials", zap.String("tenant", tenantID), zap.String("crm_error", msg))
+	}
+	if serr := e.store.SaveSyncProgress(context.WithoutCancel(ctx), tenantID,
+		store.SyncProgress{Phase: phase, Cursor: cursor, Synced: synced, Error: msg}); serr != nil {
+		return errors.Join(err, serr)
+	}
+	return err
+}
+
+// apply writes one batch to the index: refetched entities are read first,
+// every named entity's rows are replaced, and the cache keys of old and new
+// phones are invalidated.
+func (e *Engine) apply(ctx context.Context, tenantID string, src crm.Source, b crm.Batch) (applied, deleted int, err error) {
+	// A read can name more entities to read (amoCRM: the leads of a changed
+	// contact carry its phones); two rounds cover that, and the bound keeps
+	// a CRM that keeps answering with more from looping us.
+	for refetch, round := b.Refetch, 0; len(refetch) > 0 && round < 2; round++ {
+		got, err := src.Get(ctx, refetch)
+		if err != nil {
+			return 0, 0, err
+		}
+		b.Entities = append(b.Entities, got.Entities...)
+		b.Deleted = append(b.Deleted, got.Deleted...)
+		refetch = got.Refetch
+	}
+	if len(b.Entities) == 0 && len(b.Deleted) == 0 {
+		return 0, 0, nil
+	}
+	country := ""
+	if t := e.tenants.Lookup(tenantID); t != nil {
+		country = t.Settings.DefaultCountry
+	}
+	refs := make([]store.EntityRef, 0, len(b.Entities)+len(b.Deleted))
+	seen := make(map[store.EntityRef]int, cap(refs))
+	var rows []domain.IndexEntry
+	now := e.now().UTC()
+	// Deletions first: an entity deleted and re-created in one batch keeps
+	// its new rows.
+	for _, d := range b.Deleted {
+		r := store.EntityRef{Kind: d.Kind, ID: d.ID}
+		if _, ok := seen[r]; !ok {
+			seen[r] = -1
+			refs = append(refs, r)
+		}
+	}
+	for _, ent := range b.Entities {
+		r := store.EntityRef{Kind: ent.Kind, ID: ent.ID}
+		if _, ok := seen[r]; !ok {
+			refs = append(refs, r)
+		}
+		seen[r] = 1
+		rows = append(rows, e.rows(tenantID, country, ent, now)...)
+	}
+	for _, v := range seen {
+		if v == 1 {
+			applied++
+		} else {
+			deleted++
+		}
+	}
+	// Later entries of one entity in a batch win, as in the CRM's order.
+	rows = lastPerKey(rows)
+	removed, err := e.store.ReplaceEntities(ctx, tenantID, refs, rows)
+	if err != nil {
+		return 0, 0, fmt.Errorf("apply batch of %s: %w", tenantID, err)
+	}
+	suffixes := removed
+	for _, r := range rows {
+		suffixes = append(suffixes, r.Suffix)
+	}
+	e.cache.Invalidate(tenantID, suffixes...)
+	entitiesApplied.Add(applied)
+	entitiesDeleted.Add(deleted)
+	return applied, deleted, nil
+}
+
+// rows turns a CRM entity into index rows, one per distinct valid phone.
+func (e *Engine) rows(tenantID, country string, ent crm.Entity, now time.Time) []domain.IndexEntry {
+	updated := ent.UpdatedAt.UTC()
+	if updated.IsZero() {
+		updated = now
+	}
+	out := make([]domain.IndexEntry, 0, len(ent.Phones))
+	seen := map[string]bool{}
+	for _, raw := range ent.Phones {
+		p, err := phone.Ingest(raw, country)
+		if err != nil {
+			phonesRejected.Inc()
+			continue
+		}
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		out = append(out, domain.IndexEntry{TenantID: tenantID, Phone: p, Suffix: phone.Suffix(p), Kind: ent.Kind,
+			EntityID: ent.ID, Open: ent.Open, OwnerID: ent.OwnerID, Name: ent.Name, UpdatedAt: updated})
+	}
+	return out
+}
+
+func lastPerKey(rows []domain.IndexEntry) []domain.IndexEntry {
+	type key struct {
+		kind      domain.EntityKind
+		id, phone string
+	}
+	idx := make(map[key]int, len(rows))
+	out := rows[:0]
+	for _, r := range rows {
+		k := key{r.Kind, r.EntityID, r.Phone}
+		if i, ok := idx[k]; ok {
+			out[i] = r
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, r)
+	}
+	return out
+}
+
+// Webhook applies a CRM change notification for a tenant. EINVALID when
+// the body is not a notification of the tenant's CRM, ENOTFOUND without an
+// integration; an inactive integration ignores it.
+func (e *Engine) Webhook(ctx context.Context, tenantID, contentType string, body []byte) error {
+	l := e.lock(tenantID)
+	l.Lock()
+	defer l.Unlock()
+	src, in, err := e.source(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	if in.State != store.IntegrationActive {
+		return nil
+	}
+	b, err := src.Webhook(ctx, contentType, body)
+	if err != nil {
+		return err
+	}
+	if _, _, err := e.apply(ctx, tenantID, src, b); err != nil {
+		var ae *crm.AuthError
+		if errors.As(err, &ae) {
+			return e.failed(ctx, in, in.Phase, in.Cursor, in.Synced, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// Lookup searches the tenant's CRM for a phone on a route miss, indexes
+// what it finds and returns the index rows of the phone's suffix. It
+// returns nil rows without error when the integration is not active.
+func (e *Engine) Lookup(ctx context.Context, tenantID, number string) ([]domain.IndexEntry, error) {
+	liveLookups.Inc()
+	src, in, err := e.source(ctx, tenantID)
+	if err != nil {
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			return nil, nil
+		}
+		liveErrors.Inc()
+		return nil, err
+	}
+	if in.State != store.IntegrationActive {
+		return nil, nil
+	}
+	found, err := src.FindByPhone(ctx, number)
+	if err != nil {
+		liveErrors.Inc()
+		return nil, err
+	}
+	if len(found) > 0 {
+		if _, _, err := e.apply(ctx, tenantID, src, crm.Batch{Entities: found}); err != nil {
+			liveErrors.Inc()
+			return nil, err
+		}
+	}
+	return e.store.LookupSuffix(ctx, tenantID, phone.Suffix(number))
+}
+
+// Users lists the CRM users of a tenant's integration.
+func (e *Engine) Users(ctx context.Context, tenantID string) ([]crm.User, error) {
+	src, _, err := e.source(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	return src.Users(ctx)
+}
+
+// tokenStore keeps one integration's OAuth token sealed in the store.
+type tokenStore struct {
+	e        *Engine
+	tenantID string
+}
+
+func (t *tokenStore) LoadToken(ctx context.Context) (crm.Token, int64, error) {
+	in, err := t.e.store.Integration(ctx, t.tenantID)
+	if err != nil {
+		return crm.Token{}, 0, err
+	}
+	var tok crm.Token
+	if len(in.Token) > 0 {
+		pt, err := t.e.box.Open(in.Token, aad(t.tenantID, "token"))
+		if err != nil {
+			return crm.Token{}, 0, fmt.Errorf("open token of %s: %w", t.tenantID, err)
+		}
+		if err := json.Unmarshal(pt, &tok); err != nil {
+			return crm.Token{}, 0, fmt.Errorf("decode token of %s: %w", t.tenantID, err)
+		}
+	}
+	return tok, in.TokenVersion, nil
+}
+
+func (t *tokenStore) SaveToken(ctx context.Context, tok crm.Token, version int64) (int64, error) {
+	pt, err := json.Marshal(tok)
+	if err != nil {
+		return 0, fmt.Errorf("encode token: %w", err)
+	}
+	return t.e.store.SaveIntegrationToken(ctx, t.tenantID, t.e.Seal(t.tenantID, "token", pt), version)
+}

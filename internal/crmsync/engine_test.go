@@ -1,0 +1,217 @@
+package crmsync_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/admin"
+	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/crm/adapters"
+	"github.com/callrouter/callrouter/internal/crm/amocrm/amocrmfake"
+	"github.com/callrouter/callrouter/internal/crm/crmtest"
+	"github.com/callrouter/callrouter/internal/crm/retailcrm/retailcrmfake"
+	"github.com/callrouter/callrouter/internal/crm/uspacy/uspacyfake"
+	"github.com/callrouter/callrouter/internal/crm/zoho/zohofake"
+	"github.com/callrouter/callrouter/internal/crmsync"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/secret"
+	"github.com/callrouter/callrouter/internal/store"
+	"github.com/callrouter/callrouter/internal/store/storetest"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+// fakes are the fake CRMs, each speaking its CRM's real API on loopback.
+// deletionFeed says whether the CRM reports deletions to polling; Uspacy
+// reports them by webhook only.
+var fakes = []struct {
+	crm          string
+	new          func(testing.TB) crmtest.Fake
+	deletionFeed bool
+}{
+	{"amocrm", func(t testing.TB) crmtest.Fake { return amocrmfake.New(t) }, true},
+	{"zoho", func(t testing.TB) crmtest.Fake { return zohofake.New(t) }, true},
+	{"retailcrm", func(t testing.TB) crmtest.Fake { return retailcrmfake.New(t) }, true},
+	{"uspacy", func(t testing.TB) crmtest.Fake { return uspacyfake.New(t) }, false},
+}
+
+// world is a tenant connected to a fake CRM: the engine, routing over the
+// same cache and store, and the admin service that connected it.
+type world struct {
+	t      *testing.T
+	st     store.Store
+	engine *crmsync.Engine
+	route  *lookup.Service
+	reg    *tenant.Registry
+	cache  *cache.Cache
+	fake   crmtest.Fake
+}
+
+func newWorld(t *testing.T, st store.Store, crmName string, fake crmtest.Fake) *world {
+	t.Helper()
+	ctx := context.Background()
+	c, err := cache.New(cache.Config{MaxItems: 1 << 14, NegativeTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	reg := tenant.NewRegistry(st, nil)
+	key := make([]byte, secret.KeySize)
+	rand.Read(key)
+	box, err := secret.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box})
+	svc := admin.New(st, reg, c, admin.WithCRMs(engine))
+	if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","live_lookup":true,"route_budget_ms":2000}`)); err != nil {
+		t.Fatal(err)
+	}
+	for id, sip := range map[string]string{"501": "sip_anna", "502": "sip_boris", "503": "sip_olga"} {
+		if _, err := svc.PutEmployee(ctx, "test", "acme", id, []byte(`{"sip":"`+sip+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body, _ := json.Marshal(map[string]any{"crm": crmName, "base_url": fake.URL(), "credentials": fake.Creds()})
+	if _, err := svc.PutIntegration(ctx, "test", "acme", body); err != nil {
+		t.Fatalf("connect %s: %v", crmName, err)
+	}
+	return &world{t: t, st: st, engine: engine, route: lookup.New(c, st, time.Second).WithLive(engine, 2*time.Second),
+		reg: reg, cache: c, fake: fake}
+}
+
+func (w *world) sync() crmsync.Result {
+	w.t.Helper()
+	res, err := w.engine.Sync(context.Background(), "acme", 0)
+	if err != nil {
+		w.t.Fatalf("sync: %v", err)
+	}
+	if !res.Done {
+		w.t.Fatalf("sync did not finish: %+v", res)
+	}
+	return res
+}
+
+// target is where a call from caller goes now.
+func (w *world) target(caller string) string {
+	w.t.Helper()
+	w.cache.Wait()
+	return w.route.Route(context.Background(), w.reg.Lookup("acme"), []byte(caller), time.Now()).Target
+}
+
+func contact(id, phone, owner string) crm.Entity {
+	return crm.Entity{Kind: domain.KindContact, ID: id, Name: "Client " + id, Phones: []string{phone}, OwnerID: owner, Open: true}
+}
+
+func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		for _, f := range fakes {
+			t.Run(b.Name+"/"+f.crm, func(t *testing.T) {
+				fake := f.new(t)
+				fake.SetUsers([]crm.User{{ID: "501", Name: "Anna", Email: "anna@example.com", Active: true},
+					{ID: "502", Name: "Boris", Email: "boris@example.com", Active: true}})
+				fake.Put(contact("1001", "067 111 22 33", "501"))     // national, no country code
+				fake.Put(contact("1002", "+380 50 444 55 66", "502")) // international
+				w := newWorld(t, b.Open(t), f.crm, fake)
+
+				// The first sync: full, then the phase moves to incremental.
+				if res := w.sync(); res.Applied < 2 || res.Phase != store.PhaseIncremental {
+					t.Fatalf("first sync: %+v", res)
+				}
+				if got := w.target("380671112233"); got != "sip_anna" {
+					t.Fatalf("after the first sync: %q, want sip_anna", got)
+				}
+				if got := w.target("380504445566"); got != "sip_boris" {
+					t.Fatalf("after the first sync: %q, want sip_boris", got)
+				}
+
+				// A responsible change and a deletion reach routing within one
+				// incremental cycle (a deletion within one webhook where the
+				// CRM has no deletion feed).
+				time.Sleep(1100 * time.Millisecond) // CRMs stamp changes in whole seconds
+				fake.Put(contact("1001", "067 111 22 33", "502"))
+				deleted := crm.Ref{Kind: domain.KindContact, ID: "1002"}
+				fake.Delete(deleted)
+				w.sync()
+				if !f.deletionFeed {
+					ct, body, ok := fake.Notification(deleted)
+					if !ok {
+						t.Fatal("a CRM without a deletion feed must notify deletions")
+					}
+					if err := w.engine.Webhook(context.Background(), "acme", ct, body); err != nil {
+						t.Fatalf("deletion webhook: %v", err)
+					}
+				}
+				if got := w.target("380671112233"); got != "sip_boris" {
+					t.Fatalf("after a responsible change: %q, want sip_boris", got)
+				}
+				if got := w.target("380504445566"); got != "" {
+					t.Fatalf("after a deletion: %q, want no forward", got)
+				}
+
+				// A webhook applies a change without a sync cycle.
+				fake.Put(contact("1003", "+380 93 000 11 22", "503"))
+				if ct, body, ok := fake.Notification(crm.Ref{Kind: domain.KindContact, ID: "1003"}); ok {
+					if err := w.engine.Webhook(context.Background(), "acme", ct, body); err != nil {
+						t.Fatalf("webhook: %v", err)
+					}
+					if got := w.target("380930001122"); got != "sip_olga" {
+						t.Fatalf("after a webhook: %q, want sip_olga", got)
+					}
+				}
+
+				// Live lookup: a phone the index does not have yet is found in
+				// the CRM on the call itself.
+				fake.Put(contact("1004", "+380 63 777 88 99", "501"))
+				if got := w.target("380637778899"); got != "sip_anna" {
+					t.Fatalf("live lookup: %q, want sip_anna", got)
+				}
+
+				users, err := w.engine.Users(context.Background(), "acme")
+				if err != nil || len(users) != 2 {
+					t.Fatalf("users: %v, %v", users, err)
+				}
+
+				// Revoked credentials break the integration with the CRM's text.
+				fake.Revoke()
+				fake.Put(contact("1005", "+380 66 000 00 01", "501"))
+				time.Sleep(1100 * time.Millisecond)
+				_, err = w.engine.Sync(context.Background(), "acme", 0)
+				if !crm.IsAuth(err) {
+					t.Fatalf("sync with revoked credentials: %v, want an auth error", err)
+				}
+				in, err := w.st.Integration(context.Background(), "acme")
+				if err != nil || in.State != store.IntegrationBroken || in.LastError == "" {
+					t.Fatalf("integration after revocation: %+v, %v", in, err)
+				}
+				// A broken integration is left alone until an admin acts.
+				if res, err := w.engine.Sync(context.Background(), "acme", 0); err != nil || res.Pages != 0 {
+					t.Fatalf("sync of a broken integration: %+v, %v", res, err)
+				}
+			})
+		}
+	}
+}
+
+func TestLiveLookupAgainstAHangingCRMAnswersWithinBudget(t *testing.T) {
+	for _, f := range fakes {
+		t.Run(f.crm, func(t *testing.T) {
+			fake := f.new(t)
+			w := newWorld(t, storetest.Backends()[0].Open(t), f.crm, fake)
+			w.sync()
+			fake.SetDelay(-1) // every answer hangs
+			if _, err := admin.New(w.st, w.reg, w.cache).PatchTenant(context.Background(), "test", "acme",
+				[]byte(`{"route_budget_ms":50,"on_miss":"default_owner"}`)); err != nil {
+				t.Fatal(err)
+			}
+			res := w.route.Route(context.Background(), w.reg.Lookup("acme"), []byte("380671234000"), time.Now())
+			if res.Reason != lookup.ReasonTimeout || res.Target != "" {
+				t.Fatalf("route with a hanging CRM: %+v, want timeout", res)
+			}
+		})
+	}
+}
