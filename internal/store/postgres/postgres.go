@@ -40,6 +40,9 @@ type DB struct {
 
 var _ store.Store = (*DB)(nil)
 
+// Pool returns the connection pool, for the job queue (River) to share.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
 type config struct {
 	now    func() time.Time
 	schema string

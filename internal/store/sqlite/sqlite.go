@@ -52,6 +52,11 @@ type DB struct {
 
 var _ store.Store = (*DB)(nil)
 
+// Writer returns the store's single writer connection pool, for the job
+// queue (River) to share: one connection serializes every writer of the
+// file in Go instead of letting two connections meet SQLITE_BUSY.
+func (db *DB) Writer() *sql.DB { return db.w }
+
 type config struct {
 	now         func() time.Time
 	readConns   int

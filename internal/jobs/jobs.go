@@ -1,0 +1,206 @@
+// Package jobs runs callrouter's background work on River, in the same way
+// on both store backends: CRM sync cycles are per-tenant jobs, unique while
+// pending or running, and a periodic job that only River's elected leader
+// inserts enqueues one for every active integration each interval. Jobs
+// live in the database, so a sync interrupted by a crash or a deploy is
+// picked up again by whichever instance is alive.
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+	"go.uber.org/zap"
+
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/crmsync"
+	"github.com/callrouter/callrouter/internal/store"
+)
+
+// SyncArgs is one sync cycle of one tenant's integration.
+type SyncArgs struct {
+	TenantID string `json:"tenant_id"`
+}
+
+// Kind implements river.JobArgs.
+func (SyncArgs) Kind() string { return "crm_sync" }
+
+// InsertOpts makes sync jobs unique per tenant while one is waiting or
+// running, so ticks, kicks and continuations never pile up. Completed jobs
+// are left out of the uniqueness check (River's default includes them), or
+// a tenant would get one cycle per job retention period.
+func (SyncArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: queueCRM, MaxAttempts: 10, UniqueOpts: river.UniqueOpts{ByArgs: true,
+		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+			rivertype.JobStateRunning, rivertype.JobStateScheduled}}}
+}
+
+// tickArgs is the periodic job that enqueues sync cycles.
+type tickArgs struct{}
+
+func (tickArgs) Kind() string { return "crm_sync_tick" }
+
+const queueCRM = "crm"
+
+// Config configures a Runner.
+type Config struct {
+	Engine *crmsync.Engine
+	Store  store.Integrations
+	// Interval is how often every active integration gets a sync cycle.
+	Interval time.Duration
+	// Parallel bounds the sync cycles an instance runs at once.
+	Parallel int
+	// PagesPerJob bounds one cycle; a longer sync continues in the next job
+	// of the same tenant, so one huge full sync does not starve the others.
+	PagesPerJob int
+	// PollInterval is how often an instance looks for new jobs when the
+	// database cannot notify it (SQLite).
+	PollInterval time.Duration
+	Log          *zap.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Interval <= 0 {
+		c.Interval = 30 * time.Second
+	}
+	if c.Parallel <= 0 {
+		c.Parallel = 4
+	}
+	if c.PagesPerJob <= 0 {
+		c.PagesPerJob = 200
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+}
+
+// Runner is a started or startable River client with callrouter's workers.
+type Runner struct {
+	start  func(context.Context) error
+	stop   func(context.Context) error
+	insert func(context.Context, river.JobArgs) error
+	log    *zap.Logger
+}
+
+// NewPostgres migrates River's tables in the pool's schema and returns a
+// Runner on them.
+func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Runner, error) {
+	return newRunner(ctx, riverpgxv5.New(pool), cfg)
+}
+
+// NewSQLite migrates River's tables in the SQLite database and returns a
+// Runner on them. db must allow one open connection only: SQLite has one
+// writer, and River's concurrent maintenance would otherwise meet
+// SQLITE_BUSY.
+func NewSQLite(ctx context.Context, db *sql.DB, cfg Config) (*Runner, error) {
+	return newRunner(ctx, riversqlite.New(db), cfg)
+}
+
+func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg Config) (*Runner, error) {
+	cfg.defaults()
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	mig, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("river migrator: %w", err)
+	}
+	if _, err := mig.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("river migrations: %w", err)
+	}
+	var client *river.Client[TTx]
+	workers := river.NewWorkers()
+	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[SyncArgs]) error {
+		return syncJob(ctx, cfg, job.Args.TenantID)
+	}))
+	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, _ *river.Job[tickArgs]) error {
+		ins, err := cfg.Store.ListIntegrations(ctx)
+		if err != nil {
+			return fmt.Errorf("list integrations: %w", err)
+		}
+		for _, in := range ins {
+			if in.State != store.IntegrationActive {
+				continue
+			}
+			if _, err := client.Insert(ctx, SyncArgs{TenantID: in.TenantID}, nil); err != nil {
+				return fmt.Errorf("enqueue sync of %s: %w", in.TenantID, err)
+			}
+		}
+		return nil
+	}))
+	client, err = river.NewClient(driver, &river.Config{
+		Logger:            logger,
+		FetchPollInterval: cfg.PollInterval,
+		JobTimeout:        15 * time.Minute,
+		Queues: map[string]river.QueueConfig{
+			river.QueueDefault: {MaxWorkers: 1},
+			queueCRM:           {MaxWorkers: cfg.Parallel},
+		},
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.Interval),
+			func() (river.JobArgs, *river.InsertOpts) { return tickArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true})},
+		Workers: workers,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	return &Runner{
+		start: client.Start,
+		stop:  client.Stop,
+		insert: func(ctx context.Context, a river.JobArgs) error {
+			_, err := client.Insert(ctx, a, nil)
+			return err
+		},
+		log: cfg.Log,
+	}, nil
+}
+
+// syncJob runs one cycle. A rejected credential has already broken the
+// integration, so it is not retried; an unfinished sync continues as soon
+// as the queue allows.
+func syncJob(ctx context.Context, cfg Config, tenantID string) error {
+	res, err := cfg.Engine.Sync(ctx, tenantID, cfg.PagesPerJob)
+	switch {
+	case crm.IsAuth(err):
+		return nil
+	case err != nil:
+		cfg.Log.Warn("sync cycle failed", zap.String("tenant", tenantID), zap.Error(err))
+		return err
+	case res.Pages > 0:
+		cfg.Log.Info("sync cycle", zap.String("tenant", tenantID), zap.String("phase", res.Phase), zap.Int("pages", res.Pages),
+			zap.Int("applied", res.Applied), zap.Int("deleted", res.Deleted), zap.Bool("done", res.Done))
+	}
+	if !res.Done && res.Pages > 0 {
+		return river.JobSnooze(0)
+	}
+	return nil
+}
+
+// Start starts working jobs until Stop.
+func (r *Runner) Start(ctx context.Context) error { return r.start(ctx) }
+
+// Stop stops fetching jobs and waits for running ones to finish or ctx to
+// end.
+func (r *Runner) Stop(ctx context.Context) error { return r.stop(ctx) }
+
+// Kick enqueues a sync cycle of a tenant now (after a connection or an
+// activation). A failure is logged: the next periodic round covers it.
+func (r *Runner) Kick(tenantID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.insert(ctx, SyncArgs{TenantID: tenantID}); err != nil {
+		r.log.Warn("enqueue sync", zap.String("tenant", tenantID), zap.Error(err))
+	}
+}
