@@ -22,9 +22,13 @@ import (
 
 	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/crm/adapters"
+	"github.com/callrouter/callrouter/internal/crmsync"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/httpapi"
+	"github.com/callrouter/callrouter/internal/jobs"
 	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/postgres"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
@@ -43,6 +47,9 @@ type serveConfig struct {
 	negativeTTL     time.Duration
 	storeTimeout    time.Duration
 	shutdownTimeout time.Duration
+	secretKey       string
+	syncInterval    time.Duration
+	liveTimeout     time.Duration
 }
 
 const defaultDB = "data/callrouter.db"
@@ -60,11 +67,17 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.negativeTTL, "negative-ttl", envDuration("ROUTER_NEGATIVE_TTL", 30*time.Second), "how long an unknown caller is remembered as unknown (ROUTER_NEGATIVE_TTL)")
 	fs.DurationVar(&c.storeTimeout, "store-timeout", envDuration("ROUTER_STORE_TIMEOUT", 2*time.Second), "bound of a store read on a cache miss (ROUTER_STORE_TIMEOUT)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("ROUTER_SHUTDOWN_TIMEOUT", 15*time.Second), "how long shutdown waits for in-flight requests (ROUTER_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.secretKey, "secret-key", env("ROUTER_SECRET_KEY", ""), "32-byte key (hex or base64) encrypting CRM credentials at rest; when empty a key file secret.key is created beside the SQLite database, or in ./data for PostgreSQL (ROUTER_SECRET_KEY)")
+	fs.DurationVar(&c.syncInterval, "sync-interval", envDuration("ROUTER_SYNC_INTERVAL", 30*time.Second), "how often each CRM integration gets an incremental sync (ROUTER_SYNC_INTERVAL)")
+	fs.DurationVar(&c.liveTimeout, "live-timeout", envDuration("ROUTER_LIVE_TIMEOUT", 3*time.Second), "bound of a CRM search started by a route miss with live_lookup; the call itself waits at most its route budget (ROUTER_LIVE_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if c.syncInterval < time.Second {
+		return c, fmt.Errorf("--sync-interval: must be at least 1s, got %s", c.syncInterval)
 	}
 	if c.logFormat != "json" && c.logFormat != "console" {
 		return c, fmt.Errorf("--log-format: must be json or console, got %q", c.logFormat)
@@ -99,6 +112,10 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		return err
 	}
 	defer st.Close()
+	box, err := secretBox(cfg, log)
+	if err != nil {
+		return err
+	}
 
 	adminHash, err := adminTokenHash(ctx, st, cfg.adminToken, console)
 	if err != nil {
@@ -124,10 +141,18 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	}
 	defer c.Close()
 
+	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log})
+	runner, err := newRunner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: cfg.syncInterval, Log: log})
+	if err != nil {
+		return err
+	}
+	engine.SetKick(runner.Kick)
+
 	srv := httpapi.New(httpapi.Config{
 		Tenants:        reg,
-		Router:         lookup.New(c, st, cfg.storeTimeout),
-		Admin:          admin.New(st, reg, c),
+		Router:         lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout),
+		Admin:          admin.New(st, reg, c, admin.WithCRMs(engine)),
+		Webhooks:       engine,
 		Ready:          c.Ready,
 		AdminTokenHash: adminHash,
 		Log:            log,
@@ -147,6 +172,11 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	// which is slower but correct, and /readyz says so.
 	go warm(ctx, c, st, log)
 
+	// The job runner outlives ctx on purpose: shutdown stops it gracefully
+	// below, letting a running sync page finish.
+	if err := runner.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start jobs: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -159,6 +189,9 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	defer cancel()
 	if err := hs.ShutdownWithContext(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := runner.Stop(sctx); err != nil {
+		return fmt.Errorf("stop jobs: %w", err)
 	}
 	log.Info("stopped")
 	return nil
@@ -188,7 +221,7 @@ func warm(ctx context.Context, c *cache.Cache, st store.Store, log *zap.Logger) 
 // openStore opens the store named by db: a postgres:// URL or an SQLite
 // file path. Opening runs the migrations.
 func openStore(ctx context.Context, db string, log *zap.Logger) (store.Store, error) {
-	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+	if isPostgres(db) {
 		st, err := postgres.Open(ctx, db)
 		if err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
@@ -205,6 +238,44 @@ func openStore(ctx context.Context, db string, log *zap.Logger) (store.Store, er
 	}
 	log.Info("store: sqlite", zap.String("path", db))
 	return st, nil
+}
+
+// newRunner starts River on the store's own database.
+func newRunner(ctx context.Context, st store.Store, cfg jobs.Config) (*jobs.Runner, error) {
+	switch db := st.(type) {
+	case *sqlite.DB:
+		return jobs.NewSQLite(ctx, db.Writer(), cfg)
+	case *postgres.DB:
+		return jobs.NewPostgres(ctx, db.Pool(), cfg)
+	}
+	return nil, fmt.Errorf("jobs: no job queue for store %T", st)
+}
+
+// secretBox returns the box that seals CRM credentials: the configured key,
+// or a key file beside the embedded database (created on first start).
+func secretBox(cfg serveConfig, log *zap.Logger) (*secret.Box, error) {
+	if cfg.secretKey != "" {
+		k, err := secret.ParseKey(cfg.secretKey)
+		if err != nil {
+			return nil, fmt.Errorf("--secret-key: %w", err)
+		}
+		return secret.New(k)
+	}
+	dir := "data"
+	if isPostgres(cfg.db) {
+		log.Warn("no ROUTER_SECRET_KEY: CRM credentials are sealed with data/secret.key; instances sharing this database must share one ROUTER_SECRET_KEY")
+	} else {
+		dir = filepath.Dir(cfg.db)
+	}
+	k, err := secret.LoadOrCreateKeyFile(filepath.Join(dir, "secret.key"))
+	if err != nil {
+		return nil, err
+	}
+	return secret.New(k)
+}
+
+func isPostgres(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
 const metaAdminToken = "admin_token_sha256"
