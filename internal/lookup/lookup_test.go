@@ -320,7 +320,11 @@ func (l *memLive) Lookup(ctx context.Context, tenantID, number string) ([]domain
 }
 
 func liveTenant(budget int) *tenant.Config {
-	return testTenant(func(s *domain.Settings) { s.LiveLookup = true; s.RouteBudgetMS = budget; s.OnMiss = domain.PolicyDefaultOwner }, staff...)
+	return testTenant(func(s *domain.Settings) {
+		s.LiveLookup = true
+		s.RouteBudgetMS = budget
+		s.OnMiss = domain.PolicyDefaultOwner
+	}, staff...)
 }
 
 func TestLiveLookupOnMiss(t *testing.T) {
