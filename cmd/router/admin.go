@@ -35,6 +35,12 @@ commands:
   stop-list ID                                 list the stop list
   stop-remove ID NUMBER
   import ID FILE [--format csv|jsonl]          import contacts (FILE "-" reads stdin)
+  connect ID CRM BASE_URL CREDENTIALS_JSON     connect a CRM (amocrm, zoho, retailcrm, uspacy); CREDENTIALS_JSON
+                                               may be @file; starts a full sync
+  integration ID                               show the CRM connection and its sync state
+  activate ID [--resend]                       restart syncing (with a full sync)
+  deactivate ID                                stop syncing, keep the index
+  crm-users ID                                 the CRM's users, for put-employee
   status ID                                    index size, cache, integration
   audit ID [--limit N]                         recent admin changes
 `
@@ -75,6 +81,7 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 	note := fs.String("note", "", "note")
 	format := fs.String("format", "", "csv or jsonl (default: from the file name or content)")
 	limit := fs.Int("limit", 50, "entries")
+	resend := fs.Bool("resend", false, "replay waiting call events on activation")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return nil, err
@@ -178,6 +185,42 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 			path += "?format=" + seg(f)
 		}
 		return c.Do(ctx, "POST", path, "", data)
+	case "connect":
+		if err := need(4, "ID CRM BASE_URL CREDENTIALS_JSON|@FILE"); err != nil {
+			return nil, err
+		}
+		creds := []byte(pos[3])
+		if strings.HasPrefix(pos[3], "@") {
+			var err error
+			if creds, err = readInput(pos[3][1:]); err != nil {
+				return nil, err
+			}
+		}
+		if !json.Valid(creds) {
+			return nil, fmt.Errorf("admin connect: credentials are not valid JSON")
+		}
+		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/integration",
+			map[string]any{"crm": pos[1], "base_url": pos[2], "credentials": json.RawMessage(creds)})
+	case "integration":
+		if err := need(1, "ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/integration", "", nil)
+	case "activate":
+		if err := need(1, "ID [--resend]"); err != nil {
+			return nil, err
+		}
+		return c.JSON(ctx, "POST", "tenants/"+seg(pos[0])+"/integration/activate", map[string]bool{"resend": *resend})
+	case "deactivate":
+		if err := need(1, "ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "POST", "tenants/"+seg(pos[0])+"/integration/deactivate", "", nil)
+	case "crm-users":
+		if err := need(1, "ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/crm-users", "", nil)
 	case "status":
 		if err := need(1, "ID"); err != nil {
 			return nil, err
