@@ -149,3 +149,26 @@ type Fake interface {
 	// Meter counts the requests against the CRM's rate limit.
 	Meter() *RateMeter
 }
+
+// Delay implements a fake's SetDelay for one request: it waits d, or
+// forever when d is negative, and reports whether to answer. It gives up
+// (false) when the client goes away (ctx) or the fake shuts down (stop),
+// so a hanging fake never holds a test past its end.
+func Delay(ctx context.Context, d time.Duration, stop <-chan struct{}) bool {
+	if d == 0 {
+		return true
+	}
+	var elapsed <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		elapsed = t.C
+	}
+	select {
+	case <-elapsed:
+		return true
+	case <-ctx.Done():
+	case <-stop:
+	}
+	return false
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callrouter/callrouter/internal/crm/crmtest"
 	"github.com/callrouter/callrouter/internal/domain"
 )
 
@@ -41,7 +42,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
-	if !s.wait(r, delay) {
+	if !crmtest.Delay(r.Context(), delay, s.closed) {
 		return
 	}
 	if tooMany {
@@ -88,26 +89,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		problem(w, http.StatusNotFound, "Not Found", "Not found")
 	}
-}
-
-// wait applies SetDelay; false when the request ended first.
-func (s *Server) wait(r *http.Request, d time.Duration) bool {
-	if d == 0 {
-		return true
-	}
-	var timeout <-chan time.Time
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timeout = t.C
-	}
-	select {
-	case <-timeout:
-		return true
-	case <-r.Context().Done():
-	case <-s.closed:
-	}
-	return false
 }
 
 // authorized checks the bearer token and reports it to OnRequest.

@@ -531,7 +531,10 @@ func (s *Server) Notification(r crm.Ref) (string, []byte, bool) {
 
 // serve answers one API request.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if !s.wait(r) {
+	s.mu.Lock()
+	delay := s.delay
+	s.mu.Unlock()
+	if !crmtest.Delay(r.Context(), delay, s.done) {
 		return
 	}
 	s.mu.Lock()
@@ -600,30 +603,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		fail(w, http.StatusNotFound, "API method not found", nil)
 	}
-}
-
-// wait applies the configured delay; false when the request should get no
-// answer.
-func (s *Server) wait(r *http.Request) bool {
-	s.mu.Lock()
-	d := s.delay
-	s.mu.Unlock()
-	if d == 0 {
-		return true
-	}
-	var elapsed <-chan time.Time
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		elapsed = t.C
-	}
-	select {
-	case <-elapsed:
-		return true
-	case <-r.Context().Done():
-	case <-s.done:
-	}
-	return false
 }
 
 const nginx405 = `<html>

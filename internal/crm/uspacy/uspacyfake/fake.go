@@ -31,7 +31,6 @@
 package uspacyfake
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -296,7 +295,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, MsgTooMany)
 		return
 	}
-	if !s.wait(r.Context(), delay) {
+	if !crmtest.Delay(r.Context(), delay, s.done) {
 		return
 	}
 	path := strings.TrimSuffix(r.URL.Path, "/")
@@ -325,28 +324,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		writeError(w, http.StatusNotFound, MsgNotFound)
-	}
-}
-
-// wait sleeps d (forever when negative) unless the request or the test
-// ends first; it reports whether to answer.
-func (s *Server) wait(ctx context.Context, d time.Duration) bool {
-	if d == 0 {
-		return true
-	}
-	var after <-chan time.Time
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		after = t.C
-	}
-	select {
-	case <-after:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-s.done:
-		return false
 	}
 }
 

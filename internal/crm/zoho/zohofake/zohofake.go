@@ -490,7 +490,7 @@ func (s *Server) serveGated(w *buffered, r *http.Request, next http.Handler) {
 	s.mu.Lock()
 	delay, hook := s.delay, s.hook
 	s.mu.Unlock()
-	if !s.wait(r, delay) {
+	if !crmtest.Delay(r.Context(), delay, s.closing) {
 		return
 	}
 	if hook != nil {
@@ -521,34 +521,12 @@ func (s *Server) serveGated(w *buffered, r *http.Request, next http.Handler) {
 	}
 }
 
-// wait sleeps d (forever when negative) unless the client or the server
-// goes away; false when the request should not be answered.
-func (s *Server) wait(r *http.Request, d time.Duration) bool {
-	if d == 0 {
-		return true
-	}
-	var after <-chan time.Time
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		after = t.C
-	}
-	select {
-	case <-after:
-		return true
-	case <-r.Context().Done():
-		return false
-	case <-s.closing:
-		return false
-	}
-}
-
 // serveToken is the accounts server's token endpoint (refresh grant only).
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	delay := s.tokenDelay
 	s.mu.Unlock()
-	if !s.wait(r, delay) {
+	if !crmtest.Delay(r.Context(), delay, s.closing) {
 		return
 	}
 	if err := r.ParseForm(); err != nil {
