@@ -30,4 +30,8 @@ type Adapter struct {
 	Seed func(creds json.RawMessage) (tok Token, ok bool)
 	// New connects to one account. EINVALID for bad credentials or base URL.
 	New func(cfg Config, deps Deps) (Source, error)
+	// MinInterval is the least time between two scheduled incremental
+	// syncs, for CRMs that charge every call against a daily quota; webhooks
+	// still apply at once. Zero: the server's sync interval alone decides.
+	MinInterval time.Duration
 }

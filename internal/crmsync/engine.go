@@ -277,6 +277,21 @@ func (e *Engine) changed(ctx context.Context, in store.Integration) (bool, error
 	return !cur.UpdatedAt.Equal(in.UpdatedAt), nil
 }
 
+// SyncDue runs Sync unless the integration is incremental and its CRM's
+// MinInterval has not passed since the last cycle (Zoho's daily credits):
+// what the periodic job calls. Result is zero when the cycle was not due.
+func (e *Engine) SyncDue(ctx context.Context, tenantID string, maxPages int) (Result, error) {
+	in, err := e.store.Integration(ctx, tenantID)
+	if err != nil {
+		return Result{}, err
+	}
+	if a, ok := e.adapters[in.CRM]; ok && in.Phase == store.PhaseIncremental && !in.LastSyncAt.IsZero() &&
+		e.now().Sub(in.LastSyncAt) < a.MinInterval {
+		return Result{Done: true, Phase: in.Phase}, nil
+	}
+	return e.Sync(ctx, tenantID, maxPages)
+}
+
 // failed records a failed cycle; an authentication failure also breaks the
 // integration until an admin reconnects it. Nothing is recorded when the
 // integration changed meanwhile: the failure belongs to a configuration

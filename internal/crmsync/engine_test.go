@@ -48,6 +48,7 @@ type world struct {
 	route  *lookup.Service
 	reg    *tenant.Registry
 	cache  *cache.Cache
+	box    *secret.Box
 	fake   crmtest.Fake
 }
 
@@ -81,7 +82,7 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake crmtest.Fake) *
 		t.Fatalf("connect %s: %v", crmName, err)
 	}
 	return &world{t: t, st: st, engine: engine, route: lookup.New(c, st, time.Second).WithLive(engine, 2*time.Second),
-		reg: reg, cache: c, fake: fake}
+		reg: reg, cache: c, box: box, fake: fake}
 }
 
 func (w *world) sync() crmsync.Result {
@@ -213,5 +214,25 @@ func TestLiveLookupAgainstAHangingCRMAnswersWithinBudget(t *testing.T) {
 				t.Fatalf("route with a hanging CRM: %+v, want timeout", res)
 			}
 		})
+	}
+}
+
+// Scheduled syncs of a CRM with a daily quota wait for its MinInterval
+// (Zoho: 5 minutes); an explicit Sync and webhooks do not.
+func TestSyncDueRespectsTheCRMsMinInterval(t *testing.T) {
+	fake := zohofake.New(t)
+	fake.Put(contact("1001", "067 111 22 33", "501"))
+	w := newWorld(t, storetest.Backends()[0].Open(t), "zoho", fake)
+	w.sync()
+	before := fake.Meter().Count()
+	res, err := w.engine.SyncDue(context.Background(), "acme", 0)
+	if err != nil || res.Pages != 0 || fake.Meter().Count() != before {
+		t.Fatalf("SyncDue right after a sync: %+v, %v, %d requests; want nothing asked of Zoho", res, err, fake.Meter().Count()-before)
+	}
+	later := crmsync.New(crmsync.Config{Store: w.st, Cache: w.cache, Tenants: w.reg, Adapters: adapters.All(), Box: w.box,
+		Now: func() time.Time { return time.Now().Add(6 * time.Minute) }})
+	res, err = later.SyncDue(context.Background(), "acme", 0)
+	if err != nil || res.Pages == 0 || !res.Done {
+		t.Fatalf("SyncDue after the interval: %+v, %v; want a cycle", res, err)
 	}
 }

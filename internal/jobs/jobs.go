@@ -171,7 +171,7 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 // integration, so it is not retried; an unfinished sync continues as soon
 // as the queue allows.
 func syncJob(ctx context.Context, cfg Config, tenantID string) error {
-	res, err := cfg.Engine.Sync(ctx, tenantID, cfg.PagesPerJob)
+	res, err := cfg.Engine.SyncDue(ctx, tenantID, cfg.PagesPerJob)
 	switch {
 	case crm.IsAuth(err):
 		return nil
