@@ -338,3 +338,28 @@ func TestRefusedRefreshBeforeSendingIsNotRetried(t *testing.T) {
 		t.Fatalf("err %v, refreshes %d, requests %d, waits %v; want one refusal, nothing retried", err, refreshes, n.Load(), ns.Waits)
 	}
 }
+
+// Two instances refresh one single-use token at once: the CRM refuses the
+// second, which must adopt the pair the first stored instead of reporting
+// the integration broken.
+func TestOAuthLosingARefreshRaceAdoptsTheWinnersPair(t *testing.T) {
+	store := crmtest.NewTokenStore(crm.Token{Access: "access-0", Refresh: "refresh-0"})
+	o := &oauthServer{access: "access-0", refresh: "refresh-0", store: store, t: t}
+	// Instance B's refresh runs just after instance A's refresh and save.
+	var a *crm.OAuth
+	slow := func(ctx context.Context, rt string) (crm.Token, error) {
+		if err := a.Refresh(ctx, "access-0"); err != nil { // A wins the race
+			t.Fatal(err)
+		}
+		return o.refreshFunc(ctx, rt) // B presents the token A already used
+	}
+	a = crm.NewOAuth(store, o.refreshFunc, nil, 0, nil)
+	b := crm.NewOAuth(store, slow, nil, 0, nil)
+	if err := b.Refresh(context.Background(), "access-0"); err != nil {
+		t.Fatalf("the loser of a refresh race: %v, want it to adopt the stored pair", err)
+	}
+	tok, err := b.Current(context.Background())
+	if err != nil || tok.Access != "access-1" || o.refreshes != 1 {
+		t.Fatalf("loser uses %+v (%v), refreshes %d; want the winner's access-1", tok, err, o.refreshes)
+	}
+}

@@ -126,6 +126,13 @@ func (o *OAuth) Refresh(ctx context.Context, rejected string) error {
 	}
 	next, err := o.refresh(ctx, tok.Refresh)
 	if err != nil {
+		// Another instance may have used the same single-use refresh token
+		// a moment earlier: then the CRM refuses ours, and the valid pair
+		// is the one that instance stored.
+		if again, ver, lerr := o.store.LoadToken(ctx); lerr == nil && again.Refresh != tok.Refresh {
+			o.cur, o.ver = again, ver
+			return nil
+		}
 		return err
 	}
 	if next.Refresh == "" {
