@@ -539,3 +539,55 @@ func TestPanicsAreContained(t *testing.T) {
 		t.Fatalf("server dead after panics: %d", a.status)
 	}
 }
+
+func TestCRMWebhookEndpointGuards(t *testing.T) {
+	e := newEnv(t) // no webhook service wired: the endpoint says so
+	secret := e.acme("")
+	if a := e.do("POST", "/crm/acme/webhook?key="+url.QueryEscape(secret), "application/json", `{}`, nil); a.status != 404 {
+		t.Fatalf("webhooks disabled: %d %s", a.status, a.body)
+	}
+	ctx := context.Background()
+	reg := tenant.NewRegistry(e.st, Decorate)
+	if err := reg.LoadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hooks := &recordingHooks{}
+	srv := New(Config{Tenants: reg, Webhooks: hooks, Log: zap.NewNop()})
+	hs := NewFastHTTP(srv.Handler, zap.NewNop())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
+	defer hs.Shutdown()
+	w := &env{t: t, url: "http://" + ln.Addr().String(), st: e.st}
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/crm/nope/webhook?key=x", `{}`, 404},
+		{"POST", "/crm/acme/webhook?key=wrong", `{}`, 401},
+		{"GET", "/crm/acme/webhook?key=" + url.QueryEscape(secret), ``, 405},
+		{"POST", "/crm/acme/webhook?key=" + url.QueryEscape(secret), strings.Repeat("x", 2<<20), 413},
+		{"POST", "/crm/acme/other?key=" + url.QueryEscape(secret), `{}`, 404},
+		{"POST", "/crm/acme/webhook?key=" + url.QueryEscape(secret), `{"ids":["1"]}`, 200},
+	} {
+		if a := w.do(tc.method, tc.path, "application/json", tc.body, nil); a.status != tc.status {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, a.status, a.body, tc.status)
+		}
+	}
+	if len(hooks.bodies) != 1 || hooks.bodies[0] != `{"ids":["1"]}` || hooks.tenants[0] != "acme" {
+		t.Fatalf("webhooks delivered: %v %v; want exactly the authorized one", hooks.tenants, hooks.bodies)
+	}
+}
+
+// recordingHooks records what the endpoint hands to the sync engine.
+type recordingHooks struct {
+	tenants, bodies []string
+}
+
+func (r *recordingHooks) Webhook(_ context.Context, tenantID, _ string, body []byte) error {
+	r.tenants = append(r.tenants, tenantID)
+	r.bodies = append(r.bodies, string(body))
+	return nil
+}

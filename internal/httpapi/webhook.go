@@ -42,6 +42,10 @@ func (s *Server) serveCRMWebhook(ctx *fasthttp.RequestCtx, tenantID string) {
 		notAllowed(ctx, fasthttp.MethodPost)
 		return
 	}
+	if len(ctx.PostBody()) > maxAdminBodyBytes {
+		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 1 MiB")
+		return
+	}
 	// The body is copied: the engine must not hold fasthttp's buffers.
 	body := append([]byte(nil), ctx.PostBody()...)
 	c, cancel := context.WithTimeout(context.Background(), webhookTimeout)
