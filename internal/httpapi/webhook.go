@@ -30,12 +30,7 @@ func (s *Server) serveCRMWebhook(ctx *fasthttp.RequestCtx, tenantID string) {
 		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "tenant: unknown")
 		return
 	}
-	key := ctx.QueryArgs().PeekBytes(argKey)
-	if len(key) == 0 {
-		key = ctx.Request.Header.PeekBytes(headerKey)
-	}
-	if !t.CheckKey(key) {
-		writeErrorCode(ctx, fasthttp.StatusUnauthorized, domain.EUNAUTHORIZED, "key: missing or wrong webhook secret")
+	if !authorized(ctx, t) {
 		return
 	}
 	if string(ctx.Method()) != fasthttp.MethodPost {
