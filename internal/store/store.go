@@ -10,6 +10,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"time"
 
 	"github.com/callrouter/callrouter/internal/domain"
@@ -24,6 +26,7 @@ type Store interface {
 	Audit
 	Meta
 	Integrations
+	Events
 	// Close releases the connections.
 	Close() error
 }
@@ -185,4 +188,63 @@ type Meta interface {
 	SetMetaIfAbsent(ctx context.Context, key, value string) (bool, error)
 	// SetMeta stores value under key, replacing any previous value.
 	SetMeta(ctx context.Context, key, value string) error
+}
+
+// Events stores call events, the bodies the events endpoint rejected, and
+// the CRM writes the events made.
+type Events interface {
+	// InsertEvent stores ev (ID, ReceivedAt and State are set by the store)
+	// unless the tenant already has an event with its UniqueID and Kind, and
+	// then calls enqueue inside the same transaction, so the job that will
+	// process the event commits with it or not at all. It returns the
+	// stored event's id and whether this call stored it; a duplicate returns
+	// the first one's id and calls nothing. ENOTFOUND if the tenant does not
+	// exist; enqueue's error aborts the transaction and is returned.
+	InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func(ctx context.Context, tx any) error) (id string, created bool, err error)
+	// Event returns one event. ENOTFOUND.
+	Event(ctx context.Context, tenantID, id string) (domain.CallEvent, error)
+	// NextEvent returns the oldest waiting event of a tenant's partition.
+	// ENOTFOUND when none waits.
+	NextEvent(ctx context.Context, tenantID, partition string) (domain.CallEvent, error)
+	// FinishEvent moves a waiting event to state (done, failed) with note
+	// and sets ProcessedAt. ENOTFOUND when it is not waiting.
+	FinishEvent(ctx context.Context, tenantID, id, state, note string) error
+	// NoteAttempt counts a failed attempt on a waiting event, keeps it
+	// waiting, and returns the attempts made so far. ENOTFOUND.
+	NoteAttempt(ctx context.Context, tenantID, id, errText string) (int, error)
+	// WaitingPartitions returns up to limit distinct (tenant, partition)
+	// pairs with an event waiting since before; tenantID "" means every
+	// tenant.
+	WaitingPartitions(ctx context.Context, tenantID string, before time.Time, limit int) ([]Partition, error)
+	// DropWaiting marks a tenant's waiting events received before before as
+	// dropped and returns how many.
+	DropWaiting(ctx context.Context, tenantID string, before time.Time, note string) (int, error)
+	// EventStats counts a tenant's events by state, rejected bodies too.
+	EventStats(ctx context.Context, tenantID string) (domain.EventStats, error)
+	// RejectEvent keeps a body the events endpoint refused.
+	RejectEvent(ctx context.Context, r domain.RejectedEvent) error
+	// ListRejected returns up to limit rejected bodies of a tenant, newest
+	// first.
+	ListRejected(ctx context.Context, tenantID string, limit int) ([]domain.RejectedEvent, error)
+	// BeginWrite records that a CRM create with key is about to be sent,
+	// unless the key is recorded already, and returns the record as stored:
+	// EntityID set means an earlier attempt finished the create.
+	BeginWrite(ctx context.Context, w domain.CRMWrite) (domain.CRMWrite, error)
+	// FinishWrite stores the id the CRM gave the create with key. ENOTFOUND
+	// when BeginWrite was not called.
+	FinishWrite(ctx context.Context, tenantID, key, entityID string) error
+}
+
+// Partition names the events of one client of one tenant.
+type Partition struct {
+	TenantID  string
+	Partition string
+}
+
+// NewID returns a random identifier for stored rows such as call events:
+// 32 hex digits, unguessable, so an id says nothing about volume.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return hex.EncodeToString(b[:])
 }

@@ -1,0 +1,205 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store"
+)
+
+const eventColumns = `id, tenant_id, unique_id, kind, partition, fields, received_at, state, note, attempts, processed_at`
+
+// InsertEvent stores ev unless its (tenant, uniqueid, kind) is stored, and
+// calls enqueue with the pgx.Tx of the insert. ENOTFOUND for an unknown
+// tenant.
+func (db *DB) InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func(ctx context.Context, tx any) error) (string, bool, error) {
+	fields, err := json.Marshal(ev.Fields)
+	if err != nil {
+		return "", false, fmt.Errorf("postgres: encode event fields: %w", err)
+	}
+	if ev.ID == "" {
+		ev.ID = store.NewID()
+	}
+	var (
+		id      string
+		created bool
+	)
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO call_events (`+eventColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'waiting', '', 0, NULL)
+			ON CONFLICT (tenant_id, unique_id, kind) DO NOTHING RETURNING id`,
+			ev.ID, ev.TenantID, ev.UniqueID, string(ev.Kind), ev.Partition, string(fields),
+			db.stampOr(ev.ReceivedAt)).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return tx.QueryRow(ctx, `SELECT id FROM call_events WHERE tenant_id = $1 AND unique_id = $2 AND kind = $3`,
+				ev.TenantID, ev.UniqueID, string(ev.Kind)).Scan(&id)
+		}
+		if err != nil {
+			return err
+		}
+		created = true
+		if enqueue != nil {
+			return enqueue(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", false, mapErr(err, "insert event", "event", ev.TenantID)
+	}
+	return id, created, nil
+}
+
+func scanEvent(row pgx.Row) (domain.CallEvent, error) {
+	var (
+		ev        domain.CallEvent
+		kind      string
+		fields    string
+		processed *time.Time
+	)
+	if err := row.Scan(&ev.ID, &ev.TenantID, &ev.UniqueID, &kind, &ev.Partition, &fields, &ev.ReceivedAt,
+		&ev.State, &ev.Note, &ev.Attempts, &processed); err != nil {
+		return ev, err
+	}
+	ev.Kind = domain.EventKind(kind)
+	if err := json.Unmarshal([]byte(fields), &ev.Fields); err != nil {
+		return ev, fmt.Errorf("decode event fields: %w", err)
+	}
+	ev.ReceivedAt = ev.ReceivedAt.UTC()
+	ev.ProcessedAt = utcOrZero(processed)
+	return ev, nil
+}
+
+// Event returns one event. ENOTFOUND.
+func (db *DB) Event(ctx context.Context, tenantID, id string) (domain.CallEvent, error) {
+	ev, err := scanEvent(db.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM call_events
+		WHERE tenant_id = $1 AND id = $2`, tenantID, id))
+	return ev, mapErr(err, "get event", "event", tenantID)
+}
+
+// NextEvent returns the oldest waiting event of a partition. ENOTFOUND.
+func (db *DB) NextEvent(ctx context.Context, tenantID, partition string) (domain.CallEvent, error) {
+	ev, err := scanEvent(db.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM call_events
+		WHERE tenant_id = $1 AND partition = $2 AND state = 'waiting' ORDER BY seq LIMIT 1`, tenantID, partition))
+	return ev, mapErr(err, "next event", "waiting event", tenantID)
+}
+
+// FinishEvent moves a waiting event to state. ENOTFOUND when not waiting.
+func (db *DB) FinishEvent(ctx context.Context, tenantID, id, state, note string) error {
+	tag, err := db.pool.Exec(ctx, `UPDATE call_events SET state = $3, note = $4, processed_at = $5
+		WHERE tenant_id = $1 AND id = $2 AND state = 'waiting'`, tenantID, id, state, note, db.stamp())
+	return mustAffect(tag, err, "finish event", "waiting event", tenantID)
+}
+
+// NoteAttempt counts a failed attempt. ENOTFOUND when not waiting.
+func (db *DB) NoteAttempt(ctx context.Context, tenantID, id, errText string) (int, error) {
+	var n int
+	err := db.pool.QueryRow(ctx, `UPDATE call_events SET attempts = attempts + 1, note = $3
+		WHERE tenant_id = $1 AND id = $2 AND state = 'waiting' RETURNING attempts`, tenantID, id, errText).Scan(&n)
+	return n, mapErr(err, "note attempt", "waiting event", tenantID)
+}
+
+// WaitingPartitions returns partitions with an event waiting since before.
+func (db *DB) WaitingPartitions(ctx context.Context, tenantID string, before time.Time, limit int) ([]store.Partition, error) {
+	rows, _ := db.pool.Query(ctx, `SELECT DISTINCT tenant_id, partition FROM call_events
+		WHERE state = 'waiting' AND received_at < $1 AND ($2 = '' OR tenant_id = $2)
+		ORDER BY tenant_id, partition LIMIT $3`, before, tenantID, limit)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Partition, error) {
+		var p store.Partition
+		err := r.Scan(&p.TenantID, &p.Partition)
+		return p, err
+	})
+	return out, mapErr(err, "waiting partitions", "", tenantID)
+}
+
+// DropWaiting drops a tenant's waiting events received before before.
+func (db *DB) DropWaiting(ctx context.Context, tenantID string, before time.Time, note string) (int, error) {
+	tag, err := db.pool.Exec(ctx, `UPDATE call_events SET state = 'dropped', note = $3, processed_at = $4
+		WHERE tenant_id = $1 AND state = 'waiting' AND received_at < $2`, tenantID, before, note, db.stamp())
+	if err != nil {
+		return 0, mapErr(err, "drop events", "", tenantID)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// EventStats counts a tenant's events by state.
+func (db *DB) EventStats(ctx context.Context, tenantID string) (domain.EventStats, error) {
+	var st domain.EventStats
+	rows, _ := db.pool.Query(ctx, `SELECT state, count(*), min(received_at) FROM call_events
+		WHERE tenant_id = $1 GROUP BY state`, tenantID)
+	type count struct {
+		state  string
+		n      int
+		oldest time.Time
+	}
+	counts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (count, error) {
+		var c count
+		err := r.Scan(&c.state, &c.n, &c.oldest)
+		return c, err
+	})
+	if err != nil {
+		return st, mapErr(err, "event stats", "", tenantID)
+	}
+	for _, c := range counts {
+		switch c.state {
+		case domain.EventWaiting:
+			st.Waiting, st.OldestWaiting = c.n, c.oldest.UTC()
+		case domain.EventDone:
+			st.Done = c.n
+		case domain.EventFailed:
+			st.Failed = c.n
+		case domain.EventDropped:
+			st.Dropped = c.n
+		}
+	}
+	err = db.pool.QueryRow(ctx, `SELECT count(*) FROM rejected_events WHERE tenant_id = $1`, tenantID).Scan(&st.Rejected)
+	return st, mapErr(err, "event stats", "", tenantID)
+}
+
+// RejectEvent keeps a refused body. ENOTFOUND for an unknown tenant.
+func (db *DB) RejectEvent(ctx context.Context, r domain.RejectedEvent) error {
+	body := r.Body
+	if body == nil {
+		body = []byte{}
+	}
+	_, err := db.pool.Exec(ctx, `INSERT INTO rejected_events (tenant_id, received_at, reason, content_type, body)
+		VALUES ($1, $2, $3, $4, $5)`, r.TenantID, db.stampOr(r.ReceivedAt), r.Reason, r.ContentType, body)
+	return mapErr(err, "reject event", "", r.TenantID)
+}
+
+// ListRejected returns a tenant's rejected bodies, newest first.
+func (db *DB) ListRejected(ctx context.Context, tenantID string, limit int) ([]domain.RejectedEvent, error) {
+	rows, _ := db.pool.Query(ctx, `SELECT id, tenant_id, received_at, reason, content_type, body
+		FROM rejected_events WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2`, tenantID, limit)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.RejectedEvent, error) {
+		var e domain.RejectedEvent
+		err := r.Scan(&e.ID, &e.TenantID, &e.ReceivedAt, &e.Reason, &e.ContentType, &e.Body)
+		e.ReceivedAt = e.ReceivedAt.UTC()
+		return e, err
+	})
+	return out, mapErr(err, "list rejected", "", tenantID)
+}
+
+// BeginWrite records a CRM create unless its key is recorded, and returns
+// the stored record.
+func (db *DB) BeginWrite(ctx context.Context, w domain.CRMWrite) (domain.CRMWrite, error) {
+	var out domain.CRMWrite
+	err := db.pool.QueryRow(ctx, `INSERT INTO crm_writes (tenant_id, key, kind, entity_id, created_at)
+		VALUES ($1, $2, $3, '', $4) ON CONFLICT (tenant_id, key) DO UPDATE SET key = excluded.key
+		RETURNING tenant_id, key, kind, entity_id, created_at`,
+		w.TenantID, w.Key, w.Kind, db.stamp()).Scan(&out.TenantID, &out.Key, &out.Kind, &out.EntityID, &out.CreatedAt)
+	out.CreatedAt = out.CreatedAt.UTC()
+	return out, mapErr(err, "begin write", "", w.TenantID)
+}
+
+// FinishWrite stores the created entity's id. ENOTFOUND without BeginWrite.
+func (db *DB) FinishWrite(ctx context.Context, tenantID, key, entityID string) error {
+	tag, err := db.pool.Exec(ctx, `UPDATE crm_writes SET entity_id = $3 WHERE tenant_id = $1 AND key = $2`,
+		tenantID, key, entityID)
+	return mustAffect(tag, err, "finish write", "write", tenantID)
+}

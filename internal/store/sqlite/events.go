@@ -1,0 +1,243 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store"
+)
+
+const eventColumns = `id, tenant_id, unique_id, kind, partition, fields, received_at, state, note, attempts, processed_at`
+
+// InsertEvent stores ev unless its (tenant, uniqueid, kind) is stored, and
+// calls enqueue with the *sql.Tx of the insert. ENOTFOUND for an unknown
+// tenant.
+func (db *DB) InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func(ctx context.Context, tx any) error) (string, bool, error) {
+	fields, err := json.Marshal(ev.Fields)
+	if err != nil {
+		return "", false, fmt.Errorf("sqlite: encode event fields: %w", err)
+	}
+	if ev.ID == "" {
+		ev.ID = store.NewID()
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return "", false, mapErr(err, "insert event", "", ev.TenantID)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	var id string
+	err = tx.QueryRowContext(ctx, `INSERT INTO call_events (`+eventColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', '', 0, NULL)
+		ON CONFLICT (tenant_id, unique_id, kind) DO NOTHING RETURNING id`,
+		ev.ID, ev.TenantID, ev.UniqueID, string(ev.Kind), ev.Partition, string(fields),
+		micros(db.stampOr(ev.ReceivedAt))).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.QueryRowContext(ctx, `SELECT id FROM call_events WHERE tenant_id = ? AND unique_id = ? AND kind = ?`,
+			ev.TenantID, ev.UniqueID, string(ev.Kind)).Scan(&id)
+		return id, false, mapErr(err, "insert event", "event", ev.TenantID)
+	}
+	if err != nil {
+		return "", false, mapErr(err, "insert event", "event", ev.TenantID)
+	}
+	if enqueue != nil {
+		if err := enqueue(ctx, tx); err != nil {
+			return "", false, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return "", false, mapErr(err, "insert event", "", ev.TenantID)
+	}
+	return id, true, nil
+}
+
+func scanEvent(s scanner) (domain.CallEvent, error) {
+	var (
+		ev           domain.CallEvent
+		kind, fields string
+		received     int64
+		processed    sql.NullInt64
+	)
+	if err := s.Scan(&ev.ID, &ev.TenantID, &ev.UniqueID, &kind, &ev.Partition, &fields, &received,
+		&ev.State, &ev.Note, &ev.Attempts, &processed); err != nil {
+		return ev, err
+	}
+	ev.Kind = domain.EventKind(kind)
+	if err := json.Unmarshal([]byte(fields), &ev.Fields); err != nil {
+		return ev, fmt.Errorf("decode event fields: %w", err)
+	}
+	ev.ReceivedAt = fromMicros(received)
+	if processed.Valid {
+		ev.ProcessedAt = fromMicros(processed.Int64)
+	}
+	return ev, nil
+}
+
+// Event returns one event. ENOTFOUND.
+func (db *DB) Event(ctx context.Context, tenantID, id string) (domain.CallEvent, error) {
+	ev, err := scanEvent(db.r.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM call_events
+		WHERE tenant_id = ? AND id = ?`, tenantID, id))
+	return ev, mapErr(err, "get event", "event", tenantID)
+}
+
+// NextEvent returns the oldest waiting event of a partition. It reads
+// through the writer so that it sees what the previous event's finish
+// committed an instant ago. ENOTFOUND.
+func (db *DB) NextEvent(ctx context.Context, tenantID, partition string) (domain.CallEvent, error) {
+	ev, err := scanEvent(db.w.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM call_events
+		WHERE tenant_id = ? AND partition = ? AND state = 'waiting' ORDER BY seq LIMIT 1`, tenantID, partition))
+	return ev, mapErr(err, "next event", "waiting event", tenantID)
+}
+
+// FinishEvent moves a waiting event to state. ENOTFOUND when not waiting.
+func (db *DB) FinishEvent(ctx context.Context, tenantID, id, state, note string) error {
+	res, err := db.w.ExecContext(ctx, `UPDATE call_events SET state = ?, note = ?, processed_at = ?
+		WHERE tenant_id = ? AND id = ? AND state = 'waiting'`, state, note, micros(db.stamp()), tenantID, id)
+	return affected(res, err, "finish event", "waiting event", tenantID)
+}
+
+// NoteAttempt counts a failed attempt. ENOTFOUND when not waiting.
+func (db *DB) NoteAttempt(ctx context.Context, tenantID, id, errText string) (int, error) {
+	var n int
+	err := db.w.QueryRowContext(ctx, `UPDATE call_events SET attempts = attempts + 1, note = ?
+		WHERE tenant_id = ? AND id = ? AND state = 'waiting' RETURNING attempts`, errText, tenantID, id).Scan(&n)
+	return n, mapErr(err, "note attempt", "waiting event", tenantID)
+}
+
+// WaitingPartitions returns partitions with an event waiting since before.
+func (db *DB) WaitingPartitions(ctx context.Context, tenantID string, before time.Time, limit int) ([]store.Partition, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT tenant_id, partition FROM call_events
+		WHERE state = 'waiting' AND received_at < ? AND (? = '' OR tenant_id = ?)
+		ORDER BY tenant_id, partition LIMIT ?`, micros(before), tenantID, tenantID, limit)
+	if err != nil {
+		return nil, mapErr(err, "waiting partitions", "", tenantID)
+	}
+	defer rows.Close()
+	var out []store.Partition
+	for rows.Next() {
+		var p store.Partition
+		if err := rows.Scan(&p.TenantID, &p.Partition); err != nil {
+			return nil, mapErr(err, "waiting partitions", "", tenantID)
+		}
+		out = append(out, p)
+	}
+	return out, mapErr(rows.Err(), "waiting partitions", "", tenantID)
+}
+
+// DropWaiting drops a tenant's waiting events received before before.
+func (db *DB) DropWaiting(ctx context.Context, tenantID string, before time.Time, note string) (int, error) {
+	res, err := db.w.ExecContext(ctx, `UPDATE call_events SET state = 'dropped', note = ?, processed_at = ?
+		WHERE tenant_id = ? AND state = 'waiting' AND received_at < ?`, note, micros(db.stamp()), tenantID, micros(before))
+	if err != nil {
+		return 0, mapErr(err, "drop events", "", tenantID)
+	}
+	n, err := res.RowsAffected()
+	return int(n), mapErr(err, "drop events", "", tenantID)
+}
+
+// EventStats counts a tenant's events by state.
+func (db *DB) EventStats(ctx context.Context, tenantID string) (domain.EventStats, error) {
+	var st domain.EventStats
+	rows, err := db.r.QueryContext(ctx, `SELECT state, count(*), min(received_at) FROM call_events
+		WHERE tenant_id = ? GROUP BY state`, tenantID)
+	if err != nil {
+		return st, mapErr(err, "event stats", "", tenantID)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			state  string
+			n      int
+			oldest int64
+		)
+		if err := rows.Scan(&state, &n, &oldest); err != nil {
+			return st, mapErr(err, "event stats", "", tenantID)
+		}
+		switch state {
+		case domain.EventWaiting:
+			st.Waiting, st.OldestWaiting = n, fromMicros(oldest)
+		case domain.EventDone:
+			st.Done = n
+		case domain.EventFailed:
+			st.Failed = n
+		case domain.EventDropped:
+			st.Dropped = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return st, mapErr(err, "event stats", "", tenantID)
+	}
+	err = db.r.QueryRowContext(ctx, `SELECT count(*) FROM rejected_events WHERE tenant_id = ?`, tenantID).Scan(&st.Rejected)
+	return st, mapErr(err, "event stats", "", tenantID)
+}
+
+// RejectEvent keeps a refused body. ENOTFOUND for an unknown tenant.
+func (db *DB) RejectEvent(ctx context.Context, r domain.RejectedEvent) error {
+	_, err := db.w.ExecContext(ctx, `INSERT INTO rejected_events (tenant_id, received_at, reason, content_type, body)
+		VALUES (?, ?, ?, ?, ?)`, r.TenantID, micros(db.stampOr(r.ReceivedAt)), r.Reason, r.ContentType, blob(r.Body))
+	return mapErr(err, "reject event", "", r.TenantID)
+}
+
+// ListRejected returns a tenant's rejected bodies, newest first.
+func (db *DB) ListRejected(ctx context.Context, tenantID string, limit int) ([]domain.RejectedEvent, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id, tenant_id, received_at, reason, content_type, body
+		FROM rejected_events WHERE tenant_id = ? ORDER BY id DESC LIMIT ?`, tenantID, limit)
+	if err != nil {
+		return nil, mapErr(err, "list rejected", "", tenantID)
+	}
+	defer rows.Close()
+	var out []domain.RejectedEvent
+	for rows.Next() {
+		var (
+			r  domain.RejectedEvent
+			at int64
+		)
+		if err := rows.Scan(&r.ID, &r.TenantID, &at, &r.Reason, &r.ContentType, &r.Body); err != nil {
+			return nil, mapErr(err, "list rejected", "", tenantID)
+		}
+		r.ReceivedAt = fromMicros(at)
+		out = append(out, r)
+	}
+	return out, mapErr(rows.Err(), "list rejected", "", tenantID)
+}
+
+// BeginWrite records a CRM create unless its key is recorded, and returns
+// the stored record.
+func (db *DB) BeginWrite(ctx context.Context, w domain.CRMWrite) (domain.CRMWrite, error) {
+	var (
+		out domain.CRMWrite
+		at  int64
+	)
+	err := db.w.QueryRowContext(ctx, `INSERT INTO crm_writes (tenant_id, key, kind, entity_id, created_at)
+		VALUES (?, ?, ?, '', ?) ON CONFLICT (tenant_id, key) DO UPDATE SET key = excluded.key
+		RETURNING tenant_id, key, kind, entity_id, created_at`,
+		w.TenantID, w.Key, w.Kind, micros(db.stamp())).Scan(&out.TenantID, &out.Key, &out.Kind, &out.EntityID, &at)
+	out.CreatedAt = fromMicros(at)
+	return out, mapErr(err, "begin write", "", w.TenantID)
+}
+
+// FinishWrite stores the created entity's id. ENOTFOUND without BeginWrite.
+func (db *DB) FinishWrite(ctx context.Context, tenantID, key, entityID string) error {
+	res, err := db.w.ExecContext(ctx, `UPDATE crm_writes SET entity_id = ? WHERE tenant_id = ? AND key = ?`,
+		entityID, tenantID, key)
+	return affected(res, err, "finish write", "write", tenantID)
+}
+
+// affected maps an update that touched no row to ENOTFOUND.
+func affected(res sql.Result, err error, op, what, tenantID string) error {
+	if err != nil {
+		return mapErr(err, op, what, tenantID)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return mapErr(err, op, what, tenantID)
+	}
+	if n == 0 {
+		return domain.Errorf(domain.ENOTFOUND, "%s not found", what)
+	}
+	return nil
+}

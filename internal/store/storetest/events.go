@@ -1,0 +1,294 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/domain"
+)
+
+// --- call events ---
+
+func callEvent(tenant, uniqueID string, kind domain.EventKind, partition string) domain.CallEvent {
+	return domain.CallEvent{TenantID: tenant, UniqueID: uniqueID, Kind: kind, Partition: partition,
+		Fields: map[string]string{"uniqueid": uniqueID, "caller": partition, "odd": "\x00ü\"'"}}
+}
+
+func (e *env) insert(t *testing.T, ev domain.CallEvent) (string, bool) {
+	t.Helper()
+	id, created, err := e.s.InsertEvent(e.ctx, ev, nil)
+	if err != nil {
+		t.Fatalf("InsertEvent(%s/%s): %v", ev.UniqueID, ev.Kind, err)
+	}
+	return id, created
+}
+
+func testEventInsertOnce(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	e.tenant(t, "b")
+	ev := callEvent("a", "call-1", domain.EventCallEnd, "380671234567")
+	id, created := e.insert(t, ev)
+	if !created || len(id) != 32 {
+		t.Fatalf("first insert: id=%q created=%v, want a 32-digit id, created", id, created)
+	}
+	again, created := e.insert(t, ev)
+	if created || again != id {
+		t.Fatalf("same (tenant, uniqueid, kind) again: id=%q created=%v, want %q, not created", again, created, id)
+	}
+	other, created := e.insert(t, callEvent("a", "call-1", domain.EventCallStart, "380671234567"))
+	if !created || other == id {
+		t.Fatalf("another kind of the same call: id=%q created=%v, want a new event", other, created)
+	}
+	if _, created := e.insert(t, callEvent("b", "call-1", domain.EventCallEnd, "380671234567")); !created {
+		t.Fatal("the same call id at another tenant must be another event")
+	}
+	got, err := e.s.Event(e.ctx, "a", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s a call-1 call_end 380671234567 %v %s waiting 0", id, ev.Fields, stamp(start))
+	if s := fmt.Sprintf("%s %s %s %s %s %v %s %s %d", got.ID, got.TenantID, got.UniqueID, got.Kind, got.Partition,
+		got.Fields, got.ReceivedAt, got.State, got.Attempts); s != want {
+		t.Fatalf("stored event\n got %s\nwant %s", s, want)
+	}
+	_, err = e.s.Event(e.ctx, "b", id)
+	wantCode(t, err, domain.ENOTFOUND, "event of another tenant")
+	_, _, err = e.s.InsertEvent(e.ctx, callEvent("nobody", "x", domain.EventCallEnd, "1"), nil)
+	wantCode(t, err, domain.ENOTFOUND, "event of an unknown tenant")
+}
+
+func testEventEnqueueInTx(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	calls := 0
+	boom := errors.New("queue full")
+	_, _, err := e.s.InsertEvent(e.ctx, callEvent("a", "c1", domain.EventCallEnd, "p"), func(_ context.Context, tx any) error {
+		calls++
+		if tx == nil {
+			t.Error("enqueue got no transaction")
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("a failing enqueue must fail the insert, got %v", err)
+	}
+	if _, err := e.s.NextEvent(e.ctx, "a", "p"); domain.ErrorCode(err) != domain.ENOTFOUND {
+		t.Fatalf("the event of a failed enqueue must not be stored, NextEvent = %v", err)
+	}
+	id, created, err := e.s.InsertEvent(e.ctx, callEvent("a", "c1", domain.EventCallEnd, "p"), func(context.Context, any) error {
+		calls++
+		return nil
+	})
+	if err != nil || !created {
+		t.Fatalf("retry after a failed enqueue: created=%v err=%v", created, err)
+	}
+	if _, _, err := e.s.InsertEvent(e.ctx, callEvent("a", "c1", domain.EventCallEnd, "p"), func(context.Context, any) error {
+		calls++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 {
+		t.Fatalf("enqueue called %d times, want 2 (not for the duplicate)", calls)
+	}
+	got, err := e.s.NextEvent(e.ctx, "a", "p")
+	if err != nil || got.ID != id {
+		t.Fatalf("NextEvent = %v, %v; want %s", got.ID, err, id)
+	}
+}
+
+func testEventPartitionOrder(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	var ids []string
+	for i := range 5 {
+		e.clock.Advance(-time.Second) // arrival order, not clock order, decides
+		id, _ := e.insert(t, callEvent("a", fmt.Sprintf("c%d", i), domain.EventCallEnd, "p1"))
+		ids = append(ids, id)
+		e.insert(t, callEvent("a", fmt.Sprintf("d%d", i), domain.EventCallEnd, "p2"))
+	}
+	for i, want := range ids {
+		got, err := e.s.NextEvent(e.ctx, "a", "p1")
+		if err != nil || got.ID != want {
+			t.Fatalf("NextEvent #%d = %s, %v; want %s", i, got.ID, err, want)
+		}
+		if err := e.s.FinishEvent(e.ctx, "a", got.ID, domain.EventDone, "ok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := e.s.NextEvent(e.ctx, "a", "p1")
+	wantCode(t, err, domain.ENOTFOUND, "NextEvent of a drained partition")
+	if _, err := e.s.NextEvent(e.ctx, "a", "p2"); err != nil {
+		t.Fatalf("the other partition still waits: %v", err)
+	}
+}
+
+func testEventFinishAndAttempts(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	id, _ := e.insert(t, callEvent("a", "c1", domain.EventCallEnd, "p"))
+	for want := 1; want <= 3; want++ {
+		n, err := e.s.NoteAttempt(e.ctx, "a", id, fmt.Sprintf("try %d", want))
+		if err != nil || n != want {
+			t.Fatalf("NoteAttempt = %d, %v; want %d", n, err, want)
+		}
+	}
+	e.clock.Advance(time.Minute)
+	if err := e.s.FinishEvent(e.ctx, "a", id, domain.EventFailed, "CRM said no"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.s.Event(e.ctx, "a", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != domain.EventFailed || got.Note != "CRM said no" || got.Attempts != 3 ||
+		!got.ProcessedAt.Equal(stamp(start.Add(time.Minute))) {
+		t.Fatalf("finished event: state=%q note=%q attempts=%d processed=%s", got.State, got.Note, got.Attempts, got.ProcessedAt)
+	}
+	wantCode(t, e.s.FinishEvent(e.ctx, "a", id, domain.EventDone, ""), domain.ENOTFOUND, "finishing a finished event")
+	_, err = e.s.NoteAttempt(e.ctx, "a", id, "x")
+	wantCode(t, err, domain.ENOTFOUND, "an attempt on a finished event")
+	st, err := e.s.EventStats(e.ctx, "a")
+	if err != nil || st.Failed != 1 || st.Waiting != 0 {
+		t.Fatalf("stats = %+v, %v", st, err)
+	}
+}
+
+func testEventWaitingPartitions(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	e.tenant(t, "b")
+	e.insert(t, callEvent("a", "c1", domain.EventCallEnd, "p1"))
+	e.insert(t, callEvent("a", "c2", domain.EventCallEnd, "p1"))
+	done, _ := e.insert(t, callEvent("a", "c3", domain.EventCallEnd, "p3"))
+	if err := e.s.FinishEvent(e.ctx, "a", done, domain.EventDone, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.insert(t, callEvent("b", "c1", domain.EventCallEnd, "p1"))
+	e.clock.Advance(time.Minute)
+	e.insert(t, callEvent("a", "c4", domain.EventCallEnd, "p4")) // too recent
+	parts, err := e.s.WaitingPartitions(e.ctx, "", start.Add(30*time.Second), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(parts); got != "[{a p1} {b p1}]" {
+		t.Fatalf("WaitingPartitions = %s", got)
+	}
+	parts, err = e.s.WaitingPartitions(e.ctx, "a", start.Add(2*time.Minute), 10)
+	if err != nil || fmt.Sprint(parts) != "[{a p1} {a p4}]" {
+		t.Fatalf("WaitingPartitions(a) = %v, %v", parts, err)
+	}
+	parts, err = e.s.WaitingPartitions(e.ctx, "", start.Add(2*time.Minute), 1)
+	if err != nil || len(parts) != 1 {
+		t.Fatalf("limit 1: %v, %v", parts, err)
+	}
+}
+
+func testEventDropWaiting(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	e.tenant(t, "b")
+	old, _ := e.insert(t, callEvent("a", "old", domain.EventCallEnd, "p"))
+	e.insert(t, callEvent("b", "old", domain.EventCallEnd, "p"))
+	e.clock.Advance(72 * time.Hour)
+	recent, _ := e.insert(t, callEvent("a", "new", domain.EventCallEnd, "p"))
+	n, err := e.s.DropWaiting(e.ctx, "a", start.Add(time.Hour), "too old to resend")
+	if err != nil || n != 1 {
+		t.Fatalf("DropWaiting = %d, %v; want 1", n, err)
+	}
+	got, _ := e.s.Event(e.ctx, "a", old)
+	if got.State != domain.EventDropped || got.Note != "too old to resend" {
+		t.Fatalf("old event: %q %q", got.State, got.Note)
+	}
+	if next, err := e.s.NextEvent(e.ctx, "a", "p"); err != nil || next.ID != recent {
+		t.Fatalf("the recent event must still wait: %s %v", next.ID, err)
+	}
+	st, err := e.s.EventStats(e.ctx, "a")
+	if err != nil || st.Dropped != 1 || st.Waiting != 1 || !st.OldestWaiting.Equal(stamp(start.Add(72*time.Hour))) {
+		t.Fatalf("stats = %+v, %v", st, err)
+	}
+	if st, _ := e.s.EventStats(e.ctx, "b"); st.Waiting != 1 || st.Dropped != 0 {
+		t.Fatalf("another tenant's events must not be dropped: %+v", st)
+	}
+}
+
+func testEventRejected(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	for i, body := range [][]byte{[]byte(`{"broken`), allBytes(), {}} {
+		e.clock.Advance(time.Second)
+		if err := e.s.RejectEvent(e.ctx, domain.RejectedEvent{TenantID: "a", Reason: fmt.Sprintf("reason %d", i),
+			ContentType: "application/json", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.s.ListRejected(e.ctx, "a", 2)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("ListRejected = %d rows, %v", len(got), err)
+	}
+	if got[0].Reason != "reason 2" || len(got[0].Body) != 0 || got[1].Reason != "reason 1" ||
+		string(got[1].Body) != string(allBytes()) || !got[1].ReceivedAt.Equal(stamp(start.Add(2*time.Second))) {
+		t.Fatalf("rejected rows, newest first: %+v", got)
+	}
+	st, err := e.s.EventStats(e.ctx, "a")
+	if err != nil || st.Rejected != 3 {
+		t.Fatalf("stats = %+v, %v", st, err)
+	}
+	wantCode(t, e.s.RejectEvent(e.ctx, domain.RejectedEvent{TenantID: "nobody", Reason: "x"}), domain.ENOTFOUND,
+		"rejected body of an unknown tenant")
+}
+
+func testEventConcurrentDuplicates(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		ids     = map[string]int{}
+		created int
+	)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, c, err := e.s.InsertEvent(e.ctx, callEvent("a", "same", domain.EventCallEnd, "p"), func(context.Context, any) error { return nil })
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			ids[id]++
+			if c {
+				created++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(ids) != 1 || created != 1 {
+		t.Fatalf("20 concurrent posts of one event: ids %v, %d created; want one id, one created", ids, created)
+	}
+}
+
+func testWriteBeginFinish(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	e.tenant(t, "b")
+	w, err := e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "a", Key: "k1", Kind: "lead"})
+	if err != nil || w.EntityID != "" || w.Kind != "lead" || !w.CreatedAt.Equal(stamp(start)) {
+		t.Fatalf("first BeginWrite = %+v, %v", w, err)
+	}
+	e.clock.Advance(time.Second)
+	if w, err = e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "a", Key: "k1", Kind: "lead"}); err != nil || w.EntityID != "" ||
+		!w.CreatedAt.Equal(stamp(start)) {
+		t.Fatalf("BeginWrite of an unfinished key must return the first record: %+v, %v", w, err)
+	}
+	if err := e.s.FinishWrite(e.ctx, "a", "k1", "lead:42"); err != nil {
+		t.Fatal(err)
+	}
+	if w, err = e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "a", Key: "k1", Kind: "lead"}); err != nil || w.EntityID != "lead:42" {
+		t.Fatalf("BeginWrite of a finished key = %+v, %v; want its entity", w, err)
+	}
+	if w, err = e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "b", Key: "k1", Kind: "lead"}); err != nil || w.EntityID != "" {
+		t.Fatalf("keys are per tenant: %+v, %v", w, err)
+	}
+	wantCode(t, e.s.FinishWrite(e.ctx, "a", "nope", "1"), domain.ENOTFOUND, "FinishWrite without BeginWrite")
+	_, err = e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "nobody", Key: "k", Kind: "lead"})
+	wantCode(t, err, domain.ENOTFOUND, "BeginWrite of an unknown tenant")
+}
