@@ -172,3 +172,76 @@ func Delay(ctx context.Context, d time.Duration, stop <-chan struct{}) bool {
 	}
 	return false
 }
+
+// Writes is the part of a fake CRM that call-event tests inspect and
+// steer. Every adapter's fake implements it.
+type Writes interface {
+	// Written returns what clients created through the API (not by Put),
+	// in creation order.
+	Written() Written
+	// SetUTM sets the UTM fields of an existing lead or deal.
+	SetUTM(r crm.Ref, u crm.UTM)
+	// UTM returns the UTM fields of a lead or deal, created or Put.
+	UTM(r crm.Ref) crm.UTM
+	// FailWrites makes the next n create or update requests fail with
+	// status, with the CRM's own error body (429 carries Retry-After: 1).
+	FailWrites(status, n int)
+	// LeadKind is the kind of the entity CreateLead makes in this CRM.
+	LeadKind() domain.EntityKind
+}
+
+// Written is what call events created in a fake CRM, in a shape common to
+// all CRMs. Seq orders every creation of the account, across kinds.
+type Written struct {
+	Contacts []WrittenContact
+	Leads    []WrittenLead
+	Calls    []WrittenCall
+	Tasks    []WrittenTask
+}
+
+// WrittenContact is a contact created through the API.
+type WrittenContact struct {
+	Seq     int
+	ID      string
+	Phone   string // E.164 digits
+	OwnerID string
+}
+
+// WrittenLead is a lead or deal created through the API.
+type WrittenLead struct {
+	Seq       int
+	Kind      domain.EntityKind
+	ID        string
+	Title     string
+	Phone     string // E.164 digits, own or its contact's
+	OwnerID   string
+	ContactID string
+	Pipeline  string // "" when the CRM's default was used
+	UTM       crm.UTM
+}
+
+// WrittenCall is a call record created through the API.
+type WrittenCall struct {
+	Seq       int
+	ID        string
+	Key       string // what the adapter stored for Find (uniq, externalId...)
+	Outgoing  bool
+	Answered  bool
+	Phone     string // E.164 digits
+	Duration  time.Duration
+	Recording string
+	UserID    string
+	LeadID    string // "" when linked to the contact only
+	ContactID string
+}
+
+// WrittenTask is a task created through the API.
+type WrittenTask struct {
+	Seq       int
+	ID        string
+	Text      string
+	UserID    string
+	LeadID    string
+	ContactID string
+	Due       time.Time
+}

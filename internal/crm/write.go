@@ -1,0 +1,157 @@
+package crm
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/domain"
+)
+
+// Writer creates what a call leaves in the CRM: a lead (with a contact
+// where the CRM needs one), the call record and the call-back task. Every
+// adapter's Source implements it.
+//
+// Each create carries Key, an idempotency key callrouter stores with the id
+// the CRM returns. If callrouter dies between the CRM's answer and storing
+// the id, the retry asks Find for the entity the key made before creating
+// it again; adapters therefore put the key where the CRM can search for it
+// (amoCRM's call "uniq", retailCRM's externalId, a marker in a task's
+// text), and say in their package doc how.
+//
+// Errors: *AuthError when the CRM rejects the credentials, *StatusError
+// for any other refusal after retries (IsPermanent tells a refusal that a
+// retry cannot fix), ctx errors, and transport errors.
+type Writer interface {
+	// CreateLead creates a lead or deal for a client, titled with its phone,
+	// and the contact holding the phone first when lead.ContactID is "" and
+	// the CRM keeps phones on contacts. The created lead must be found by
+	// FindByPhone of its phone afterwards (search indexes allowing).
+	CreateLead(ctx context.Context, lead NewLead) (Created, error)
+	// CreateCall records a finished call, linked to lead and contact.
+	CreateCall(ctx context.Context, call NewCall) (string, error)
+	// CreateTask creates a task for a user, linked to lead and contact.
+	CreateTask(ctx context.Context, task NewTask) (string, error)
+	// FillUTM writes utm into the lead's UTM fields when every one of them
+	// is empty and reports whether it wrote; a lead with any UTM field set
+	// keeps its attribution.
+	FillUTM(ctx context.Context, lead Ref, utm UTM) (bool, error)
+	// Find returns the id of the entity of kind an earlier create with key
+	// made, searching under parent (the lead or contact it was linked to);
+	// "" when there is none. ErrNotSearchable when this CRM cannot search
+	// for that kind of write.
+	Find(ctx context.Context, kind WriteKind, key string, parent Ref) (string, error)
+}
+
+// WriteKind is a kind of entity Writer creates.
+type WriteKind string
+
+// Write kinds.
+const (
+	WriteLead WriteKind = "lead"
+	WriteCall WriteKind = "call"
+	WriteTask WriteKind = "task"
+	WriteUTM  WriteKind = "utm"
+)
+
+// ErrNotSearchable is Find's answer for writes the CRM offers no way to
+// search; the caller then creates again, accepting a duplicate in the
+// narrow window between the CRM's answer and storing its id.
+var ErrNotSearchable = errors.New("crm: this CRM cannot search for that write")
+
+// UTM is the marketing attribution of a call.
+type UTM struct {
+	Source   string `json:"utm_source,omitempty"`
+	Medium   string `json:"utm_medium,omitempty"`
+	Campaign string `json:"utm_campaign,omitempty"`
+	Term     string `json:"utm_term,omitempty"`
+	Content  string `json:"utm_content,omitempty"`
+	// ClientID is the Google Analytics client id (Zoho's rs_google_client_id).
+	ClientID string `json:"client_id,omitempty"`
+}
+
+// Empty reports whether no field is set.
+func (u UTM) Empty() bool { return u == UTM{} }
+
+// NewLead is a lead to create.
+type NewLead struct {
+	Key string
+	// Phone is the client's number in E.164 digits without '+'.
+	Phone string
+	// Title names the lead; callrouter uses the client's number.
+	Title string
+	// OwnerID is the responsible CRM user; "" leaves it to the CRM.
+	OwnerID string
+	// ContactID links an existing contact instead of creating one.
+	ContactID string
+	// Pipeline is the CRM's pipeline (funnel, order type) id; "" is the
+	// CRM's default.
+	Pipeline string
+	UTM      UTM
+}
+
+// Created is what CreateLead made.
+type Created struct {
+	Lead Ref
+	// Contact is the contact linked to the lead, created or given; zero
+	// when the CRM's lead holds the phone itself.
+	Contact Ref
+}
+
+// NewCall is a call record to create.
+type NewCall struct {
+	Key string
+	// CallID is the PBX's call id (uniqueid).
+	CallID   string
+	Outgoing bool
+	// Answered is false for missed calls (no answer, busy, failed,
+	// voicemail, or no talk time).
+	Answered bool
+	// Disposition is the PBX's disposition, upper case.
+	Disposition string
+	// Phone is the client's number (E.164 digits); Line is the other end:
+	// the number the client dialled, or the employee's.
+	Phone string
+	Line  string
+	Start time.Time
+	// Duration is the talk time (billsec); Wait the time before an answer.
+	Duration time.Duration
+	Wait     time.Duration
+	// Recording is the link to the call's recording, "" when none.
+	Recording string
+	// UserID is the answering or calling manager's CRM user id.
+	UserID  string
+	Lead    Ref
+	Contact Ref
+}
+
+// NewTask is a task to create.
+type NewTask struct {
+	Key     string
+	Text    string
+	Due     time.Time
+	UserID  string
+	Phone   string
+	Lead    Ref
+	Contact Ref
+}
+
+// IsPermanent reports whether err is a CRM refusal that retrying the same
+// request cannot fix: a 4xx answer other than 408, 409, 423 and 429.
+// Credentials rejected (*AuthError) are not permanent: the request works
+// again once an admin reconnects.
+func IsPermanent(err error) bool {
+	var se *StatusError
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Status {
+	case 408, 409, 423, 429:
+		return false
+	}
+	return se.Status >= 400 && se.Status < 500
+}
+
+// LeadKinds are the entity kinds a call is filed under, in the order a
+// known client's open ones are preferred.
+var LeadKinds = []domain.EntityKind{domain.KindLead, domain.KindDeal}
