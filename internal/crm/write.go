@@ -59,6 +59,10 @@ const (
 // narrow window between the CRM's answer and storing its id.
 var ErrNotSearchable = errors.New("crm: this CRM cannot search for that write")
 
+// ErrInactive says a tenant has no active integration to write to (none,
+// inactive or broken); call events wait for one.
+var ErrInactive = errors.New("crm: the tenant's CRM integration is not active")
+
 // UTM is the marketing attribution of a call.
 type UTM struct {
 	Source   string `json:"utm_source,omitempty"`

@@ -76,10 +76,54 @@
 // contacts with [type]=company. Deletions become Batch.Deleted, everything
 // else Batch.Refetch.
 //
+// # Writing (crm.Writer)
+//
+//   - CreateLead for a new client is one POST /api/v4/leads/complex: the
+//     lead (name = Title, responsible_user_id, pipeline_id when set, the
+//     UTM tracking fields UTM_SOURCE, UTM_MEDIUM, UTM_CAMPAIGN, UTM_TERM,
+//     UTM_CONTENT, GCLIENTID by field_code when set) with its contact
+//     embedded (name = Title, the same responsible user, PHONE "+<digits>"
+//     WORK). amoCRM creates both and links them, so FindByPhone and the
+//     sync find the lead open (first status of the pipeline) and owned.
+//     With NewLead.ContactID it is POST /api/v4/leads with
+//     _embedded.contacts [{id}].
+//   - CreateCall is POST /api/v4/calls: direction inbound|outbound, uniq =
+//     Key, duration (talk seconds), source "callrouter", link (recording),
+//     phone "+<digits>", call_status (4 conversation when answered; 7 busy
+//     for BUSY, 6 no connection for FAILED, CONGESTION and CHANUNAVAIL, 3
+//     not available otherwise), call_result text, responsible_user_id and
+//     created_by (the user; without created_by amoCRM credits a robot),
+//     created_at (the call's start). amoCRM takes no entity ids: it files
+//     the call as a call_in/call_out note under the contact holding the
+//     phone, or under that contact's lead when it has exactly one active
+//     lead, and adds nothing for a phone no contact holds (a permanent
+//     *crm.StatusError). The id returned is amoCRM's call (note) id.
+//   - CreateTask is POST /api/v4/tasks: text with "[cr:<key>]" appended,
+//     complete_till, task_type_id 1 (call), responsible_user_id, and
+//     entity_id/entity_type of the lead, else the contact (amoCRM tasks
+//     belong to one entity).
+//   - FillUTM reads GET /api/v4/leads/{id} and, only when every UTM field
+//     is empty, writes PATCH /api/v4/leads/{id} {custom_fields_values}.
+//   - Find(WriteCall) reads the parent's call notes, GET
+//     /api/v4/{leads|contacts}/{id}/notes?filter[note_type][]=call_in&
+//     filter[note_type][]=call_out, for params.uniq == key, and for a lead
+//     then the notes of its first five contacts (where amoCRM files a call
+//     when the contact has several active leads). Find(WriteTask) reads
+//     GET /api/v4/tasks?filter[entity_type]=…&filter[entity_id][]=… for
+//     the marker. Leads carry no key amoCRM can search, so Find(WriteLead)
+//     is crm.ErrNotSearchable, as are WriteUTM (FillUTM is idempotent by
+//     itself) and a zero parent.
+//
+// Unconfirmed on a live account: that the id POST /api/v4/calls answers is
+// the call note's id (Find returns the note id); amoCRM's exact answer to a
+// call whose phone matches nothing (taken to be a 400 validation error; a
+// 2xx answer without _embedded.calls is treated the same way); the
+// tracking-field codes (UTM_*, GCLIENTID) on accounts that renamed them.
+//
 // # Errors and limits
 //
 // Requests are limited to amoCRM's 7 per second per integration (with the
-// crm package's headroom), OAuth calls included; 429 answers are retried
+// crm package's headroom), OAuth calls and writes included; 429 answers are retried
 // after Retry-After. A 401 from the API triggers one refresh; a 401 with a
 // long-lived token is a *crm.AuthError with amoCRM's "detail".
 package amocrm

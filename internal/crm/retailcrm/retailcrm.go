@@ -6,7 +6,9 @@
 // (a trailing /api/v5 is accepted and dropped); the credentials are
 // {"api_key": "...", "site": "..."}, see Credentials. The key needs read
 // access to customers, orders, their history, users, the order status
-// reference and the telephony manager method.
+// reference and the telephony manager method; to write calls it needs
+// customers, orders and tasks creation, order editing and the telephony
+// calls upload (which needs a registered telephony integration module).
 //
 // # What is indexed
 //
@@ -73,6 +75,50 @@
 // "deleted": true (form deleted=1) reports a deletion; otherwise callrouter
 // rereads the entity, so one trigger on any change is enough.
 //
+// # Writing what a call leaves
+//
+// Source implements crm.Writer. Every POST is a form
+// (application/x-www-form-urlencoded) with the entity as one JSON field and
+// site=<Credentials.Site> when set. Times are written as UTC, like they are
+// read (the account's zone is not in the API).
+//
+//   - CreateLead makes a customer (POST /api/v5/customers/create:
+//     firstName = title, phones[{number: "+<phone>"}], managerId) unless
+//     ContactID names one, then an order, retailCRM's deal (POST
+//     /api/v5/orders/create: externalId = the key, customer {id}, phone,
+//     firstName, managerId, orderType = the pipeline, UTM in source
+//     {source, medium, campaign, keyword (term), content} and the Google
+//     client id in clientId). The order gets the account's default status,
+//     which is open, so the orders history (Changes) and Get carry it open
+//     with its manager. FindByPhone (telephony/manager) finds the customer,
+//     owned by the same manager, not the order.
+//   - CreateCall uploads the call (POST /api/v5/telephony/calls/upload,
+//     under the 40 rps telephony limit): date, type in|out, phone, userId,
+//     result (answered, no answer, busy, failed), duration and
+//     durationWaiting in seconds, recordUrl, externalPhone (the dialled
+//     line, incoming calls) and externalId = the key. The method answers no
+//     id, so the key is the call's id. retailCRM files the call under the
+//     customer and orders of its phone itself; the Lead and Contact refs
+//     cannot be sent.
+//   - CreateTask: POST /api/v5/tasks/create with text, commentary
+//     "[cr:KEY]", datetime ("Y-m-d H:i"), performerId, order {id},
+//     customer {id} and phone.
+//   - FillUTM reads GET /api/v5/orders/{id}?by=id and, only when source and
+//     clientId are all empty, writes them with POST
+//     /api/v5/orders/{id}/edit (by=id).
+//   - Find: a lead by its externalId (GET /api/v5/orders/{key}?by=externalId,
+//     404 Not found is ""); a task under an order by the order's number
+//     (GET /api/v5/tasks?filter[orderNumber]=) and the marker in its
+//     commentary or text. Calls are crm.ErrNotSearchable: API v5 has no
+//     method listing calls. So are tasks under a customer only, since
+//     filter[customer] matches by an unspecified text search.
+//
+// Unconfirmed on a live account: whether tasks/create accepts order and
+// customer together (the form in retailCRM's UI links one of them);
+// whether the task list shows commentary; whether calls/upload answers
+// processedCallsCount 0 rather than an error for a call it cannot file;
+// clientId being writable by orders/edit.
+//
 // # Errors
 //
 // A rejected key ("Wrong \"apiKey\" value." with HTTP 403 or 401), a
@@ -80,8 +126,11 @@
 // does not exist.", or nginx's HTML 405 page that retailCRM serves for
 // accounts that are gone) are *crm.AuthError with retailCRM's message: the
 // integration stays broken until an admin fixes it. "Access denied." (the
-// key lacks a method or site) is an ordinary *crm.StatusError. 503 and 429
-// answers are retried honouring Retry-After.
+// key lacks a method or site) is an ordinary *crm.StatusError, as is a
+// validation error (400 "Errors in the entity format"), which
+// crm.IsPermanent reports as permanent. 503 and 429 answers are retried
+// honouring Retry-After, writes included; other failed writes are not
+// retried, since retailCRM may have applied them.
 package retailcrm
 
 import (
@@ -174,6 +223,9 @@ type Source struct {
 	// the rest of the API.
 	tel *rate.Limiter
 	now func() time.Time
+	// site is the store code creates are sent with; "" lets retailCRM
+	// use the key's only store.
+	site string
 
 	mu       sync.Mutex
 	final    map[string]bool // order status code → in a final group
@@ -213,7 +265,7 @@ func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Source{http: h, tel: crm.NewLimiter(telephonyRPS), now: now}, nil
+	return &Source{http: h, tel: crm.NewLimiter(telephonyRPS), now: now, site: creds.Site}, nil
 }
 
 // envelope is what every retailCRM answer carries.

@@ -65,6 +65,55 @@
 // it is (Batch.Entities); anything less is read again (Batch.Refetch).
 // Notifications for other services or tables give an empty batch. A body
 // that is not JSON, or names no table or no numeric id, is EINVALID.
+//
+// # Writes
+//
+// The adapter implements crm.Writer (write.go), with request shapes from
+// the SDKs' models (JS crm-calls.ts, crm-tasks.ts, crm-filters.ts; Go
+// activities/types.go, api/crm.go):
+//
+//   - CreateLead: POST /crm/v1/entities/leads/ {"title","owner","phone":
+//     [{"value":"+…","type":"work"}],"utm_source|medium|campaign|term|
+//     content","kanban_stage_id"}. Leads, not deals: Uspacy leads hold
+//     their own phones, so no contact is needed, and FindByPhone and the
+//     sync find the lead, open (no kanban_status yet) with its owner.
+//     Leads have no contact link in the SDKs; a given ContactID is only
+//     reported back in Created. Records carry a stage, not a funnel (no
+//     funnel field on any record model), so NewLead.Pipeline is sent as
+//     kanban_stage_id: tenants name the starting stage of the funnel they
+//     want. UTM.ClientID has no Uspacy field and is dropped.
+//   - CreateCall: POST /crm/v1/events/call with integration_code
+//     "callrouter", call_type incoming|outgoing, ended_call_status
+//     answered, busy (disposition BUSY) or missed (the SDKs type it as a
+//     free string: the values are unconfirmed), from/to (the client as
+//     "+digits", the line as given), begin_time, end_time (start + wait +
+//     talk), duration (talk seconds), call_record_link, employees [user],
+//     lead_id|deal_id and contact_id|company_id (+ contacts [id]) with
+//     entity_table the lead's table, else the contact's. The key goes in
+//     twice: external_id is ExternalID(key), a 53-bit hash, because both
+//     SDKs type external_id as a number; the note carries Marker(key).
+//   - CreateTask: POST /activities/v1/activities {"title" (the text's
+//     first line),"type":"task","status":"planned","priority":"neutral",
+//     "description" (text + Marker(key)),"start_time" (now),"end_time"
+//     (due),"responsible_id","crm_entities":{"leads":[{"id"}],"contacts":
+//     [{"id"}]}}. The crm_entities shape is the JS SDK's read shape; what
+//     the create accepts is unconfirmed.
+//   - FillUTM: GET /crm/v1/entities/{leads|deals}/{id}, then PATCH on the
+//     same path with the non-empty utm_* fields only when all five are
+//     empty.
+//   - Find: calls and tasks are listed with the SDKs' search filter
+//     (GET /crm/v1/events/call or /activities/v1/activities ?search=key&
+//     page=1&list=100) and only an answer carrying the marker in its note
+//     or description (or, for a call, the hashed external_id) counts.
+//     Which fields Uspacy's search looks at is unconfirmed: if it does not
+//     match the note, Find answers "" and the caller creates again. Leads
+//     and UTM writes are crm.ErrNotSearchable: a lead has no field for the
+//     key, and callrouter finds leads by phone.
+//
+// Created ids are read from the answer's "id", bare or under "data".
+// Writes go through the same client, rate limit and token refresh as
+// reads; POSTs are not retried after a 5xx or transport error (they may
+// have been applied), only after 429/503.
 package uspacy
 
 import (

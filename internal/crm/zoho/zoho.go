@@ -5,7 +5,54 @@
 //
 // Zoho limits API use by daily credits and by requests in flight per
 // organization (5 on the smallest edition), not by a request rate; see
-// Concurrency.
+// Concurrency. Writes share the reads' client, so the same bound holds.
+//
+// Writes (crm.Writer), one record a request, each with "trigger":[] so
+// workflow and assignment rules do not move what callrouter assigned:
+//   - CreateLead: POST /crm/v8/Leads with Last_Name and Company = the
+//     title (Company is mandatory in the standard layout), Phone
+//     "+digits", Owner {"id"}, the UTM custom fields rs_utm_source,
+//     rs_utm_medium, rs_utm_campaign, rs_utm_term, rs_utm_content and
+//     rs_google_client_id when set, and "[cr:KEY]" in Description. A Zoho
+//     lead holds its own phone, so no contact is created; a given contact
+//     is returned as is. Leads have no pipeline: NewLead.Pipeline is
+//     ignored. The lead is open (no Lead_Status) and is found by the phone
+//     search and the sync like any other.
+//   - CreateCall: POST /crm/v8/Calls with Subject "Incoming|Outgoing|Missed
+//     call +digits [cr:KEY]", Call_Type Inbound, Outbound or Missed (an
+//     incoming call nobody answered), Call_Start_Time with its offset,
+//     Call_Duration "mm:ss" of the talk time (not for Missed),
+//     Call_Result, Owner, What_Id + $se_module (Leads, Deals, Accounts)
+//     and Who_Id for a contact, and a Description of "Label: value" lines:
+//     Phone, Line, Disposition, Talk time, Wait, Recording (Zoho has no
+//     writable recording field), PBX call id, then the marker.
+//   - CreateTask: POST /crm/v8/Tasks with Subject = text + marker,
+//     Due_Date (a date: the due time is written into Description), Status
+//     "Not Started", Priority "High", Owner, What_Id/$se_module, Who_Id.
+//   - FillUTM: GET /crm/v8/{Leads|Deals}/{id}?fields=<the six UTM fields>,
+//     then PUT /crm/v8/{Leads|Deals}/{id} only when all six are empty.
+//
+// Zoho's UI disables the contact of an activity filed under a lead (a lead
+// is a person itself), so calls and tasks on a lead carry What_Id only;
+// the contact is linked when the lead is a deal or there is no lead.
+//
+// Find searches calls and tasks with GET /crm/v8/{Calls|Tasks}/search?word=KEY
+// (204 when nothing matches) and keeps only records whose Subject has the
+// exact "[cr:KEY]" marker and that are linked to the parent. Leads and UTM
+// writes answer crm.ErrNotSearchable: a lead is found again by its phone,
+// and FillUTM is idempotent by itself.
+//
+// Unconfirmed against a live account: that word search tokenizes a key
+// with '-' or '_' so it matches (the exact-marker check guards against
+// false hits, not misses); how soon a new record reaches the search index
+// (Zoho indexes with a delay, so Find right after a create can miss it and
+// the caller creates a duplicate); whether Call_Result is a restricted
+// picklist in some accounts (values sent: Answered, No answer, Busy,
+// Failed, Voicemail, Not answered); that a contact in Who_Id is refused
+// with a lead in What_Id (the reason it is left out); the UTM custom
+// fields exist only where the account created them, otherwise Zoho
+// refuses the record with INVALID_DATA. A per-record refusal (in a 201,
+// 207 or 400 answer) comes back as a 400 *crm.StatusError, permanent.
 package zoho
 
 import (

@@ -12,7 +12,29 @@
 //   - GET /api/v4/events with filter[type][] (or a comma-separated
 //     filter[type]), filter[created_at][from|to], limit (≤ 100), page,
 //     newest first;
-//   - POST /oauth2/access_token with grant_type=refresh_token (JSON or form).
+//   - POST /oauth2/access_token with grant_type=refresh_token (JSON or form);
+//   - POST /api/v4/leads/complex (leads with new or existing contacts, each
+//     new contact before its lead) and POST /api/v4/leads (existing contacts
+//     by _embedded.contacts[].id), answering amoCRM's shapes;
+//   - GET and PATCH /api/v4/leads/{id} (PATCH: name, responsible_user_id,
+//     the UTM tracking-data fields in custom_fields_values);
+//   - POST /api/v4/calls: a call is filed, as amoCRM files it, as a call_in
+//     or call_out note under the contact with the phone's last ten digits
+//     (lowest id), or that contact's single active lead; a phone no contact
+//     holds gets a 400 validation error and nothing is added;
+//   - GET /api/v4/{leads,contacts,companies}/{id}/notes with
+//     filter[note_type][], limit, page (the call notes);
+//   - POST /api/v4/tasks and GET /api/v4/tasks with filter[entity_type],
+//     filter[entity_id][], limit, page.
+//
+// Writes take application/json arrays (PATCH an object), are validated
+// whole before anything is created (responsible users against SetUsers'
+// users once there are any; lead fields other than the tracking fields,
+// unknown contacts and entities are 400 validation-errors bodies), and are
+// recorded for crmtest.Writes.Written in creation order. FailWrites makes
+// the next writes fail before authentication: 429 with a non-JSON body and
+// Retry-After: 1, 400 with a validation-errors body, others with
+// application/problem+json.
 //
 // Success bodies are application/hal+json with _page, _links.self,
 // _links.next (only when another page exists) and _embedded; an empty list,
@@ -25,8 +47,9 @@
 // OAuth included, passes a crmtest.RateMeter at amoCRM's 7 requests per
 // second.
 //
-// Records: contacts and companies keep their phones in the PHONE custom
-// field (custom_fields_values is null when they have none). amoCRM leads
+// Records: leads created through the API are linked to their contacts and
+// become normal records (listed, searched, open, owned). Contacts and
+// companies keep their phones in the PHONE custom field (custom_fields_values is null when they have none). amoCRM leads
 // have no phones of their own, so Put of a lead with phones gives the lead a
 // main contact holding them (an "auto contact", id above 900000000, with
 // no responsible user, so routing by it finds no owner). Records get
@@ -38,6 +61,7 @@
 package amocrmfake
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -106,9 +130,20 @@ type Server struct {
 	clientID    string
 	secret      string
 	redirectURI string
+
+	// Writes through the API (see writes.go).
+	written   crmtest.Written
+	writeSeq  int
+	notes     map[crm.Ref][]*note
+	tasks     []*task
+	failCode  int // status of the failing writes still to answer
+	failWrite int // how many writes still fail
 }
 
-var _ crmtest.Fake = (*Server)(nil)
+var (
+	_ crmtest.Fake   = (*Server)(nil)
+	_ crmtest.Writes = (*Server)(nil)
+)
 
 // record is one contact, lead or company.
 type record struct {
@@ -122,6 +157,8 @@ type record struct {
 	updatedAt   int64
 	contacts    []int64 // leads: linked contacts, main first
 	auto        int64   // leads: the auto contact holding Put's phones
+	pipeline    int64   // leads: 0 is PipelineID
+	utm         crm.UTM // leads: the tracking-data fields
 }
 
 // touch stamps a change at now, or a second after the previous change when
@@ -155,6 +192,7 @@ func New(t testing.TB) *Server {
 		now:         time.Now,
 		records:     map[domain.EntityKind]map[int64]*record{domain.KindContact: {}, domain.KindLead: {}, domain.KindCompany: {}},
 		gone:        map[crm.Ref]bool{},
+		notes:       map[crm.Ref][]*note{},
 		nextID:      firstAutoID,
 		access:      map[string]time.Time{},
 		refresh:     map[string]bool{},
@@ -501,7 +539,7 @@ func (s *Server) Notification(r crm.Ref) (contentType string, body []byte, ok bo
 		v.Set(p+"[account_id]", strconv.Itoa(AccountID))
 		if r.Kind == domain.KindLead {
 			v.Set(p+"[status_id]", strconv.FormatInt(rec.status, 10))
-			v.Set(p+"[pipeline_id]", strconv.Itoa(PipelineID))
+			v.Set(p+"[pipeline_id]", strconv.FormatInt(cmp.Or(rec.pipeline, PipelineID), 10))
 			v.Set(p+"[price]", "0")
 			break
 		}

@@ -67,12 +67,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "Not Found", "Not found")
 		return
 	}
-	if r.Method != http.MethodGet {
-		problem(w, http.StatusMethodNotAllowed, "Method Not Allowed", "Method not allowed")
+	if isWrite(r.Method) && s.failedWrite(w) {
 		return
 	}
 	if !s.authorized(r) {
 		problem(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized")
+		return
+	}
+	if s.serveWrites(w, r) {
+		return
+	}
+	if r.Method != http.MethodGet {
+		problem(w, http.StatusMethodNotAllowed, "Method Not Allowed", "Method not allowed")
 		return
 	}
 	switch r.URL.Path {
@@ -485,7 +491,7 @@ func (s *Server) recordJSON(rec *record, with map[string]bool) any {
 	host := strings.TrimPrefix(s.srv.URL, "http://")
 	if rec.kind == domain.KindLead {
 		l := leadJSON{ID: rec.id, Name: rec.name, ResponsibleUserID: rec.responsible, StatusID: rec.status,
-			PipelineID: PipelineID, CreatedBy: rec.responsible, UpdatedBy: rec.responsible,
+			PipelineID: cmp.Or(rec.pipeline, PipelineID), CustomFieldsValues: utmJSON(rec.utm), CreatedBy: rec.responsible, UpdatedBy: rec.responsible,
 			CreatedAt: rec.createdAt, UpdatedAt: rec.updatedAt, AccountID: AccountID,
 			Links: selfLinks(host, "/api/v4/leads", rec.id)}
 		if rec.status == StatusWon || rec.status == StatusLost {

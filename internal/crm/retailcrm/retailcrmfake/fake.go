@@ -3,8 +3,8 @@
 // uses, with the answer shapes of retailCRM's public client tests.
 //
 // It serves GET /api/v5/customers, /customers/{id}, /customers/history,
-// /orders, /orders/{id}, /orders/history, /users, /reference/statuses and
-// /telephony/manager. Every request needs the key (header X-API-KEY or
+// /orders, /orders/{id} (by=id or externalId), /orders/history, /users,
+// /reference/statuses, /tasks and /telephony/manager. Every request needs the key (header X-API-KEY or
 // parameter apiKey); a wrong or revoked key gets retailCRM's 403
 // {"success":false,"errorMsg":"Wrong \"apiKey\" value."}. Lists take limit
 // 20, 50 or 100 and page; history takes filter[sinceId] and returns the
@@ -17,6 +17,17 @@
 // phones are phone and additionalPhone, further ones ride on the embedded
 // customer; open orders get status "new", closed ones "complete").
 // retailCRM has no companies: Put ignores them.
+//
+// It also takes the writes callrouter makes, as forms with one JSON field
+// (see writes.go): POST /api/v5/customers/create, /orders/create,
+// /orders/{id}/edit (source, clientId, managerId, status),
+// /telephony/calls/upload and /tasks/create, and lists tasks with GET
+// /api/v5/tasks (filter[orderNumber], filter[text], filter[performers][]).
+// Created customers and orders are ordinary records: listed, in the
+// history feeds, found by /telephony/manager; orders get status "new".
+// Uploaded calls are linked, like retailCRM does, to the customer and the
+// newest open order with the phone. Written, SetUTM, UTM, FailWrites and
+// LeadKind (deal) implement crmtest.Writes.
 //
 // Requests to /api/v5/telephony/* are metered at 40 per second
 // (TelephonyMeter), all others at 10 (Meter), like retailCRM's limits.
@@ -79,6 +90,14 @@ type Server struct {
 	delay     time.Duration
 	queue     []canned
 	calls     map[string]int
+
+	// What clients wrote through the API.
+	seq        int
+	written    crmtest.Written
+	tasks      map[int64]*taskRec
+	nextTask   int64
+	failStatus int
+	failN      int
 }
 
 var _ crmtest.Fake = (*Server)(nil)
@@ -105,6 +124,7 @@ func New(t testing.TB) *Server {
 		orders:    map[int64]*orderRec{},
 		denied:    map[string]bool{},
 		calls:     map[string]int{},
+		tasks:     map[int64]*taskRec{},
 		reads:     [2]map[int64]int{{}, {}},
 		statuses: []statusJSON{
 			{Name: "Новый", Code: "new", Active: true, Ordering: 10, Group: "new"},
@@ -545,6 +565,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.queue = s.queue[1:]
 	}
 	dead, revoked, denied := s.dead, s.revoked, s.denied[r.URL.Path]
+	failStatus := 0
+	if c == nil && !dead && r.Method != http.MethodGet && s.failN > 0 {
+		s.failN--
+		failStatus = s.failStatus
+	}
 	s.mu.Unlock()
 	switch {
 	case c != nil:
@@ -559,6 +584,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		_, _ = w.Write([]byte(nginx405))
+		return
+	case failStatus != 0:
+		failWrite(w, failStatus)
 		return
 	}
 	key := r.Header.Get("X-API-KEY")
@@ -575,6 +603,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case denied:
 		fail(w, http.StatusForbidden, "Access denied.", nil)
 		return
+	case r.Method == http.MethodPost:
+		s.serveWrite(w, r)
+		return
 	case r.Method != http.MethodGet:
 		fail(w, http.StatusMethodNotAllowed, "Method Not Allowed", nil)
 		return
@@ -582,6 +613,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	path := strings.TrimPrefix(r.URL.Path, "/api/v5/")
 	switch {
+	case path == "tasks":
+		s.listTasks(w, q)
 	case path == "customers":
 		s.listCustomers(w, q)
 	case path == "customers/history":

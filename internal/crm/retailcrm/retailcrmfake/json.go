@@ -53,6 +53,7 @@ type customerJSON struct {
 type orderJSON struct {
 	Slug            int64             `json:"slug"`
 	ID              int64             `json:"id"`
+	ExternalID      string            `json:"externalId,omitempty"`
 	Number          string            `json:"number"`
 	OrderType       string            `json:"orderType"`
 	OrderMethod     string            `json:"orderMethod"`
@@ -74,7 +75,40 @@ type orderJSON struct {
 	Site            string            `json:"site"`
 	Status          string            `json:"status"`
 	StatusComment   string            `json:"statusComment"`
+	Source          *sourceJSON       `json:"source,omitempty"`
+	ClientID        string            `json:"clientId,omitempty"`
 	Items           []any             `json:"items"`
+}
+
+// sourceJSON is an order's marketing source (UTM).
+type sourceJSON struct {
+	Source   string `json:"source,omitempty"`
+	Medium   string `json:"medium,omitempty"`
+	Campaign string `json:"campaign,omitempty"`
+	Keyword  string `json:"keyword,omitempty"`
+	Content  string `json:"content,omitempty"`
+}
+
+// taskJSON is a task as /api/v5/tasks lists it.
+type taskJSON struct {
+	ID            int64     `json:"id"`
+	Text          string    `json:"text"`
+	Commentary    string    `json:"commentary,omitempty"`
+	Datetime      string    `json:"datetime,omitempty"`
+	CreatedAt     string    `json:"createdAt"`
+	Complete      bool      `json:"complete"`
+	Performer     int64     `json:"performer,omitempty"`
+	PerformerType string    `json:"performerType"`
+	Phone         string    `json:"phone,omitempty"`
+	Order         *refJSON  `json:"order,omitempty"`
+	Customer      *taskCust `json:"customer,omitempty"`
+}
+
+// taskCust is how a task names its customer.
+type taskCust struct {
+	Type string `json:"type"`
+	ID   int64  `json:"id"`
+	Site string `json:"site"`
 }
 
 // refJSON is how field-change history records name their entity.

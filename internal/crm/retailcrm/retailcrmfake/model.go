@@ -2,6 +2,8 @@ package retailcrmfake
 
 import (
 	"strconv"
+
+	"github.com/callrouter/callrouter/internal/crm"
 )
 
 // customerRec is a stored customer.
@@ -43,9 +45,15 @@ type orderRec struct {
 	status                     string
 	managerID                  int64
 	phones                     []string
+	// Set by orders created through the API (and SetUTM).
+	externalID string
+	orderType  string
+	firstName  string
+	customer   *customerRec
+	utm        crm.UTM
 }
 
-func (o *orderRec) external() string { return "" }
+func (o *orderRec) external() string { return o.externalID }
 
 func (o *orderRec) phone(i int) string {
 	if i < len(o.phones) {
@@ -62,13 +70,27 @@ func (o *orderRec) extraPhones() []string {
 }
 
 func (o *orderRec) json() orderJSON {
-	out := orderJSON{
-		Slug: o.id, ID: o.id, Number: o.number, OrderType: "eshop-individual", OrderMethod: "phone", CountryIso: "RU",
-		CreatedAt: o.createdAt, StatusUpdatedAt: o.statusUpdatedAt, Phone: o.phone(0), AdditionalPhone: o.phone(1),
-		Email: "", ManagerID: o.managerID, Site: Site, Status: o.status, Items: []any{},
-		Contragent: map[string]string{"contragentType": "individual"},
+	orderType := o.orderType
+	if orderType == "" {
+		orderType = "eshop-individual"
 	}
-	if extra := o.extraPhones(); len(extra) > 0 {
+	out := orderJSON{
+		Slug: o.id, ID: o.id, ExternalID: o.externalID, Number: o.number, OrderType: orderType, OrderMethod: "phone",
+		CountryIso: "RU", CreatedAt: o.createdAt, StatusUpdatedAt: o.statusUpdatedAt, FirstName: o.firstName,
+		Phone: o.phone(0), AdditionalPhone: o.phone(1), Email: "", ManagerID: o.managerID, Site: Site, Status: o.status,
+		Items: []any{}, Contragent: map[string]string{"contragentType": "individual"}, ClientID: o.utm.ClientID,
+	}
+	if src := (sourceJSON{Source: o.utm.Source, Medium: o.utm.Medium, Campaign: o.utm.Campaign, Keyword: o.utm.Term,
+		Content: o.utm.Content}); src != (sourceJSON{}) {
+		out.Source = &src
+	}
+	extra := o.extraPhones()
+	switch {
+	case o.customer != nil:
+		c := o.customer.json()
+		c.Phones = append(c.Phones, phonesJSON(extra)...)
+		out.Customer = &c
+	case len(extra) > 0:
 		out.Customer = &customerJSON{Type: "customer", Site: Site, Contragent: map[string]string{"contragentType": "individual"},
 			Tags: []string{}, CustomFields: map[string]any{}, Segments: []any{}, Phones: phonesJSON(extra)}
 	}

@@ -15,12 +15,39 @@
 //     {"data","links","meta"} envelope. Default order is by id.
 //   - GET /crm/v1/entities/{table}/{id}: the bare record, or 404.
 //   - GET /company/v1/users/: a bare array with list=all, else the envelope.
+//   - POST /crm/v1/entities/{table}/ {"title","owner","phone":[{"value",
+//     "type"}],"kanban_stage_id","utm_*",("contacts":[ids] for deals)}:
+//     201 and the new record, which from then on is an ordinary record
+//     (listed, searched, open, with its owner); ids start at 700001.
+//   - PATCH /crm/v1/entities/{table}/{id}: title, owner, phone,
+//     kanban_stage_id and utm_* replace the record's; 200 and the record.
+//   - POST /crm/v1/events/call {"integration_code","external_id",
+//     "call_type":"incoming|outgoing","ended_call_status","from","to",
+//     "begin_time","end_time","duration","call_record_link","note",
+//     "subject","employees":[ids],"contacts":[ids],"lead_id","deal_id",
+//     "contact_id","company_id","entity_table"}: 201 and the call with its
+//     id; GET /crm/v1/events/call[/{id}] lists them (search in subject,
+//     note, from, to or equal to external_id; page; list), newest first.
+//   - POST /activities/v1/activities {"title","type","status","priority",
+//     "description","start_time","end_time","responsible_id",
+//     "crm_entities":{"leads":[{"id"}],"contacts":[{"id"}],…}}: 201 and the
+//     activity; GET /activities/v1/activities[/{id}] lists them (search in
+//     title or description).
+//
+// Writes check what Uspacy's Laravel validation would: a title, integer
+// owner, stage, times, external_id and ids, a known call_type and activity
+// type, and that linked records exist; a refusal is 422
+// {"message":"The given data was invalid.","errors":{field:[…]}}. Written
+// reports what clients created (crmtest.Writes): a call's Key is the key
+// in its note's "[cr:KEY]" marker (else its external_id), a task's Text its
+// description without the marker. FailWrites makes the next writes (POST,
+// PUT, PATCH outside /auth/), once authorized, fail with Uspacy's body.
 //
 // Failures answer {"status":N,"message":"…"} with the messages below: 401
 // for a missing, unknown or expired access token, a refused refresh token
 // or bad application credentials; 404; 429 with Retry-After: 2 when
-// Inject429 asks for it. Every answer carries a Date header from the fake's
-// clock.
+// Inject429 asks for it (Retry-After: 1 from FailWrites). Every answer
+// carries a Date header from the fake's clock.
 //
 // Records are rendered the way Uspacy's SDKs describe them: owner is a
 // number for records with an even id and a string for odd ids (Uspacy
@@ -102,6 +129,15 @@ type Server struct {
 	delay      time.Duration
 	ignoreSort bool
 	seq        int
+
+	// What clients wrote through the API (writes.go).
+	written    crmtest.Written
+	writeSeq   int
+	nextID     int64
+	calls      []*call
+	activities []*activity
+	failStatus int
+	failN      int
 }
 
 var _ crmtest.Fake = (*Server)(nil)
@@ -111,6 +147,8 @@ type record struct {
 	e       crm.Entity
 	created int64
 	updated int64
+	utm     crm.UTM
+	stage   string // kanban_stage_id when a client set one
 }
 
 // New starts a fake account that is shut down when the test ends. Its
@@ -171,7 +209,7 @@ func (s *Server) Put(e crm.Entity) {
 		s.records[e.Kind] = byID
 	}
 	if r, ok := byID[e.ID]; ok {
-		r.e, r.updated = e, max(now, r.updated+1)
+		r.e, r.updated = e, max(now, r.updated+1) // UTM and stage stay
 		return
 	}
 	byID[e.ID] = &record{e: e, created: now, updated: now}
@@ -299,6 +337,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := strings.TrimSuffix(r.URL.Path, "/")
+	if s.serveWrites(w, r, path) {
+		return
+	}
 	switch {
 	case path == "/auth/v1/auth/app_sign_in" && r.Method == http.MethodPost:
 		s.signIn(w, r)
@@ -492,7 +533,8 @@ func (s *Server) render(rec *record) map[string]any {
 	m := map[string]any{
 		"id": id, "title": e.Name, "owner": nil, "created_by": 1, "changed_by": 1,
 		"created_at": rec.created, "updated_at": rec.updated, "converted": false, "comments": "",
-		"utm_source": "", "utm_medium": "", "utm_campaign": "", "utm_content": "", "utm_term": "",
+		"utm_source": rec.utm.Source, "utm_medium": rec.utm.Medium, "utm_campaign": rec.utm.Campaign,
+		"utm_content": rec.utm.Content, "utm_term": rec.utm.Term,
 		"source": []any{},
 	}
 	if e.OwnerID != "" {
@@ -532,7 +574,11 @@ func (s *Server) render(rec *record) map[string]any {
 		default:
 			status = "FAIL"
 		}
-		m["kanban_status"], m["kanban_stage_id"], m["kanban_reason_id"] = status, 1, nil
+		var stage any = 1
+		if rec.stage != "" {
+			stage = number(rec.stage)
+		}
+		m["kanban_status"], m["kanban_stage_id"], m["kanban_reason_id"] = status, stage, nil
 	}
 	return m
 }

@@ -5,6 +5,22 @@
 // more than 5 requests in flight (the smallest edition's concurrency, a
 // test failure here), page numbers past 2000 records, page tokens past
 // their limit, expired or revoked tokens.
+//
+// It serves: POST /oauth/v2/token (refresh grant); GET /crm/v8/users;
+// GET /crm/v8/{module} (lists, ids=); GET /crm/v8/{module}/search (phone=
+// or word=, 204 on no match); GET /crm/v8/{module}/deleted; and writes:
+// POST /crm/v8/{module} (Leads, Contacts, Deals, Accounts, Calls, Tasks;
+// up to 100 records, each checked for the standard layout's mandatory
+// fields, Call_Type, date formats and existing lookups, answered 201, 207
+// or 400 with per-record codes), GET /crm/v8/{module}/{id} (204 when
+// missing) and PUT /crm/v8/{module}/{id}. Created leads, contacts, deals
+// and accounts are ordinary records (listed, searched, owned); calls and
+// tasks are searchable only. Written (crmtest.Writes) reads a call's Key
+// from the "[cr:KEY]" marker of its Subject or Description, its Phone and
+// Recording from the "Phone: " and "Recording: " lines of Description, and
+// counts it answered when Call_Type is Inbound, or Outbound with
+// Call_Result "Answered" or a Call_Duration over 00:00; a task's Text is
+// its Subject without the marker and Due its Due_Date (UTC midnight).
 package zohofake
 
 import (
@@ -117,6 +133,11 @@ type Server struct {
 	retryAfter   time.Duration
 	hook         func(*http.Request)
 	log          []Request
+	// Writes through the API (writes.go).
+	seq        int
+	written    crmtest.Written
+	failWrites int
+	failStatus int
 }
 
 type record struct {
@@ -166,6 +187,9 @@ func New(t testing.TB) *Server {
 	api.HandleFunc("GET /crm/v8/{module}", s.serveList)
 	api.HandleFunc("GET /crm/v8/{module}/search", s.serveSearch)
 	api.HandleFunc("GET /crm/v8/{module}/deleted", s.serveDeleted)
+	api.HandleFunc("GET /crm/v8/{module}/{id}", s.serveRecord)
+	api.HandleFunc("POST /crm/v8/{module}", s.serveCreate)
+	api.HandleFunc("PUT /crm/v8/{module}/{id}", s.serveUpdate)
 	api.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one", nil)
 	})
@@ -505,6 +529,12 @@ func (s *Server) serveGated(w *buffered, r *http.Request, next http.Handler) {
 	if inject {
 		s.fail429--
 	}
+	isWrite := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
+	failWrite := valid && !inject && isWrite && s.failWrites > 0
+	failStatus := s.failStatus
+	if failWrite {
+		s.failWrites--
+	}
 	s.mu.Unlock()
 	switch {
 	case !ok:
@@ -516,6 +546,8 @@ func (s *Server) serveGated(w *buffered, r *http.Request, next http.Handler) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
 		}
 		writeError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "Rate limit exceeded, Please try again later", nil)
+	case failWrite:
+		writeFailure(w, failStatus)
 	default:
 		next.ServeHTTP(w, r)
 	}
@@ -773,17 +805,32 @@ func convertedMatches(rec *record, module, param string) bool {
 	}
 }
 
-// serveSearch is GET /crm/v8/{module}/search?phone=: records any of whose
-// phone fields has the same digits.
+// serveSearch is GET /crm/v8/{module}/search with phone= (records any of
+// whose phone fields has the same digits) or word= (records any of whose
+// text fields contains the word, ignoring case), in Leads, Deals,
+// Contacts, Accounts, Calls and Tasks.
 func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
-	module, ok := s.module(w, r)
-	if !ok {
+	module := r.PathValue("module")
+	if _, ok := moduleKinds[module]; !ok && !activityModules[module] {
+		writeError(w, http.StatusBadRequest, "INVALID_MODULE", "the module name given seems to be invalid",
+			map[string]any{"resource_path_index": 0})
 		return
 	}
 	q := r.URL.Query()
 	phone := digits(q.Get("phone"))
-	if phone == "" {
-		writeError(w, http.StatusBadRequest, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", map[string]any{"param_name": "phone"})
+	word := strings.ToLower(strings.TrimSpace(q.Get("word")))
+	switch {
+	case phone == "" && word == "":
+		writeError(w, http.StatusBadRequest, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
+			map[string]any{"param_name": "criteria/email/phone/word"})
+		return
+	case phone != "" && word != "":
+		writeError(w, http.StatusBadRequest, "AMBIGUITY_DURING_PROCESSING", "ambiguity while processing the request",
+			map[string]any{"ambiguity_due_to": []any{map[string]any{"param_name": "phone"}, map[string]any{"param_name": "word"}}})
+		return
+	case word != "" && len([]rune(word)) < 2:
+		writeError(w, http.StatusBadRequest, "INVALID_QUERY", "the word should contain at least 2 characters",
+			map[string]any{"param_name": "word"})
 		return
 	}
 	perPage, bad := intParam(q, "per_page", maxPerPage, 1, maxPerPage)
@@ -800,6 +847,12 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 	var hits []*record
 	for _, rec := range s.records[module] {
 		if !convertedMatches(rec, module, q.Get("converted")) {
+			continue
+		}
+		if word != "" {
+			if hasWord(rec, word) {
+				hits = append(hits, rec)
+			}
 			continue
 		}
 		for _, f := range phoneFields[module] {
