@@ -25,6 +25,7 @@ import (
 	"github.com/callrouter/callrouter/internal/crm/adapters"
 	"github.com/callrouter/callrouter/internal/crmsync"
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/httpapi"
 	"github.com/callrouter/callrouter/internal/jobs"
 	"github.com/callrouter/callrouter/internal/lookup"
@@ -142,17 +143,21 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	defer c.Close()
 
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log})
-	runner, err := newRunner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: cfg.syncInterval, Log: log})
+	processor := events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Log: log})
+	runner, err := newRunner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: cfg.syncInterval,
+		Events: processor, EventStore: st, Log: log})
 	if err != nil {
 		return err
 	}
 	engine.SetKick(runner.Kick)
 
 	srv := httpapi.New(httpapi.Config{
-		Tenants:        reg,
-		Router:         lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout),
-		Admin:          admin.New(st, reg, c, admin.WithCRMs(engine)),
+		Tenants: reg,
+		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout),
+		Admin: admin.New(st, reg, c, admin.WithCRMs(engine),
+			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil))),
 		Webhooks:       engine,
+		Events:         events.NewIngest(st, runner, nil),
 		Ready:          c.Ready,
 		AdminTokenHash: adminHash,
 		Log:            log,

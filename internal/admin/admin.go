@@ -31,7 +31,8 @@ type Service struct {
 	cache   *cache.Cache
 	now     func() time.Time
 	rand    io.Reader
-	crms    CRMs // nil: integrations disabled
+	crms    CRMs   // nil: integrations disabled
+	events  Events // nil: call events disabled
 }
 
 // Option configures a Service.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/store"
 )
 
@@ -33,6 +34,16 @@ type CRMs interface {
 // WithCRMs enables the integration operations.
 func WithCRMs(c CRMs) Option { return func(s *Service) { s.crms = c } }
 
+// Events decides what happens to the call events that waited while an
+// integration was not active (events.Replay).
+type Events interface {
+	// Activated replays (resend) or drops the tenant's waiting events.
+	Activated(ctx context.Context, tenantID string, resend bool) (events.Replayed, error)
+}
+
+// WithEvents lets activation replay or drop waiting call events.
+func WithEvents(e Events) Option { return func(s *Service) { s.events = e } }
+
 // IntegrationView is a tenant's integration as the admin API shows it:
 // never the credentials.
 type IntegrationView struct {
@@ -46,6 +57,8 @@ type IntegrationView struct {
 	Success   *time.Time `json:"last_success_at,omitempty"`
 	ErrorAt   *time.Time `json:"last_error_at,omitempty"`
 	UpdatedAt time.Time  `json:"updated_at"`
+	// Events is what an activation did with the call events that waited.
+	Events *events.Replayed `json:"events,omitempty"`
 }
 
 func integrationView(in store.Integration) IntegrationView {
@@ -129,7 +142,9 @@ func (s *Service) Integration(ctx context.Context, id string) (IntegrationView, 
 
 // SetActive activates (with a new full sync) or deactivates a tenant's
 // integration. The body of an activation may carry {"resend":bool}, which
-// concerns waiting call events. ENOTFOUND when there is no integration.
+// says what to do with the call events that waited while it was broken or
+// inactive: replay those of today and the two days before (true) or drop
+// them all (false, the default). ENOTFOUND when there is no integration.
 func (s *Service) SetActive(ctx context.Context, actor, id string, active bool, body []byte) (IntegrationView, error) {
 	if err := s.needCRMs(); err != nil {
 		return IntegrationView{}, err
@@ -153,10 +168,20 @@ func (s *Service) SetActive(ctx context.Context, actor, id string, active bool, 
 	if err := s.publish(ctx, actor, id, action, map[string]bool{"resend": in.Resend}); err != nil {
 		return IntegrationView{}, err
 	}
+	var replayed *events.Replayed
+	if active && s.events != nil {
+		r, err := s.events.Activated(ctx, id, in.Resend)
+		if err != nil {
+			return IntegrationView{}, err
+		}
+		replayed = &r
+	}
 	if active {
 		s.crms.Kick(id)
 	}
-	return s.Integration(ctx, id)
+	v, err := s.Integration(ctx, id)
+	v.Events = replayed
+	return v, err
 }
 
 // CRMUsers lists the users of a tenant's CRM, for mapping employees.

@@ -17,6 +17,9 @@ type Status struct {
 	DefaultOwner DefaultOwner `json:"default_owner"`
 	Cache        CacheStatus  `json:"cache"`
 	Integration  Integration  `json:"integration"`
+	// Events counts the tenant's call events by state: the backlog is
+	// Waiting, the failures Failed, the drops Dropped.
+	Events domain.EventStats `json:"events"`
 }
 
 // CacheStatus reports the route cache of this instance; the counters are
@@ -65,11 +68,16 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 	} else if domain.ErrorCode(err) != domain.ENOTFOUND {
 		return Status{}, err
 	}
+	evs, err := s.store.EventStats(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
 	cs := cache.ReadStats()
 	return Status{
 		Tenant: t.ID, Name: t.Name, IndexSize: n, Employees: len(emps), StopList: len(stops), DefaultOwner: owner,
 		Cache: CacheStatus{Ready: s.cache.Ready(), HitRatio: cs.HitRatio(), Hits: cs.Hits,
 			NegativeHits: cs.NegativeHits, Misses: cs.Misses},
 		Integration: integ,
+		Events:      evs,
 	}, nil
 }

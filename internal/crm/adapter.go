@@ -4,13 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Deps are what an adapter gets from callrouter besides its Config.
 type Deps struct {
 	// Tokens keeps OAuth tokens; required by OAuth adapters.
 	Tokens TokenStore
+	// Limiters, when set, outlive this Source (see Limiters).
+	Limiters *Limiters
 	// Transport, Sleep and Now are for tests; nil means the real ones.
 	Transport http.RoundTripper
 	Sleep     func(ctx context.Context, d time.Duration) error
@@ -34,4 +39,38 @@ type Adapter struct {
 	// syncs, for CRMs that charge every call against a daily quota; webhooks
 	// still apply at once. Zero: the server's sync interval alone decides.
 	MinInterval time.Duration
+}
+
+// Limiters are the rate limiters of one integration by endpoint group.
+// The engine keeps them per tenant across reconnections, so a Source
+// rebuilt after a credentials change does not start with a fresh burst
+// while the old one's requests still count at the CRM.
+type Limiters struct {
+	mu  sync.Mutex
+	set map[string]*rate.Limiter
+}
+
+// Get returns the limiter of group name, made at rps (with the client's
+// headroom) on first use.
+func (l *Limiters) Get(name string, rps float64) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.set == nil {
+		l.set = map[string]*rate.Limiter{}
+	}
+	lim := l.set[name]
+	if lim == nil {
+		lim = NewLimiter(rps)
+		l.set[name] = lim
+	}
+	return lim
+}
+
+// Limiter returns the integration's limiter of group name: the shared one
+// when the caller keeps Limiters, else a new one.
+func (d Deps) Limiter(name string, rps float64) *rate.Limiter {
+	if d.Limiters != nil {
+		return d.Limiters.Get(name, rps)
+	}
+	return NewLimiter(rps)
 }

@@ -52,6 +52,7 @@ type Engine struct {
 
 	mu      sync.Mutex
 	sources map[string]*conn // by tenant
+	limits  map[string]*crm.Limiters
 	locks   map[string]*sync.Mutex
 	kick    func(tenantID string)
 }
@@ -88,7 +89,7 @@ type Config struct {
 func New(cfg Config) *Engine {
 	e := &Engine{store: cfg.Store, cache: cfg.Cache, tenants: cfg.Tenants, adapters: map[string]crm.Adapter{},
 		box: cfg.Box, deps: cfg.Deps, log: cfg.Log, now: cfg.Now,
-		sources: map[string]*conn{}, locks: map[string]*sync.Mutex{}}
+		sources: map[string]*conn{}, limits: map[string]*crm.Limiters{}, locks: map[string]*sync.Mutex{}}
 	for _, a := range cfg.Adapters {
 		e.adapters[a.Name] = a
 	}
@@ -147,6 +148,12 @@ func (e *Engine) source(ctx context.Context, tenantID string) (crm.Source, store
 	}
 	deps := e.deps
 	deps.Tokens = &tokenStore{e: e, tenantID: tenantID}
+	e.mu.Lock()
+	if e.limits[tenantID] == nil {
+		e.limits[tenantID] = &crm.Limiters{}
+	}
+	deps.Limiters = e.limits[tenantID]
+	e.mu.Unlock()
 	src, err := a.New(crm.Config{CRM: in.CRM, BaseURL: in.BaseURL, Creds: creds}, deps)
 	if err != nil {
 		return nil, in, err
@@ -526,4 +533,39 @@ func (t *tokenStore) SaveToken(ctx context.Context, tok crm.Token, version int64
 		return 0, fmt.Errorf("encode token: %w", err)
 	}
 	return t.e.store.SaveIntegrationToken(ctx, t.tenantID, t.e.Seal(t.tenantID, "token", pt), version)
+}
+
+// Writer returns the write side of a tenant's active integration.
+// crm.ErrInactive (wrapped) when there is none, or it is inactive or broken.
+func (e *Engine) Writer(ctx context.Context, tenantID string) (crm.Writer, error) {
+	src, in, err := e.source(ctx, tenantID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil, fmt.Errorf("tenant %s has no integration: %w", tenantID, crm.ErrInactive)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if in.State != store.IntegrationActive {
+		return nil, fmt.Errorf("integration of %s is %s: %w", tenantID, in.State, crm.ErrInactive)
+	}
+	w, ok := src.(crm.Writer)
+	if !ok {
+		return nil, fmt.Errorf("crm %s cannot create records: %w", in.CRM, crm.ErrInactive)
+	}
+	return w, nil
+}
+
+// Index puts entities callrouter created in the CRM into the phone index
+// and invalidates their cache keys, as a webhook about them would.
+func (e *Engine) Index(ctx context.Context, tenantID string, ents []crm.Entity) error {
+	_, _, err := e.apply(ctx, tenantID, nil, crm.Batch{Entities: ents})
+	return err
+}
+
+// Broken marks a tenant's integration broken with the CRM's words after it
+// rejected the credentials outside a sync (a call event's write).
+func (e *Engine) Broken(ctx context.Context, tenantID string, ae *crm.AuthError) error {
+	brokenTotal.Inc()
+	e.log.Warn("integration broken: the CRM rejected the credentials", zap.String("tenant", tenantID), zap.String("crm_error", ae.Message))
+	return e.store.SetIntegrationState(ctx, tenantID, store.IntegrationBroken, ae.Message, false)
 }

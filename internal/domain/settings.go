@@ -15,6 +15,41 @@ type Settings struct {
 	OnMiss         string       `json:"on_miss"`
 	OnUnmapped     string       `json:"on_unmapped"`
 	LiveLookup     bool         `json:"live_lookup"`
+	// LeadOnCallStart creates a lead for a new client as soon as an
+	// incoming call starts, assigned to the default owner.
+	LeadOnCallStart bool `json:"lead_on_call_start"`
+	// CallbackDueMinutes is how long after a missed call its call-back task
+	// is due.
+	CallbackDueMinutes int `json:"callback_due_minutes"`
+	// PipelineRules choose the pipeline of a new lead from the call's
+	// fields; the first matching rule wins, none matching leaves the CRM's
+	// default.
+	PipelineRules []PipelineRule `json:"pipeline_rules"`
+}
+
+// PipelineRule sends leads of calls whose Param equals Value (ignoring
+// case and surrounding space) to Pipeline, e.g. pool_name = "Context ads".
+type PipelineRule struct {
+	Param    string `json:"param"`
+	Value    string `json:"value"`
+	Pipeline string `json:"pipeline"`
+}
+
+// Match reports whether the call fields satisfy the rule.
+func (r PipelineRule) Match(fields map[string]string) bool {
+	v, ok := fields[r.Param]
+	return ok && strings.EqualFold(strings.TrimSpace(v), strings.TrimSpace(r.Value))
+}
+
+// Pipeline returns the pipeline of the first rule the fields match, "" when
+// none does.
+func (s Settings) Pipeline(fields map[string]string) string {
+	for _, r := range s.PipelineRules {
+		if r.Match(fields) {
+			return r.Pipeline
+		}
+	}
+	return ""
 }
 
 // Limits of the settings a tenant may choose.
@@ -22,6 +57,10 @@ const (
 	DefaultRouteBudgetMS = 300
 	MinRouteBudgetMS     = 10
 	MaxRouteBudgetMS     = 10000
+
+	DefaultCallbackDueMinutes = 60
+	MaxCallbackDueMinutes     = 7 * 24 * 60
+	MaxPipelineRules          = 100
 )
 
 // DefaultCallerKeys are the request parameters the caller is read from when
@@ -40,6 +79,8 @@ func DefaultSettings() Settings {
 		OwnerOrder:     []EntityKind{KindLead, KindDeal, KindContact, KindCompany},
 		OnMiss:         PolicyNext,
 		OnUnmapped:     PolicyDefaultOwner,
+
+		CallbackDueMinutes: DefaultCallbackDueMinutes,
 	}
 }
 
@@ -70,6 +111,13 @@ func (s *Settings) Normalize() {
 	s.OnUnmapped = strings.ToLower(strings.TrimSpace(s.OnUnmapped))
 	if s.OnUnmapped == "" {
 		s.OnUnmapped = d.OnUnmapped
+	}
+	if s.CallbackDueMinutes == 0 {
+		s.CallbackDueMinutes = d.CallbackDueMinutes
+	}
+	for i := range s.PipelineRules {
+		r := &s.PipelineRules[i]
+		r.Param, r.Value, r.Pipeline = strings.TrimSpace(r.Param), strings.TrimSpace(r.Value), strings.TrimSpace(r.Pipeline)
 	}
 }
 
@@ -106,6 +154,23 @@ func (s Settings) Validate() error {
 	}
 	if s.OnUnmapped != PolicyNext && s.OnUnmapped != PolicyDefaultOwner {
 		return Errorf(EINVALID, "on_unmapped: must be next or default_owner, got %q", s.OnUnmapped)
+	}
+	if s.CallbackDueMinutes < 1 || s.CallbackDueMinutes > MaxCallbackDueMinutes {
+		return Errorf(EINVALID, "callback_due_minutes: must be between 1 and %d, got %d", MaxCallbackDueMinutes, s.CallbackDueMinutes)
+	}
+	if len(s.PipelineRules) > MaxPipelineRules {
+		return Errorf(EINVALID, "pipeline_rules: at most %d rules, got %d", MaxPipelineRules, len(s.PipelineRules))
+	}
+	for i, r := range s.PipelineRules {
+		if !validKey(r.Param) {
+			return Errorf(EINVALID, "pipeline_rules[%d].param: must be 1-64 characters of letters, digits, '_', '-' or '.', got %q", i, r.Param)
+		}
+		if r.Pipeline == "" || len(r.Pipeline) > 64 {
+			return Errorf(EINVALID, "pipeline_rules[%d].pipeline: must be the CRM's pipeline id, 1-64 characters", i)
+		}
+		if len(r.Value) > 256 {
+			return Errorf(EINVALID, "pipeline_rules[%d].value: longer than 256 characters", i)
+		}
 	}
 	return nil
 }

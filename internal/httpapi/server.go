@@ -37,6 +37,8 @@ type Config struct {
 	Admin   *admin.Service
 	// Webhooks applies CRM change notifications; nil disables the endpoint.
 	Webhooks Webhooks
+	// Events stores call events; nil disables the endpoint.
+	Events EventIngest
 	// Ready reports whether the instance may take calls (cache warm).
 	Ready func() bool
 	// AdminTokenHash is the SHA-256 of the admin bearer token.
@@ -52,6 +54,7 @@ type Server struct {
 	router    *lookup.Service
 	admin     *admin.Service
 	webhooks  Webhooks
+	events    EventIngest
 	ready     func() bool
 	adminHash [sha256.Size]byte
 	log       *zap.Logger
@@ -61,7 +64,7 @@ type Server struct {
 // New returns a Server. Register Decorate with the tenant registry so every
 // tenant carries what the route handler precomputes.
 func New(cfg Config) *Server {
-	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, ready: cfg.Ready, log: cfg.Log, now: cfg.Now}
+	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, events: cfg.Events, ready: cfg.Ready, log: cfg.Log, now: cfg.Now}
 	copy(s.adminHash[:], cfg.AdminTokenHash)
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -112,6 +115,7 @@ var (
 	pathReadyz  = []byte("/readyz")
 	pathMetrics = []byte("/metrics")
 	suffixRoute = []byte("/route")
+	suffixEvent = []byte("/events")
 )
 
 // Handler dispatches a request by path. fasthttp does not recover panics,
@@ -132,6 +136,10 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		rest := path[len(pathPBX):]
 		if i := bytes.IndexByte(rest, '/'); i > 0 && bytes.Equal(rest[i:], suffixRoute) {
 			s.serveRoute(ctx, rest[:i])
+			return
+		} else if i > 0 && bytes.Equal(rest[i:], suffixEvent) {
+			s.serveEvents(ctx, string(rest[:i]))
+			countRequest(epEvents, ctx)
 			return
 		}
 		writeErrorCode(ctx, fasthttp.StatusNotFound, "not_found", "path: no such endpoint")
@@ -185,6 +193,7 @@ func (s *Server) checkAdmin(ctx *fasthttp.RequestCtx) bool {
 const (
 	epRoute = iota
 	epWebhook
+	epEvents
 	epAdmin
 	epHealth
 	epMetrics
@@ -193,7 +202,7 @@ const (
 )
 
 var (
-	endpointNames = [numEndpoints]string{"route", "crm_webhook", "admin", "health", "metrics", "other"}
+	endpointNames = [numEndpoints]string{"route", "crm_webhook", "events", "admin", "health", "metrics", "other"}
 	statusCodes   = [...]int{200, 201, 204, 400, 401, 404, 405, 409, 413, 500, 503}
 	// requestCounters is indexed by endpoint, then by position in statusCodes;
 	// the last column counts any other status.

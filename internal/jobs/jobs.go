@@ -46,12 +46,46 @@ func (SyncArgs) InsertOpts() river.InsertOpts {
 			rivertype.JobStateRunning, rivertype.JobStateScheduled}}}
 }
 
+// EventArgs drains the waiting call events of one client of one tenant.
+type EventArgs struct {
+	TenantID  string `json:"tenant_id"`
+	Partition string `json:"partition"`
+}
+
+// Kind implements river.JobArgs.
+func (EventArgs) Kind() string { return "call_events" }
+
+// InsertOpts makes event jobs unique per partition in every state but
+// finished ones, running included: two jobs of one client never run at
+// once, on any instance, so its events apply in order and two calls from a
+// new number make one lead. An event stored while its partition's job is
+// finishing is picked up by the sweep.
+func (EventArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: queueEvents, MaxAttempts: 25, UniqueOpts: river.UniqueOpts{ByArgs: true,
+		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+			rivertype.JobStateRunning, rivertype.JobStateScheduled}}}
+}
+
+// sweepArgs is the periodic job that enqueues event partitions left
+// without a job.
+type sweepArgs struct{}
+
+func (sweepArgs) Kind() string { return "call_events_sweep" }
+
+// Drainer applies a partition's waiting events (events.Processor).
+type Drainer interface {
+	Drain(ctx context.Context, tenantID, partition string) error
+}
+
 // tickArgs is the periodic job that enqueues sync cycles.
 type tickArgs struct{}
 
 func (tickArgs) Kind() string { return "crm_sync_tick" }
 
-const queueCRM = "crm"
+const (
+	queueCRM    = "crm"
+	queueEvents = "events"
+)
 
 // Config configures a Runner.
 type Config struct {
@@ -67,7 +101,17 @@ type Config struct {
 	// PollInterval is how often an instance looks for new jobs when the
 	// database cannot notify it (SQLite).
 	PollInterval time.Duration
-	Log          *zap.Logger
+	// Events applies call events; nil runs no event jobs.
+	Events Drainer
+	// EventStore finds partitions whose events wait without a job.
+	EventStore store.Events
+	// EventWorkers bounds the partitions an instance drains at once.
+	EventWorkers int
+	// SweepInterval is how often waiting events without a job are looked
+	// for; SweepAge is how long an event waits before it counts as such.
+	SweepInterval time.Duration
+	SweepAge      time.Duration
+	Log           *zap.Logger
 }
 
 func (c *Config) defaults() {
@@ -83,6 +127,15 @@ func (c *Config) defaults() {
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
 	}
+	if c.EventWorkers <= 0 {
+		c.EventWorkers = 8
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = 30 * time.Second
+	}
+	if c.SweepAge <= 0 {
+		c.SweepAge = 10 * time.Second
+	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()
 	}
@@ -90,10 +143,11 @@ func (c *Config) defaults() {
 
 // Runner is a started or startable River client with callrouter's workers.
 type Runner struct {
-	start  func(context.Context) error
-	stop   func(context.Context) error
-	insert func(context.Context, river.JobArgs) error
-	log    *zap.Logger
+	start    func(context.Context) error
+	stop     func(context.Context) error
+	insert   func(context.Context, river.JobArgs) error
+	insertTx func(ctx context.Context, tx any, a river.JobArgs) error
+	log      *zap.Logger
 }
 
 // NewPostgres migrates River's tables in the pool's schema and returns a
@@ -140,18 +194,35 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 		}
 		return nil
 	}))
+	queues := map[string]river.QueueConfig{
+		river.QueueDefault: {MaxWorkers: 1},
+		queueCRM:           {MaxWorkers: cfg.Parallel},
+	}
+	periodic := []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.Interval),
+		func() (river.JobArgs, *river.InsertOpts) { return tickArgs{}, nil },
+		&river.PeriodicJobOpts{RunOnStart: true})}
+	if cfg.Events != nil {
+		queues[queueEvents] = river.QueueConfig{MaxWorkers: cfg.EventWorkers}
+		river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[EventArgs]) error {
+			return cfg.Events.Drain(ctx, job.Args.TenantID, job.Args.Partition)
+		}))
+		river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, _ *river.Job[sweepArgs]) error {
+			return sweep(ctx, cfg, func(ctx context.Context, a river.JobArgs) error {
+				_, err := client.Insert(ctx, a, nil)
+				return err
+			})
+		}))
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true}))
+	}
 	client, err = river.NewClient(driver, &river.Config{
 		Logger:            logger,
 		FetchPollInterval: cfg.PollInterval,
 		JobTimeout:        15 * time.Minute,
-		Queues: map[string]river.QueueConfig{
-			river.QueueDefault: {MaxWorkers: 1},
-			queueCRM:           {MaxWorkers: cfg.Parallel},
-		},
-		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.Interval),
-			func() (river.JobArgs, *river.InsertOpts) { return tickArgs{}, nil },
-			&river.PeriodicJobOpts{RunOnStart: true})},
-		Workers: workers,
+		Queues:            queues,
+		PeriodicJobs:      periodic,
+		Workers:           workers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
@@ -163,8 +234,55 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 			_, err := client.Insert(ctx, a, nil)
 			return err
 		},
+		insertTx: func(ctx context.Context, tx any, a river.JobArgs) error {
+			t, ok := tx.(TTx)
+			if !ok {
+				return fmt.Errorf("jobs: enqueue in a %T transaction, want %T", tx, *new(TTx))
+			}
+			_, err := client.InsertTx(ctx, t, a, nil)
+			return err
+		},
 		log: cfg.Log,
 	}, nil
+}
+
+// sweep enqueues a job for every partition of an active integration whose
+// events wait without one: an event stored while its partition's job was
+// finishing, a job River gave up on, events resent after a broken token.
+// Unique jobs make enqueuing a partition that has one a no-op.
+func sweep(ctx context.Context, cfg Config, insert func(context.Context, river.JobArgs) error) error {
+	ins, err := cfg.Store.ListIntegrations(ctx)
+	if err != nil {
+		return fmt.Errorf("list integrations: %w", err)
+	}
+	before := time.Now().Add(-cfg.SweepAge)
+	for _, in := range ins {
+		if in.State != store.IntegrationActive {
+			continue
+		}
+		parts, err := cfg.EventStore.WaitingPartitions(ctx, in.TenantID, before, 1000)
+		if err != nil {
+			return fmt.Errorf("waiting partitions of %s: %w", in.TenantID, err)
+		}
+		for _, p := range parts {
+			if err := insert(ctx, EventArgs{TenantID: p.TenantID, Partition: p.Partition}); err != nil {
+				return fmt.Errorf("enqueue events of %s: %w", p.TenantID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// EnqueueTx inserts the job of an event partition in tx, the store's open
+// transaction (*sql.Tx on SQLite, pgx.Tx on PostgreSQL), so the event and
+// its job commit together.
+func (r *Runner) EnqueueTx(ctx context.Context, tx any, p store.Partition) error {
+	return r.insertTx(ctx, tx, EventArgs{TenantID: p.TenantID, Partition: p.Partition})
+}
+
+// Enqueue inserts the job of an event partition (after a resend).
+func (r *Runner) Enqueue(ctx context.Context, p store.Partition) error {
+	return r.insert(ctx, EventArgs{TenantID: p.TenantID, Partition: p.Partition})
 }
 
 // syncJob runs one cycle. A rejected credential has already broken the

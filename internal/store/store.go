@@ -227,9 +227,10 @@ type Events interface {
 	// first.
 	ListRejected(ctx context.Context, tenantID string, limit int) ([]domain.RejectedEvent, error)
 	// BeginWrite records that a CRM create with key is about to be sent,
-	// unless the key is recorded already, and returns the record as stored:
-	// EntityID set means an earlier attempt finished the create.
-	BeginWrite(ctx context.Context, w domain.CRMWrite) (domain.CRMWrite, error)
+	// unless the key is recorded already, and returns the record as stored
+	// and whether this call recorded it. An old record with EntityID set is
+	// a finished create; one without is a create whose answer was lost.
+	BeginWrite(ctx context.Context, w domain.CRMWrite) (stored domain.CRMWrite, fresh bool, err error)
 	// FinishWrite stores the id the CRM gave the create with key. ENOTFOUND
 	// when BeginWrite was not called.
 	FinishWrite(ctx context.Context, tenantID, key, entityID string) error

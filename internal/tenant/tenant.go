@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,9 @@ type Config struct {
 	// ring for them ("" when unset or unmapped).
 	DefaultOwner  string
 	DefaultTarget string
+	// Staff maps an employee's SIP login and phone (E.164 digits) to their
+	// CRM user id, to find the manager a call event names.
+	Staff map[string]string
 	// Stops holds the stop-list numbers.
 	Stops map[string]struct{}
 	// Ext carries what other packages precompute per tenant (the HTTP layer's
@@ -77,6 +81,7 @@ func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *C
 		Targets:           make(map[string]string, len(emps)),
 		DefaultOwner:      t.DefaultOwner,
 		Stops:             make(map[string]struct{}, len(stops)),
+		Staff:             make(map[string]string, 2*len(emps)),
 	}
 	if r, ok := phone.RegionFor(s.DefaultCountry); ok {
 		c.Region = r
@@ -85,6 +90,11 @@ func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *C
 	for _, e := range emps {
 		if target := e.Target(); target != "" {
 			c.Targets[e.CRMUserID] = target
+		}
+		for _, k := range []string{e.SIP, e.Phone} {
+			if k != "" {
+				c.Staff[k] = e.CRMUserID
+			}
 		}
 	}
 	c.DefaultTarget = c.Targets[t.DefaultOwner]
@@ -198,4 +208,29 @@ func (r *Registry) build(ctx context.Context, t domain.Tenant) (*Config, error) 
 		r.decorate(c)
 	}
 	return c, nil
+}
+
+// Employee returns the CRM user id of the employee with SIP login or phone
+// number; the number is tried as given and normalized with the tenant's
+// default country.
+func (c *Config) Employee(number string) (string, bool) {
+	number = strings.TrimSpace(number)
+	if number == "" {
+		return "", false
+	}
+	if id, ok := c.Staff[number]; ok {
+		return id, true
+	}
+	if n, err := phone.Ingest(number, c.Settings.DefaultCountry); err == nil {
+		id, ok := c.Staff[n]
+		return id, ok
+	}
+	return "", false
+}
+
+// Stopped reports whether a number (normalized, or a SIP login) is on the
+// stop list.
+func (c *Config) Stopped(number string) bool {
+	_, ok := c.Stops[number]
+	return ok
 }

@@ -320,7 +320,7 @@ func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
 	}
 	s := &source{now: now}
 	// One limit for the API and the OAuth endpoint: amoCRM counts both.
-	lim := crm.NewLimiter(requestsPerSecond)
+	lim := deps.Limiter("api", requestsPerSecond)
 	var auth crm.Authorizer
 	if c.LongLivedToken != "" {
 		auth = crm.StaticKey{Header: "Authorization", Value: "Bearer " + c.LongLivedToken}

@@ -188,6 +188,9 @@ type Writes interface {
 	FailWrites(status, n int)
 	// LeadKind is the kind of the entity CreateLead makes in this CRM.
 	LeadKind() domain.EntityKind
+	// Reauthorize ends a Revoke, as an admin granting access again does:
+	// Creds returns working credentials afterwards.
+	Reauthorize()
 }
 
 // Written is what call events created in a fake CRM, in a shape common to

@@ -252,7 +252,7 @@ func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
 		CRM:           name,
 		BaseURL:       u.String(),
 		Auth:          crm.StaticKey{Header: "X-API-KEY", Value: creds.APIKey},
-		RPS:           apiRPS,
+		Limiter:       deps.Limiter("api", apiRPS),
 		ErrorText:     errorText,
 		IsAuthFailure: isAuthFailure,
 		Transport:     deps.Transport,
@@ -265,7 +265,7 @@ func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Source{http: h, tel: crm.NewLimiter(telephonyRPS), now: now, site: creds.Site}, nil
+	return &Source{http: h, tel: deps.Limiter("telephony", telephonyRPS), now: now, site: creds.Site}, nil
 }
 
 // envelope is what every retailCRM answer carries.

@@ -244,7 +244,7 @@ func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
 		// One limiter for every request, CRM calls (through limitedAuth)
 		// and token calls alike: a refresh in the middle of a sync counts
 		// against the same account limit as the sync.
-		lim: crm.NewLimiter(rps),
+		lim: deps.Limiter("api", rps),
 	}
 	if s.now == nil {
 		s.now = time.Now

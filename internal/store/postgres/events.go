@@ -186,15 +186,23 @@ func (db *DB) ListRejected(ctx context.Context, tenantID string, limit int) ([]d
 }
 
 // BeginWrite records a CRM create unless its key is recorded, and returns
-// the stored record.
-func (db *DB) BeginWrite(ctx context.Context, w domain.CRMWrite) (domain.CRMWrite, error) {
-	var out domain.CRMWrite
+// the stored record and whether this call recorded it.
+func (db *DB) BeginWrite(ctx context.Context, w domain.CRMWrite) (domain.CRMWrite, bool, error) {
+	var (
+		out   domain.CRMWrite
+		fresh = true
+	)
 	err := db.pool.QueryRow(ctx, `INSERT INTO crm_writes (tenant_id, key, kind, entity_id, created_at)
-		VALUES ($1, $2, $3, '', $4) ON CONFLICT (tenant_id, key) DO UPDATE SET key = excluded.key
+		VALUES ($1, $2, $3, '', $4) ON CONFLICT (tenant_id, key) DO NOTHING
 		RETURNING tenant_id, key, kind, entity_id, created_at`,
 		w.TenantID, w.Key, w.Kind, db.stamp()).Scan(&out.TenantID, &out.Key, &out.Kind, &out.EntityID, &out.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		fresh = false
+		err = db.pool.QueryRow(ctx, `SELECT tenant_id, key, kind, entity_id, created_at FROM crm_writes
+			WHERE tenant_id = $1 AND key = $2`, w.TenantID, w.Key).Scan(&out.TenantID, &out.Key, &out.Kind, &out.EntityID, &out.CreatedAt)
+	}
 	out.CreatedAt = out.CreatedAt.UTC()
-	return out, mapErr(err, "begin write", "", w.TenantID)
+	return out, fresh, mapErr(err, "begin write", "write", w.TenantID)
 }
 
 // FinishWrite stores the created entity's id. ENOTFOUND without BeginWrite.

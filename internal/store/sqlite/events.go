@@ -206,18 +206,24 @@ func (db *DB) ListRejected(ctx context.Context, tenantID string, limit int) ([]d
 }
 
 // BeginWrite records a CRM create unless its key is recorded, and returns
-// the stored record.
-func (db *DB) BeginWrite(ctx context.Context, w domain.CRMWrite) (domain.CRMWrite, error) {
+// the stored record and whether this call recorded it.
+func (db *DB) BeginWrite(ctx context.Context, w domain.CRMWrite) (domain.CRMWrite, bool, error) {
 	var (
-		out domain.CRMWrite
-		at  int64
+		out   domain.CRMWrite
+		at    int64
+		fresh = true
 	)
 	err := db.w.QueryRowContext(ctx, `INSERT INTO crm_writes (tenant_id, key, kind, entity_id, created_at)
-		VALUES (?, ?, ?, '', ?) ON CONFLICT (tenant_id, key) DO UPDATE SET key = excluded.key
+		VALUES (?, ?, ?, '', ?) ON CONFLICT (tenant_id, key) DO NOTHING
 		RETURNING tenant_id, key, kind, entity_id, created_at`,
 		w.TenantID, w.Key, w.Kind, micros(db.stamp())).Scan(&out.TenantID, &out.Key, &out.Kind, &out.EntityID, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		fresh = false
+		err = db.w.QueryRowContext(ctx, `SELECT tenant_id, key, kind, entity_id, created_at FROM crm_writes
+			WHERE tenant_id = ? AND key = ?`, w.TenantID, w.Key).Scan(&out.TenantID, &out.Key, &out.Kind, &out.EntityID, &at)
+	}
 	out.CreatedAt = fromMicros(at)
-	return out, mapErr(err, "begin write", "", w.TenantID)
+	return out, fresh, mapErr(err, "begin write", "write", w.TenantID)
 }
 
 // FinishWrite stores the created entity's id. ENOTFOUND without BeginWrite.

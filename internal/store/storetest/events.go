@@ -270,25 +270,31 @@ func testEventConcurrentDuplicates(t *testing.T, e *env) {
 func testWriteBeginFinish(t *testing.T, e *env) {
 	e.tenant(t, "a")
 	e.tenant(t, "b")
-	w, err := e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "a", Key: "k1", Kind: "lead"})
-	if err != nil || w.EntityID != "" || w.Kind != "lead" || !w.CreatedAt.Equal(stamp(start)) {
-		t.Fatalf("first BeginWrite = %+v, %v", w, err)
+	begin := func(tenant, key string) (domain.CRMWrite, bool) {
+		t.Helper()
+		w, fresh, err := e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: tenant, Key: key, Kind: "lead"})
+		if err != nil {
+			t.Fatalf("BeginWrite(%s, %s): %v", tenant, key, err)
+		}
+		return w, fresh
+	}
+	if w, fresh := begin("a", "k1"); !fresh || w.EntityID != "" || w.Kind != "lead" || w.Key != "k1" || !w.CreatedAt.Equal(stamp(start)) {
+		t.Fatalf("first BeginWrite = %+v fresh=%v", w, fresh)
 	}
 	e.clock.Advance(time.Second)
-	if w, err = e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "a", Key: "k1", Kind: "lead"}); err != nil || w.EntityID != "" ||
-		!w.CreatedAt.Equal(stamp(start)) {
-		t.Fatalf("BeginWrite of an unfinished key must return the first record: %+v, %v", w, err)
+	if w, fresh := begin("a", "k1"); fresh || w.EntityID != "" || !w.CreatedAt.Equal(stamp(start)) {
+		t.Fatalf("BeginWrite of an unfinished key must return the first record, not fresh: %+v fresh=%v", w, fresh)
 	}
 	if err := e.s.FinishWrite(e.ctx, "a", "k1", "lead:42"); err != nil {
 		t.Fatal(err)
 	}
-	if w, err = e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "a", Key: "k1", Kind: "lead"}); err != nil || w.EntityID != "lead:42" {
-		t.Fatalf("BeginWrite of a finished key = %+v, %v; want its entity", w, err)
+	if w, fresh := begin("a", "k1"); fresh || w.EntityID != "lead:42" {
+		t.Fatalf("BeginWrite of a finished key = %+v fresh=%v; want its entity", w, fresh)
 	}
-	if w, err = e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "b", Key: "k1", Kind: "lead"}); err != nil || w.EntityID != "" {
-		t.Fatalf("keys are per tenant: %+v, %v", w, err)
+	if w, fresh := begin("b", "k1"); !fresh || w.EntityID != "" {
+		t.Fatalf("keys are per tenant: %+v fresh=%v", w, fresh)
 	}
 	wantCode(t, e.s.FinishWrite(e.ctx, "a", "nope", "1"), domain.ENOTFOUND, "FinishWrite without BeginWrite")
-	_, err = e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "nobody", Key: "k", Kind: "lead"})
+	_, _, err := e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "nobody", Key: "k", Kind: "lead"})
 	wantCode(t, err, domain.ENOTFOUND, "BeginWrite of an unknown tenant")
 }

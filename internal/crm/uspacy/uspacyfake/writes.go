@@ -618,3 +618,10 @@ func searchMatches(m map[string]any, search string) bool {
 	}
 	return text(m, "external_id") == search
 }
+
+// Reauthorize ends a Revoke: Creds returns working credentials again.
+func (s *Server) Reauthorize() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revoked = false
+}

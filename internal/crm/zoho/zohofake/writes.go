@@ -484,3 +484,10 @@ func descLine(desc, label string) string {
 	}
 	return ""
 }
+
+// Reauthorize ends a Revoke: Creds returns working credentials again.
+func (s *Server) Reauthorize() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revoked = false
+}

@@ -1,0 +1,450 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/crm/crmtest"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store/storetest"
+)
+
+// each runs fn for every fake CRM on every store backend.
+func each(t *testing.T, settings string, fn func(t *testing.T, w *world, pipelines bool)) {
+	for _, b := range storetest.Backends() {
+		for _, f := range fakes {
+			t.Run(b.Name+"/"+f.crm, func(t *testing.T) {
+				t.Parallel()
+				w := newWorld(t, b.Open(t), f.crm, f.new(t), settings)
+				fn(t, w, f.pipelines)
+			})
+		}
+	}
+}
+
+func leadsOf(wr crmtest.Written, phone string) []crmtest.WrittenLead {
+	var out []crmtest.WrittenLead
+	for _, l := range wr.Leads {
+		if l.Phone == phone {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// oneLead returns the only lead written for phone.
+func oneLead(t *testing.T, wr crmtest.Written, phone string) crmtest.WrittenLead {
+	t.Helper()
+	ls := leadsOf(wr, phone)
+	if len(ls) != 1 {
+		t.Fatalf("leads for %s: %+v, want exactly one", phone, ls)
+	}
+	return ls[0]
+}
+
+func callsOf(wr crmtest.Written, phone string) []crmtest.WrittenCall {
+	var out []crmtest.WrittenCall
+	for _, c := range wr.Calls {
+		if c.Phone == phone {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func oneCall(t *testing.T, wr crmtest.Written, phone string) crmtest.WrittenCall {
+	t.Helper()
+	cs := callsOf(wr, phone)
+	if len(cs) != 1 {
+		t.Fatalf("calls for %s: %+v, want exactly one", phone, cs)
+	}
+	return cs[0]
+}
+
+// TestScenarioMatrix runs every row of DESIGN.md's scenario matrix on every
+// CRM and both store backends.
+func TestScenarioMatrix(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		// Known clients: open leads owned by Boris.
+		knownIn := w.known("8001", "+380501000001", boris)
+		knownMissed := w.known("8002", "+380501000002", boris)
+		knownOut := w.known("8003", "+380501000003", boris)
+		ids := map[string]string{
+			"in/answered/new": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "c1", "caller": "380671000001",
+				"disposition": "ANSWERED", "billsec": "65", "employee_number": "sip_anna", "recording": "https://rec.example/c1.mp3"}),
+			"in/answered/known": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "c2", "caller": "0501000001",
+				"disposition": "ANSWERED", "billsec": "30", "employee_number": "sip_anna"}),
+			"in/missed/new": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "c3", "caller": "380671000003",
+				"disposition": "NO ANSWER", "billsec": "0", "employee_number": "sip_anna"}),
+			"in/missed/known": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "c4", "caller": "380501000002",
+				"disposition": "BUSY", "employee_number": "sip_anna"}),
+			"out/new": w.post(domain.EventOutgoingEnd, map[string]string{"uniqueid": "c5", "caller": "sip_anna", "dst": "380671000005",
+				"disposition": "ANSWERED", "billsec": "20", "employee_number": "sip_anna"}),
+			"out/known": w.post(domain.EventOutgoingEnd, map[string]string{"uniqueid": "c6", "caller": "sip_anna", "dst": "380501000003",
+				"disposition": "NO ANSWER", "employee_number": "sip_anna"}),
+			"in/answered/unmapped": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "c7", "caller": "380671000007",
+				"disposition": "ANSWERED", "billsec": "12", "employee_number": "sip_stranger"}),
+		}
+		w.mustDrain()
+		for name, id := range ids {
+			if ev := w.event(id); ev.State != domain.EventDone {
+				t.Fatalf("%s: state %q note %q", name, ev.State, ev.Note)
+			}
+		}
+		wr := w.fake.Written()
+
+		// incoming, answered, new client: a lead titled with the number for
+		// the answering manager, the call linked to it.
+		l := oneLead(t, wr, "380671000001")
+		c := oneCall(t, wr, "380671000001")
+		if l.Title != "+380671000001" || l.OwnerID != anna || l.Kind != w.fake.LeadKind() {
+			t.Errorf("new answered lead: %+v", l)
+		}
+		if c.Outgoing || !c.Answered || c.UserID != anna || c.Duration != 65*time.Second || c.Recording != "https://rec.example/c1.mp3" {
+			t.Errorf("answered call: %+v", c)
+		}
+		if c.LeadID != l.ID && c.ContactID != l.ContactID {
+			t.Errorf("the call is linked to neither the new lead nor its contact: call %+v lead %+v", c, l)
+		}
+		if got := w.target("380671000001"); got != "sip_anna" {
+			t.Errorf("the new lead routes the next call to its owner at once: got %q", got)
+		}
+
+		// incoming, answered, known client: the call in the open lead, no
+		// new lead, the answering manager responsible.
+		if ls := leadsOf(wr, "380501000001"); len(ls) != 0 {
+			t.Errorf("a known client got a new lead: %+v", ls)
+		}
+		c = oneCall(t, wr, "380501000001")
+		if !c.Answered || c.UserID != anna || (c.LeadID != knownIn.ID && c.LeadID != "") {
+			t.Errorf("known answered call: %+v (lead %s)", c, knownIn.ID)
+		}
+
+		// incoming, missed, new client: lead, missed call and call-back task,
+		// all for the default owner; contact → lead → call → task.
+		l = oneLead(t, wr, "380671000003")
+		c = oneCall(t, wr, "380671000003")
+		if l.OwnerID != olga || c.Answered || c.UserID != olga {
+			t.Errorf("missed new: lead %+v call %+v, want both for the default owner", l, c)
+		}
+		task := taskFor(t, wr, l.ID, l.ContactID)
+		if task.UserID != olga || !strings.Contains(task.Text, "380671000003") {
+			t.Errorf("call-back task: %+v", task)
+		}
+		for _, ct := range wr.Contacts {
+			if ct.Phone == "380671000003" && ct.Seq > l.Seq {
+				t.Errorf("contact %+v created after its lead %+v", ct, l)
+			}
+		}
+		if !(l.Seq < c.Seq && c.Seq < task.Seq) {
+			t.Errorf("creation order lead %d, call %d, task %d; want lead → call → task", l.Seq, c.Seq, task.Seq)
+		}
+
+		// incoming, missed, known client: an unsuccessful call in the open
+		// lead and a call-back task for the lead's responsible.
+		if ls := leadsOf(wr, "380501000002"); len(ls) != 0 {
+			t.Errorf("a known client got a new lead: %+v", ls)
+		}
+		c = oneCall(t, wr, "380501000002")
+		task = taskFor(t, wr, knownMissed.ID, "")
+		if c.Answered || c.UserID != boris || task.UserID != boris {
+			t.Errorf("missed known: call %+v task %+v, want both for the lead's responsible (Boris)", c, task)
+		}
+
+		// outgoing, new client: a lead and the call, for the calling manager.
+		l = oneLead(t, wr, "380671000005")
+		c = oneCall(t, wr, "380671000005")
+		if l.OwnerID != anna || !c.Outgoing || c.UserID != anna || !c.Answered {
+			t.Errorf("outgoing new: lead %+v call %+v", l, c)
+		}
+		// outgoing, known client: the call in the open lead, no task even
+		// unanswered.
+		c = oneCall(t, wr, "380501000003")
+		if !c.Outgoing || c.UserID != anna || len(leadsOf(wr, "380501000003")) != 0 {
+			t.Errorf("outgoing known: %+v", c)
+		}
+		for _, tk := range wr.Tasks {
+			if tk.LeadID == knownOut.ID {
+				t.Errorf("an outgoing call made a task: %+v", tk)
+			}
+		}
+
+		// An unmapped answering manager → the default owner.
+		if l := oneLead(t, wr, "380671000007"); l.OwnerID != olga {
+			t.Errorf("unmapped manager: lead owner %q, want the default owner", l.OwnerID)
+		}
+		if n := len(wr.Tasks); n != 2 {
+			t.Errorf("%d tasks, want 2 (the two missed incoming calls)", n)
+		}
+	})
+}
+
+// taskFor returns the one task linked to the lead (or, where the CRM links
+// tasks to the contact only, to the contact).
+func taskFor(t *testing.T, wr crmtest.Written, leadID, contactID string) crmtest.WrittenTask {
+	t.Helper()
+	var found []crmtest.WrittenTask
+	for _, tk := range wr.Tasks {
+		if tk.LeadID == leadID || (tk.LeadID == "" && contactID != "" && tk.ContactID == contactID) {
+			found = append(found, tk)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("tasks of lead %s: %+v (all: %+v), want one", leadID, found, wr.Tasks)
+	}
+	return found[0]
+}
+
+// TestTwoCallsFromANewNumberMakeOneLead: events of one number are applied
+// one at a time in order; the second finds the first one's lead.
+func TestTwoCallsFromANewNumberMakeOneLead(t *testing.T) {
+	each(t, `{"lead_on_call_start":true}`, func(t *testing.T, w *world, _ bool) {
+		w.post(domain.EventCallStart, map[string]string{"uniqueid": "a", "caller": "380671234567"})
+		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "a", "caller": "380671234567", "disposition": "NO ANSWER"})
+		w.post(domain.EventCallStart, map[string]string{"uniqueid": "b", "caller": "+380 67 123 45 67"})
+		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "b", "caller": "0671234567", "disposition": "ANSWERED",
+			"billsec": "10", "employee_number": "sip_boris"})
+		w.mustDrain()
+		wr := w.fake.Written()
+		l := oneLead(t, wr, "380671234567")
+		if l.OwnerID != olga {
+			t.Errorf("a lead made at call start belongs to the default owner, got %q", l.OwnerID)
+		}
+		if cs := callsOf(wr, "380671234567"); len(cs) != 2 {
+			t.Errorf("calls: %+v, want 2", cs)
+		}
+	})
+}
+
+func TestStopListCreatesNothing(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		if _, err := w.admin.PutStop(context.Background(), "test", "acme", "+380441234567", nil); err != nil {
+			t.Fatal(err)
+		}
+		id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "s1", "caller": "0441234567", "disposition": "NO ANSWER"})
+		w.mustDrain()
+		if ev := w.event(id); ev.State != domain.EventDone || ev.Note != "stop list" {
+			t.Fatalf("stop-list event: %q %q", ev.State, ev.Note)
+		}
+		if wr := w.fake.Written(); len(wr.Leads)+len(wr.Calls)+len(wr.Tasks)+len(wr.Contacts) != 0 {
+			t.Fatalf("a stop-list number created %+v", wr)
+		}
+	})
+}
+
+func TestUTMWrittenOnlyWhereAllAreEmpty(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		utm := map[string]string{"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring", "utm_term": "crm", "utm_content": "ad1"}
+		with := func(m map[string]string) map[string]string {
+			for k, v := range utm {
+				m[k] = v
+			}
+			return m
+		}
+		empty := w.known("8101", "+380501000101", boris)
+		set := w.known("8102", "+380501000102", boris)
+		w.fake.SetUTM(set, crm.UTM{Source: "facebook"})
+		w.post(domain.EventCallEnd, with(map[string]string{"uniqueid": "u1", "caller": "380671000100", "disposition": "ANSWERED", "billsec": "5"}))
+		w.post(domain.EventCallEnd, with(map[string]string{"uniqueid": "u2", "caller": "380501000101", "disposition": "ANSWERED", "billsec": "5"}))
+		w.post(domain.EventCallEnd, with(map[string]string{"uniqueid": "u3", "caller": "380501000102", "disposition": "ANSWERED", "billsec": "5"}))
+		w.mustDrain()
+		want := crm.UTM{Source: "google", Medium: "cpc", Campaign: "spring", Term: "crm", Content: "ad1"}
+		if l := oneLead(t, w.fake.Written(), "380671000100"); l.UTM.Source != want.Source || l.UTM.Campaign != want.Campaign {
+			t.Errorf("a new lead carries the call's UTM: %+v", l.UTM)
+		}
+		if got := w.fake.UTM(empty); got.Source != want.Source || got.Content != want.Content {
+			t.Errorf("a known lead with no UTM gets the call's: %+v", got)
+		}
+		if got := w.fake.UTM(set); got != (crm.UTM{Source: "facebook"}) {
+			t.Errorf("a known lead with UTM keeps it: %+v", got)
+		}
+	})
+}
+
+func TestPipelineRules(t *testing.T) {
+	each(t, `{"pipeline_rules":[{"param":"pool_name","value":"Context ads","pipeline":"7001"},{"param":"utm_source","value":"facebook","pipeline":"7002"}]}`,
+		func(t *testing.T, w *world, pipelines bool) {
+			w.post(domain.EventCallEnd, map[string]string{"uniqueid": "p1", "caller": "380671000201", "pool_name": "context ads ", "disposition": "ANSWERED", "billsec": "5"})
+			w.post(domain.EventCallEnd, map[string]string{"uniqueid": "p2", "caller": "380671000202", "utm_source": "facebook", "disposition": "ANSWERED", "billsec": "5"})
+			w.post(domain.EventCallEnd, map[string]string{"uniqueid": "p3", "caller": "380671000203", "pool_name": "Organic", "disposition": "ANSWERED", "billsec": "5"})
+			w.mustDrain()
+			wr := w.fake.Written()
+			want := map[string]string{"380671000201": "7001", "380671000202": "7002", "380671000203": ""}
+			for ph, p := range want {
+				if !pipelines {
+					p = ""
+				}
+				if l := oneLead(t, wr, ph); l.Pipeline != p {
+					t.Errorf("lead of %s in pipeline %q, want %q", ph, l.Pipeline, p)
+				}
+			}
+		})
+}
+
+// TestRetriesCreateOnce: a CRM failure after some writes succeeded, and a
+// create whose answer was lost, are retried without a second entity.
+func TestRetriesCreateOnce(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		// The CRM fails the third write (lead, [contact], call...): the
+		// event stays waiting, the retry finishes it.
+		w.fake.FailWrites(500, 1)
+		id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "r1", "caller": "380671000301", "disposition": "NO ANSWER"})
+		if err := w.drain(); err == nil {
+			t.Fatal("a 500 from the CRM must fail the attempt")
+		}
+		if ev := w.event(id); ev.State != domain.EventWaiting || ev.Attempts != 1 {
+			t.Fatalf("after a failed attempt: %q attempts %d", ev.State, ev.Attempts)
+		}
+		w.queue.Enqueue(context.Background(), partition("380671000301"))
+		w.mustDrain()
+		wr := w.fake.Written()
+		oneLead(t, wr, "380671000301")
+		oneCall(t, wr, "380671000301")
+		if ev := w.event(id); ev.State != domain.EventDone {
+			t.Fatalf("after the retry: %q %q", ev.State, ev.Note)
+		}
+
+		// A validation error is permanent: the event fails at once and the
+		// next event of the same number goes on.
+		w.fake.FailWrites(400, 1)
+		bad := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "r2", "caller": "380671000302", "disposition": "ANSWERED", "billsec": "3"})
+		next := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "r3", "caller": "380671000302", "disposition": "ANSWERED", "billsec": "4"})
+		w.mustDrain()
+		if ev := w.event(bad); ev.State != domain.EventFailed || ev.Note == "" {
+			t.Fatalf("a refused write: %q %q, want failed with the CRM's words", ev.State, ev.Note)
+		}
+		if ev := w.event(next); ev.State != domain.EventDone {
+			t.Fatalf("the next event of the number: %q %q", ev.State, ev.Note)
+		}
+		if st, _ := w.st.EventStats(context.Background(), "acme"); st.Failed != 1 {
+			t.Fatalf("stats: %+v", st)
+		}
+	})
+}
+
+func partition(p string) storePartition { return storePartition{TenantID: "acme", Partition: p} }
+
+// TestLostAnswerIsFoundNotRecreated: the CRM made the entity but callrouter
+// never saw the answer (a timeout, or a crash before the id was stored);
+// the retry finds it by its idempotency key instead of creating another,
+// wherever the CRM can be searched.
+func TestLostAnswerIsFoundNotRecreated(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		lossy := &lossyCRM{CRM: w.crmSide, lose: map[string]bool{"call": true, "task": true}}
+		w.proc = newProcessor(w, lossy)
+		id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "l1", "caller": "380671000401", "disposition": "NO ANSWER"})
+		for range 3 {
+			if err := w.drain(); err == nil {
+				break
+			}
+			w.queue.Enqueue(context.Background(), partition("380671000401"))
+		}
+		if ev := w.event(id); ev.State != domain.EventDone {
+			t.Fatalf("event: %q %q", ev.State, ev.Note)
+		}
+		wr := w.fake.Written()
+		oneLead(t, wr, "380671000401")
+		w1, werr := w.writerFor()
+		if werr != nil {
+			t.Fatal(werr)
+		}
+		for _, k := range []crm.WriteKind{crm.WriteCall, crm.WriteTask} {
+			_, err := w1.Find(context.Background(), k, "probe", crm.Ref{Kind: w.fake.LeadKind(), ID: "1"})
+			n := len(callsOf(wr, "380671000401"))
+			if k == crm.WriteTask {
+				n = len(wr.Tasks)
+			}
+			switch {
+			case errors.Is(err, crm.ErrNotSearchable):
+				t.Logf("%s: the CRM cannot be searched for it; the lost answer made %d", k, n)
+			case n != 1:
+				t.Errorf("%s: %d created, want 1 (the lost one found by its key)", k, n)
+			}
+		}
+	})
+}
+
+// TestBrokenTokenThenResend: a rejected token marks the integration broken
+// and keeps the events; re-activation with resend replays today's and the
+// two days before, each once, and drops older ones; without resend all
+// are dropped.
+func TestBrokenTokenThenResend(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		ctx := context.Background()
+		w.fake.Revoke()
+		first := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "b1", "caller": "380671000501", "disposition": "NO ANSWER"})
+		if err := w.drain(); err != nil {
+			t.Fatalf("a broken integration is not an error to retry: %v", err)
+		}
+		in, err := w.st.Integration(ctx, "acme")
+		if err != nil || in.State != "broken" || in.LastError == "" {
+			t.Fatalf("integration after a rejected token: %q %q %v", in.State, in.LastError, err)
+		}
+		if ev := w.event(first); ev.State != domain.EventWaiting {
+			t.Fatalf("the event must wait: %q", ev.State)
+		}
+		// More events arrive while broken, one of them five days old.
+		now := time.Now()
+		w.clock.Set(now.Add(-5 * 24 * time.Hour))
+		old := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "b0", "caller": "380671000502", "disposition": "NO ANSWER"})
+		w.clock.Set(now)
+		second := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "b2", "caller": "380671000503", "disposition": "ANSWERED", "billsec": "9"})
+		w.mustDrain()
+		if st, _ := w.st.EventStats(ctx, "acme"); st.Waiting != 3 {
+			t.Fatalf("while broken: %+v, want 3 waiting", st)
+		}
+
+		// The admin reconnects and re-activates with resend.
+		w.reconnect()
+		v, err := w.admin.SetActive(ctx, "test", "acme", true, []byte(`{"resend":true}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Events == nil || v.Events.Resent != 2 || v.Events.Dropped != 1 {
+			t.Fatalf("activation with resend: %+v", v.Events)
+		}
+		w.mustDrain()
+		w.mustDrain() // replaying twice changes nothing
+		for _, id := range []string{first, second} {
+			if ev := w.event(id); ev.State != domain.EventDone {
+				t.Fatalf("resent event: %q %q", ev.State, ev.Note)
+			}
+		}
+		if ev := w.event(old); ev.State != domain.EventDropped {
+			t.Fatalf("a five-day-old event: %q", ev.State)
+		}
+		wr := w.fake.Written()
+		oneLead(t, wr, "380671000501")
+		oneCall(t, wr, "380671000501")
+		oneLead(t, wr, "380671000503")
+		if ls := leadsOf(wr, "380671000502"); len(ls) != 0 {
+			t.Fatalf("a dropped event wrote %+v", ls)
+		}
+
+		// Without resend, whatever waits is dropped and counted.
+		if _, err := w.st.Integration(ctx, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.admin.SetActive(ctx, "test", "acme", false, nil); err != nil {
+			t.Fatal(err)
+		}
+		third := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "b3", "caller": "380671000504", "disposition": "NO ANSWER"})
+		w.mustDrain()
+		if ev := w.event(third); ev.State != domain.EventWaiting {
+			t.Fatalf("an event of an inactive integration waits: %q", ev.State)
+		}
+		w.clock.Set(now.Add(time.Second))
+		v, err = w.admin.SetActive(ctx, "test", "acme", true, []byte(`{"resend":false}`))
+		if err != nil || v.Events == nil || v.Events.Dropped != 1 || v.Events.Resent != 0 {
+			t.Fatalf("activation without resend: %+v, %v", v.Events, err)
+		}
+		st, err := w.admin.Status(ctx, "acme")
+		if err != nil || st.Events.Dropped != 2 || st.Events.Waiting != 0 || st.Events.Done != 2 {
+			t.Fatalf("status events: %+v, %v", st.Events, err)
+		}
+	})
+}

@@ -1,0 +1,459 @@
+package events
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"go.uber.org/zap"
+
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/phone"
+	"github.com/callrouter/callrouter/internal/store"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+// CRM is what processing needs from the CRM side (crmsync.Engine).
+type CRM interface {
+	// Writer returns the tenant's CRM; crm.ErrInactive (wrapped) when
+	// events must wait.
+	Writer(ctx context.Context, tenantID string) (crm.Writer, error)
+	// Lookup searches the CRM for a phone, indexes what it finds and
+	// returns the phone's index rows.
+	Lookup(ctx context.Context, tenantID, number string) ([]domain.IndexEntry, error)
+	// Index puts entities callrouter created into the phone index (and so
+	// into routing) at once.
+	Index(ctx context.Context, tenantID string, ents []crm.Entity) error
+	// Broken marks the integration broken with the CRM's words.
+	Broken(ctx context.Context, tenantID string, err *crm.AuthError) error
+}
+
+// Store is the part of the store processing uses.
+type Store interface {
+	store.Events
+	LookupSuffix(ctx context.Context, tenantID, suffix string) ([]domain.IndexEntry, error)
+}
+
+// Tenants returns the current configuration of a tenant (tenant.Registry).
+type Tenants interface {
+	Lookup(id string) *tenant.Config
+}
+
+// DefaultMaxAttempts is how many times an event is tried before it is
+// marked failed: with River's backoff that spans about a day, enough to
+// ride out a CRM outage, short of blocking a client's later calls for ever.
+const DefaultMaxAttempts = 12
+
+// Processor applies stored events to the CRM.
+type Processor struct {
+	store       Store
+	tenants     Tenants
+	crm         CRM
+	now         func() time.Time
+	log         *zap.Logger
+	maxAttempts int
+}
+
+// Config wires a Processor.
+type Config struct {
+	Store       Store
+	Tenants     Tenants
+	CRM         CRM
+	Now         func() time.Time
+	Log         *zap.Logger
+	MaxAttempts int
+}
+
+// NewProcessor returns a Processor.
+func NewProcessor(cfg Config) *Processor {
+	p := &Processor{store: cfg.Store, tenants: cfg.Tenants, crm: cfg.CRM, now: cfg.Now, log: cfg.Log, maxAttempts: cfg.MaxAttempts}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.log == nil {
+		p.log = zap.NewNop()
+	}
+	if p.maxAttempts <= 0 {
+		p.maxAttempts = DefaultMaxAttempts
+	}
+	return p
+}
+
+var unverifiedRetries = metrics.NewCounter(`callrouter_events_unverified_retries_total`)
+
+// Drain applies the waiting events of one partition, oldest first, until
+// none waits. It returns nil when the partition is drained or must wait for
+// the integration (inactive, broken: the events stay waiting), and the
+// error of an event that failed in a way a later attempt may fix; the
+// caller retries the partition later, so order holds.
+func (p *Processor) Drain(ctx context.Context, tenantID, partition string) error {
+	for {
+		ev, err := p.store.NextEvent(ctx, tenantID, partition)
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("next event: %w", err)
+		}
+		note, err := p.apply(ctx, ev)
+		var ae *crm.AuthError
+		switch {
+		case err == nil:
+			counter("callrouter_events_processed_total", tenantID).Inc()
+			if err := p.store.FinishEvent(ctx, tenantID, ev.ID, domain.EventDone, note); err != nil {
+				return fmt.Errorf("finish event: %w", err)
+			}
+		case errors.Is(err, crm.ErrInactive):
+			return nil
+		case errors.As(err, &ae):
+			if berr := p.crm.Broken(ctx, tenantID, ae); berr != nil {
+				return errors.Join(err, berr)
+			}
+			p.log.Warn("events wait: the CRM rejected the credentials", zap.String("tenant", tenantID))
+			return nil
+		case crm.IsPermanent(err):
+			p.failed(ctx, ev, err)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			n, nerr := p.store.NoteAttempt(ctx, tenantID, ev.ID, err.Error())
+			if nerr != nil {
+				return errors.Join(err, nerr)
+			}
+			if n < p.maxAttempts {
+				counter("callrouter_events_retries_total", tenantID).Inc()
+				return fmt.Errorf("event %s, attempt %d: %w", ev.ID, n, err)
+			}
+			p.failed(ctx, ev, err)
+		}
+	}
+}
+
+func (p *Processor) failed(ctx context.Context, ev domain.CallEvent, err error) {
+	counter("callrouter_events_failed_total", ev.TenantID).Inc()
+	p.log.Warn("event failed", zap.String("tenant", ev.TenantID), zap.String("event", ev.ID), zap.Error(err))
+	if ferr := p.store.FinishEvent(ctx, ev.TenantID, ev.ID, domain.EventFailed, err.Error()); ferr != nil {
+		p.log.Error("mark event failed", zap.String("event", ev.ID), zap.Error(ferr))
+	}
+}
+
+// client is what the CRM knows of the caller.
+type client struct {
+	lead      crm.Ref // open lead or deal; zero when none
+	leadOwner string
+	contact   crm.Ref
+}
+
+// run is one event being applied.
+type run struct {
+	p   *Processor
+	ev  domain.CallEvent
+	t   *tenant.Config
+	w   crm.Writer
+	c   Call
+	num string // the client's number, E.164 digits
+	did []string
+}
+
+// apply runs the scenario matrix for one event and returns what it did.
+func (p *Processor) apply(ctx context.Context, ev domain.CallEvent) (string, error) {
+	t := p.tenants.Lookup(ev.TenantID)
+	if t == nil {
+		return "tenant deleted", nil
+	}
+	c := ReadCall(ev)
+	switch ev.Kind {
+	case domain.EventCallAnswered, domain.EventOutgoingStart:
+		return "recorded", nil
+	case domain.EventCallStart:
+		if !t.Settings.LeadOnCallStart {
+			return "recorded", nil
+		}
+	}
+	num, ok := c.ClientNumber(t.Settings.DefaultCountry)
+	if !ok {
+		return "no client number", nil
+	}
+	if t.Stopped(num) {
+		counter("callrouter_events_stop_list_total", t.ID).Inc()
+		return "stop list", nil
+	}
+	w, err := p.crm.Writer(ctx, ev.TenantID)
+	if err != nil {
+		return "", err
+	}
+	r := &run{p: p, ev: ev, t: t, w: w, c: c, num: num}
+	return r.matrix(ctx)
+}
+
+// matrix is DESIGN.md's scenario matrix: find the client, make the lead
+// when there is none (contact → deal), file the call, and for a missed
+// incoming call the call-back task.
+func (r *run) matrix(ctx context.Context) (string, error) {
+	known, err := r.find(ctx)
+	if err != nil {
+		return "", err
+	}
+	defOwner := r.t.DefaultOwner
+	manager := defOwner
+	if id, ok := r.t.Employee(r.c.Employee); ok {
+		manager = id
+	}
+	if r.ev.Kind == domain.EventCallStart {
+		if known.lead.ID != "" {
+			return "client known", nil
+		}
+		if _, err := r.lead(ctx, known, defOwner); err != nil {
+			return "", err
+		}
+		return r.note(), nil
+	}
+
+	missed := !r.c.Outgoing && !r.c.Answered
+	// The responsible of the call: who answered or dialled; for a missed
+	// call the lead's responsible, or the default owner for a new client.
+	responsible := manager
+	if missed {
+		responsible = defOwner
+		if known.leadOwner != "" {
+			responsible = known.leadOwner
+		}
+	}
+	cl := known
+	if known.lead.ID == "" {
+		if cl, err = r.lead(ctx, known, responsible); err != nil {
+			return "", err
+		}
+	} else if !r.c.UTM.Empty() {
+		if err := r.fillUTM(ctx, known.lead); err != nil {
+			return "", err
+		}
+	}
+	if err := r.call(ctx, cl, responsible); err != nil {
+		return "", err
+	}
+	if missed {
+		if err := r.task(ctx, cl, responsible); err != nil {
+			return "", err
+		}
+	}
+	return r.note(), nil
+}
+
+func (r *run) note() string {
+	if len(r.did) == 0 {
+		return "nothing to do"
+	}
+	return strings.Join(r.did, "; ")
+}
+
+// find looks the client up in the phone index, then in the CRM when the
+// index knows no open lead: a lead made by an earlier call must never be
+// made again, even when the index lags or a crash lost its id.
+func (r *run) find(ctx context.Context) (client, error) {
+	rows, err := r.p.store.LookupSuffix(ctx, r.t.ID, phone.Suffix(r.num))
+	if err != nil {
+		return client{}, fmt.Errorf("index lookup: %w", err)
+	}
+	c := r.pick(rows)
+	if c.lead.ID != "" {
+		return c, nil
+	}
+	rows, err = r.p.crm.Lookup(ctx, r.t.ID, r.num)
+	if err != nil {
+		return client{}, fmt.Errorf("CRM search: %w", err)
+	}
+	return r.pick(rows), nil
+}
+
+// pick chooses the open lead or deal by the tenant's owner order (most
+// recently updated first within a kind) and the contact.
+func (r *run) pick(rows []domain.IndexEntry) client {
+	var c client
+	for _, kind := range r.t.OwnerOrder {
+		if kind != domain.KindLead && kind != domain.KindDeal {
+			continue
+		}
+		for _, e := range rows {
+			if e.Kind == kind && e.Open && matches(e.Phone, r.num) {
+				c.lead, c.leadOwner = crm.Ref{Kind: kind, ID: e.EntityID}, e.OwnerID
+				break
+			}
+		}
+		if c.lead.ID != "" {
+			break
+		}
+	}
+	for _, e := range rows {
+		if e.Kind == domain.KindContact && matches(e.Phone, r.num) {
+			c.contact = crm.Ref{Kind: domain.KindContact, ID: e.EntityID}
+			break
+		}
+	}
+	return c
+}
+
+// matches reports whether an index phone is the client's: the same E.164
+// number, or national digits (a CRM phone stored without its country)
+// that the number ends with.
+func matches(indexed, num string) bool {
+	return indexed == num || (len(indexed) >= 9 && strings.HasSuffix(num, indexed))
+}
+
+// key is the idempotency key of one step of this event: short, and the
+// same on every attempt.
+func (r *run) key(step crm.WriteKind) string {
+	h := sha256.Sum256([]byte(r.t.ID + "\x00" + r.ev.UniqueID + "\x00" + string(r.ev.Kind) + "\x00" + string(step)))
+	return "cr" + hex.EncodeToString(h[:12])
+}
+
+// once runs create unless an earlier attempt finished it, and returns the
+// created id. An attempt whose answer was lost (a crash between the CRM's
+// answer and storing the id) is looked for in the CRM first.
+func (r *run) once(ctx context.Context, kind crm.WriteKind, parent crm.Ref, create func(key string) (string, error)) (string, error) {
+	key := r.key(kind)
+	w, fresh, err := r.p.store.BeginWrite(ctx, domain.CRMWrite{TenantID: r.t.ID, Key: key, Kind: string(kind)})
+	if err != nil {
+		return "", fmt.Errorf("begin %s write: %w", kind, err)
+	}
+	if w.EntityID != "" {
+		return w.EntityID, nil
+	}
+	if !fresh && kind != crm.WriteLead {
+		id, err := r.w.Find(ctx, kind, key, parent)
+		switch {
+		case errors.Is(err, crm.ErrNotSearchable):
+			unverifiedRetries.Inc()
+		case err != nil:
+			return "", fmt.Errorf("find earlier %s: %w", kind, err)
+		case id != "":
+			return id, r.finish(ctx, key, id)
+		}
+	}
+	id, err := create(key)
+	if err != nil {
+		return "", err
+	}
+	return id, r.finish(ctx, key, id)
+}
+
+func (r *run) finish(ctx context.Context, key, id string) error {
+	// The CRM has the entity now: storing its id must not be cut short by
+	// the job's context.
+	if err := r.p.store.FinishWrite(context.WithoutCancel(ctx), r.t.ID, key, id); err != nil {
+		return fmt.Errorf("store created id: %w", err)
+	}
+	return nil
+}
+
+// lead creates the lead (and the contact where the CRM needs one) for a
+// client without an open one, and indexes them so routing and the next
+// event find them at once.
+func (r *run) lead(ctx context.Context, known client, owner string) (client, error) {
+	var made crm.Created
+	stored, err := r.once(ctx, crm.WriteLead, crm.Ref{}, func(key string) (string, error) {
+		var err error
+		made, err = r.w.CreateLead(ctx, crm.NewLead{Key: key, Phone: r.num, Title: "+" + r.num, OwnerID: owner,
+			ContactID: known.contact.ID, Pipeline: r.t.Settings.Pipeline(r.ev.Fields), UTM: r.c.UTM})
+		if err != nil {
+			return "", err
+		}
+		return encodeCreated(made), nil
+	})
+	if err != nil {
+		return client{}, err
+	}
+	made = decodeCreated(stored)
+	ents := []crm.Entity{{Kind: made.Lead.Kind, ID: made.Lead.ID, Name: "+" + r.num, Phones: []string{r.num},
+		OwnerID: owner, Open: true, UpdatedAt: r.p.now()}}
+	if made.Contact.ID != "" && made.Contact.ID != known.contact.ID {
+		ents = append(ents, crm.Entity{Kind: domain.KindContact, ID: made.Contact.ID, Name: "+" + r.num,
+			Phones: []string{r.num}, OwnerID: owner, Open: true, UpdatedAt: r.p.now()})
+	}
+	if err := r.p.crm.Index(ctx, r.t.ID, ents); err != nil {
+		return client{}, fmt.Errorf("index the new lead: %w", err)
+	}
+	r.did = append(r.did, fmt.Sprintf("%s %s created", made.Lead.Kind, made.Lead.ID))
+	if made.Contact.ID == "" {
+		made.Contact = known.contact
+	}
+	return client{lead: made.Lead, leadOwner: owner, contact: made.Contact}, nil
+}
+
+// encodeCreated keeps both refs of a created lead in one stored id.
+func encodeCreated(c crm.Created) string {
+	s := string(c.Lead.Kind) + ":" + c.Lead.ID
+	if c.Contact.ID != "" {
+		s += "|" + string(c.Contact.Kind) + ":" + c.Contact.ID
+	}
+	return s
+}
+
+func decodeCreated(s string) crm.Created {
+	var c crm.Created
+	for i, part := range strings.SplitN(s, "|", 2) {
+		kind, id, _ := strings.Cut(part, ":")
+		ref := crm.Ref{Kind: domain.ParseKind(kind), ID: id}
+		if i == 0 {
+			c.Lead = ref
+		} else {
+			c.Contact = ref
+		}
+	}
+	return c
+}
+
+func (r *run) fillUTM(ctx context.Context, lead crm.Ref) error {
+	wrote, err := r.w.FillUTM(ctx, lead, r.c.UTM)
+	if err != nil {
+		return fmt.Errorf("fill UTM: %w", err)
+	}
+	if wrote {
+		r.did = append(r.did, "UTM written")
+	}
+	return nil
+}
+
+func (r *run) call(ctx context.Context, cl client, user string) error {
+	parent := cl.lead
+	if parent.ID == "" {
+		parent = cl.contact
+	}
+	id, err := r.once(ctx, crm.WriteCall, parent, func(key string) (string, error) {
+		return r.w.CreateCall(ctx, crm.NewCall{Key: key, CallID: r.c.UniqueID, Outgoing: r.c.Outgoing, Answered: r.c.Answered,
+			Disposition: r.c.Disposition, Phone: r.num, Line: r.c.Line, Start: r.c.Start, Duration: r.c.Talk,
+			Wait: r.c.Wait, Recording: r.c.Recording, UserID: user, Lead: cl.lead, Contact: cl.contact})
+	})
+	if err != nil {
+		return err
+	}
+	r.did = append(r.did, "call "+id)
+	return nil
+}
+
+func (r *run) task(ctx context.Context, cl client, user string) error {
+	minutes := r.t.Settings.CallbackDueMinutes
+	if minutes <= 0 {
+		minutes = domain.DefaultCallbackDueMinutes
+	}
+	parent := cl.lead
+	if parent.ID == "" {
+		parent = cl.contact
+	}
+	id, err := r.once(ctx, crm.WriteTask, parent, func(key string) (string, error) {
+		return r.w.CreateTask(ctx, crm.NewTask{Key: key, UserID: user, Phone: r.num, Lead: cl.lead, Contact: cl.contact,
+			Text: fmt.Sprintf("Call back +%s: missed call at %s", r.num, r.c.Start.UTC().Format("2006-01-02 15:04 UTC")),
+			Due:  r.p.now().Add(time.Duration(minutes) * time.Minute)})
+	})
+	if err != nil {
+		return err
+	}
+	r.did = append(r.did, "task "+id)
+	return nil
+}

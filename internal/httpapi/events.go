@@ -1,0 +1,78 @@
+package httpapi
+
+import (
+	"context"
+	"net/url"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/events"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+// EventIngest stores call events (events.Ingest).
+type EventIngest interface {
+	Store(ctx context.Context, t *tenant.Config, in events.Incoming) (string, error)
+	Reject(ctx context.Context, tenantID, reason, contentType string, body []byte) error
+}
+
+// eventTimeout bounds storing one event. The PBX does not retry, so a
+// slow database is waited for a while rather than answered 503 at once.
+const eventTimeout = 10 * time.Second
+
+// serveEvents stores a call event and answers 200 {"id"} only once it and
+// its processing job are committed. A body that cannot be an event is
+// answered 400 with the reason and kept for inspection; a store that
+// cannot take the event is answered 503, never 200.
+func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
+	if s.events == nil {
+		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: call events are not enabled on this server")
+		return
+	}
+	t := s.tenants.Lookup(tenantID)
+	if t == nil {
+		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "tenant: unknown")
+		return
+	}
+	if !authorized(ctx, t) {
+		return
+	}
+	switch string(ctx.Method()) {
+	case fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodGet:
+	default:
+		notAllowed(ctx, fasthttp.MethodPost)
+		return
+	}
+	if len(ctx.PostBody()) > maxAdminBodyBytes {
+		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 1 MiB")
+		return
+	}
+	// Copies: nothing below may keep fasthttp's buffers.
+	query := url.Values{}
+	for k, v := range ctx.QueryArgs().All() {
+		query.Add(string(k), string(v))
+	}
+	body := append([]byte(nil), ctx.PostBody()...)
+	contentType := string(ctx.Request.Header.ContentType())
+	c, cancel := context.WithTimeout(context.Background(), eventTimeout)
+	defer cancel()
+	in, err := events.Parse(contentType, query, body)
+	if err != nil {
+		if rerr := s.events.Reject(c, t.ID, domain.ErrorMessage(err), contentType, body); rerr != nil {
+			s.log.Error("keep rejected event", zap.String("tenant", t.ID), zap.Error(rerr))
+		}
+		writeError(ctx, s.log, err)
+		return
+	}
+	id, err := s.events.Store(c, t, in)
+	if err != nil {
+		s.log.Error("store call event", zap.String("tenant", t.ID), zap.Error(err))
+		writeErrorCode(ctx, fasthttp.StatusServiceUnavailable, domain.EUNAVAILABLE, "store: the event could not be stored; it was not accepted")
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"id":` + jsonString(id) + `}`)
+}
