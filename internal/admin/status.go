@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"strings"
+	"time"
 
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/domain"
@@ -80,4 +82,62 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 		Integration: integ,
 		Events:      evs,
 	}, nil
+}
+
+// RejectedEvent is a body the events endpoint refused, as the admin API
+// shows it.
+type RejectedEvent struct {
+	ID          int64     `json:"id"`
+	ReceivedAt  time.Time `json:"received_at"`
+	Reason      string    `json:"reason"`
+	ContentType string    `json:"content_type"`
+	Body        string    `json:"body"`
+}
+
+// RejectedEvents returns up to limit (default 100, at most 1000) bodies the
+// events endpoint refused, newest first. ENOTFOUND for an unknown tenant.
+func (s *Service) RejectedEvents(ctx context.Context, id string, limit int) ([]RejectedEvent, error) {
+	if _, err := s.store.Tenant(ctx, id); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rs, err := s.store.ListRejected(ctx, id, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RejectedEvent, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, RejectedEvent{ID: r.ID, ReceivedAt: r.ReceivedAt, Reason: r.Reason, ContentType: r.ContentType,
+			Body: strings.ToValidUTF8(string(r.Body), "\uFFFD")})
+	}
+	return out, nil
+}
+
+// EventView is a stored call event as the admin API shows it.
+type EventView struct {
+	ID          string            `json:"id"`
+	UniqueID    string            `json:"uniqueid"`
+	Kind        string            `json:"event"`
+	State       string            `json:"state"`
+	Note        string            `json:"note"`
+	Attempts    int               `json:"attempts"`
+	ReceivedAt  time.Time         `json:"received_at"`
+	ProcessedAt *time.Time        `json:"processed_at,omitempty"`
+	Fields      map[string]string `json:"fields"`
+}
+
+// Event returns one call event with what processing did. ENOTFOUND.
+func (s *Service) Event(ctx context.Context, id, eventID string) (EventView, error) {
+	ev, err := s.store.Event(ctx, id, eventID)
+	if err != nil {
+		return EventView{}, err
+	}
+	v := EventView{ID: ev.ID, UniqueID: ev.UniqueID, Kind: string(ev.Kind), State: ev.State, Note: ev.Note,
+		Attempts: ev.Attempts, ReceivedAt: ev.ReceivedAt, Fields: ev.Fields}
+	if !ev.ProcessedAt.IsZero() {
+		v.ProcessedAt = &ev.ProcessedAt
+	}
+	return v, nil
 }

@@ -68,11 +68,14 @@ type CallEvent struct {
 	Partition string
 	// Fields are every field the PBX sent, values decoded, nested JSON
 	// objects flattened to dotted keys.
-	Fields      map[string]string
-	ReceivedAt  time.Time
-	State       string
-	Note        string
-	Attempts    int
+	Fields     map[string]string
+	ReceivedAt time.Time
+	State      string
+	Note       string
+	Attempts   int
+	// RetryAt is when a failed attempt may be tried again; ReceivedAt
+	// before any attempt.
+	RetryAt     time.Time
 	ProcessedAt time.Time
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/crmtest"
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/store/storetest"
 )
 
@@ -296,9 +297,17 @@ func TestRetriesCreateOnce(t *testing.T) {
 		if err := w.drain(); err == nil {
 			t.Fatal("a 500 from the CRM must fail the attempt")
 		}
-		if ev := w.event(id); ev.State != domain.EventWaiting || ev.Attempts != 1 {
-			t.Fatalf("after a failed attempt: %q attempts %d", ev.State, ev.Attempts)
+		if ev := w.event(id); ev.State != domain.EventWaiting || ev.Attempts != 1 || !ev.RetryAt.After(w.clock.Now()) {
+			t.Fatalf("after a failed attempt: %q attempts %d retry at %s", ev.State, ev.Attempts, ev.RetryAt)
 		}
+		// Not before its retry time, even when another event of the number
+		// arrives meanwhile: order holds.
+		w.queue.Enqueue(context.Background(), partition("380671000301"))
+		w.mustDrain()
+		if wr := w.fake.Written(); len(callsOf(wr, "380671000301")) != 0 {
+			t.Fatalf("retried before its time: %+v", wr.Calls)
+		}
+		w.clock.Advance(events.Backoff(1))
 		w.queue.Enqueue(context.Background(), partition("380671000301"))
 		w.mustDrain()
 		wr := w.fake.Written()
@@ -337,10 +346,11 @@ func TestLostAnswerIsFoundNotRecreated(t *testing.T) {
 		lossy := &lossyCRM{CRM: w.crmSide, lose: map[string]bool{"call": true, "task": true}}
 		w.proc = newProcessor(w, lossy)
 		id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "l1", "caller": "380671000401", "disposition": "NO ANSWER"})
-		for range 3 {
-			if err := w.drain(); err == nil {
+		for range 4 {
+			if err := w.drain(); err == nil && w.event(id).State == domain.EventDone {
 				break
 			}
+			w.clock.Advance(time.Hour)
 			w.queue.Enqueue(context.Background(), partition("380671000401"))
 		}
 		if ev := w.event(id); ev.State != domain.EventDone {

@@ -46,9 +46,28 @@ type Tenants interface {
 }
 
 // DefaultMaxAttempts is how many times an event is tried before it is
-// marked failed: with River's backoff that spans about a day, enough to
-// ride out a CRM outage, short of blocking a client's later calls for ever.
-const DefaultMaxAttempts = 12
+// marked failed: with Backoff that spans about 14 hours, enough to ride
+// out a CRM outage, short of blocking a client's later calls for ever.
+const DefaultMaxAttempts = 20
+
+// Backoff is how long an event waits after its n-th failed attempt: 10 s,
+// doubling, at most an hour.
+func Backoff(n int) time.Duration {
+	d := 10 * time.Second
+	for i := 1; i < n && d < time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, time.Hour)
+}
+
+// DefaultLeaseTTL is how long a partition stays claimed without renewal.
+// A drain renews it before every event and every CRM write, so it only
+// runs out when its holder died: then another instance takes over.
+const DefaultLeaseTTL = 20 * time.Second
+
+// ErrBusy is Drain's answer when another drain holds the partition; the
+// caller tries again shortly.
+var ErrBusy = errors.New("events: another drain holds this partition")
 
 // Processor applies stored events to the CRM.
 type Processor struct {
@@ -58,6 +77,7 @@ type Processor struct {
 	now         func() time.Time
 	log         *zap.Logger
 	maxAttempts int
+	leaseTTL    time.Duration
 }
 
 // Config wires a Processor.
@@ -68,11 +88,16 @@ type Config struct {
 	Now         func() time.Time
 	Log         *zap.Logger
 	MaxAttempts int
+	LeaseTTL    time.Duration
 }
 
 // NewProcessor returns a Processor.
 func NewProcessor(cfg Config) *Processor {
-	p := &Processor{store: cfg.Store, tenants: cfg.Tenants, crm: cfg.CRM, now: cfg.Now, log: cfg.Log, maxAttempts: cfg.MaxAttempts}
+	p := &Processor{store: cfg.Store, tenants: cfg.Tenants, crm: cfg.CRM, now: cfg.Now, log: cfg.Log,
+		maxAttempts: cfg.MaxAttempts, leaseTTL: cfg.LeaseTTL}
+	if p.leaseTTL <= 0 {
+		p.leaseTTL = DefaultLeaseTTL
+	}
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -88,18 +113,38 @@ func NewProcessor(cfg Config) *Processor {
 var unverifiedRetries = metrics.NewCounter(`callrouter_events_unverified_retries_total`)
 
 // Drain applies the waiting events of one partition, oldest first, until
-// none waits. It returns nil when the partition is drained or must wait for
-// the integration (inactive, broken: the events stay waiting), and the
-// error of an event that failed in a way a later attempt may fix; the
-// caller retries the partition later, so order holds.
+// none waits, holding the partition's lease so that no other drain, on any
+// instance, applies its events meanwhile. It returns nil when the
+// partition is drained or must wait for the integration (inactive, broken:
+// the events stay waiting), ErrBusy when another drain holds the
+// partition, and the error of an event that failed in a way a later
+// attempt may fix; the caller retries the partition later, so order holds.
 func (p *Processor) Drain(ctx context.Context, tenantID, partition string) error {
+	l := &lease{p: p, tenantID: tenantID, partition: partition, holder: store.NewID()}
+	if err := l.renew(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err := p.store.ReleasePartition(context.WithoutCancel(ctx), tenantID, partition, l.holder); err != nil {
+			p.log.Warn("release partition", zap.String("tenant", tenantID), zap.Error(err))
+		}
+	}()
+	ctx = context.WithValue(ctx, leaseKey{}, l)
 	for {
+		if err := l.renew(ctx); err != nil {
+			return err
+		}
 		ev, err := p.store.NextEvent(ctx, tenantID, partition)
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("next event: %w", err)
+		}
+		if ev.RetryAt.After(p.now()) {
+			// The head waits for its retry; later events wait behind it,
+			// and the sweep comes back when it is due.
+			return nil
 		}
 		note, err := p.apply(ctx, ev)
 		var ae *crm.AuthError
@@ -111,6 +156,8 @@ func (p *Processor) Drain(ctx context.Context, tenantID, partition string) error
 			}
 		case errors.Is(err, crm.ErrInactive):
 			return nil
+		case errors.Is(err, ErrBusy):
+			return err
 		case errors.As(err, &ae):
 			if berr := p.crm.Broken(ctx, tenantID, ae); berr != nil {
 				return errors.Join(err, berr)
@@ -122,7 +169,7 @@ func (p *Processor) Drain(ctx context.Context, tenantID, partition string) error
 		case ctx.Err() != nil:
 			return ctx.Err()
 		default:
-			n, nerr := p.store.NoteAttempt(ctx, tenantID, ev.ID, err.Error())
+			n, nerr := p.store.NoteAttempt(ctx, tenantID, ev.ID, err.Error(), p.now().Add(Backoff(ev.Attempts+1)))
 			if nerr != nil {
 				return errors.Join(err, nerr)
 			}
@@ -133,6 +180,27 @@ func (p *Processor) Drain(ctx context.Context, tenantID, partition string) error
 			p.failed(ctx, ev, err)
 		}
 	}
+}
+
+// lease is a drain's claim on its partition.
+type lease struct {
+	p                           *Processor
+	tenantID, partition, holder string
+}
+
+type leaseKey struct{}
+
+// renew extends the lease; ErrBusy when someone else took it over (this
+// drain stalled past the lease's end).
+func (l *lease) renew(ctx context.Context) error {
+	ok, err := l.p.store.LeasePartition(ctx, l.tenantID, l.partition, l.holder, l.p.leaseTTL)
+	if err != nil {
+		return fmt.Errorf("lease partition: %w", err)
+	}
+	if !ok {
+		return ErrBusy
+	}
+	return nil
 }
 
 func (p *Processor) failed(ctx context.Context, ev domain.CallEvent, err error) {
@@ -318,6 +386,11 @@ func (r *run) key(step crm.WriteKind) string {
 // answer and storing the id) is looked for in the CRM first.
 func (r *run) once(ctx context.Context, kind crm.WriteKind, parent crm.Ref, create func(key string) (string, error)) (string, error) {
 	key := r.key(kind)
+	if l, ok := ctx.Value(leaseKey{}).(*lease); ok {
+		if err := l.renew(ctx); err != nil {
+			return "", err
+		}
+	}
 	w, fresh, err := r.p.store.BeginWrite(ctx, domain.CRMWrite{TenantID: r.t.ID, Key: key, Kind: string(kind)})
 	if err != nil {
 		return "", fmt.Errorf("begin %s write: %w", kind, err)

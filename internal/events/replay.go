@@ -59,7 +59,7 @@ func (r *Replay) Activated(ctx context.Context, tenantID string, resend bool) (R
 	if !resend {
 		return out, nil
 	}
-	parts, err := r.store.WaitingPartitions(ctx, tenantID, now.Add(time.Hour), 1<<20)
+	parts, err := r.store.WaitingPartitions(ctx, tenantID, now.Add(time.Hour), now.Add(time.Hour), 1<<20)
 	if err != nil {
 		return out, fmt.Errorf("waiting partitions: %w", err)
 	}

@@ -114,6 +114,13 @@ func (c *clock) Now() time.Time {
 	return c.t
 }
 
+// Advance moves the clock on by d.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
 func (c *clock) Set(t time.Time) {
 	c.mu.Lock()
 	c.t = t
@@ -170,7 +177,7 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settin
 	w := &world{t: t, st: st, engine: engine, reg: reg, cache: c, admin: svc, fake: fake, queue: q, clock: clk,
 		route: lookup.New(c, st, time.Second), crmSide: engine}
 	w.ingest = events.NewIngest(st, q, clk.Now)
-	w.proc = events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine})
+	w.proc = events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Now: clk.Now})
 	w.sync()
 	return w
 }
@@ -248,7 +255,7 @@ func (w *world) known(id, phone, owner string) crm.Ref {
 type storePartition = store.Partition
 
 func newProcessor(w *world, c events.CRM) *events.Processor {
-	return events.NewProcessor(events.Config{Store: w.st, Tenants: w.reg, CRM: c})
+	return events.NewProcessor(events.Config{Store: w.st, Tenants: w.reg, CRM: c, Now: w.clock.Now})
 }
 
 // writerFor returns the tenant's CRM writer.

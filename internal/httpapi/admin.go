@@ -133,6 +133,13 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			limit, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("limit")))
 			s.reply(ctx, 200)(a.Audit(c, seg[1], limit))
 		})
+	case len(seg) == 4 && seg[2] == "events" && seg[3] == "rejected":
+		s.only(ctx, fasthttp.MethodGet, func() {
+			limit, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("limit")))
+			s.reply(ctx, 200)(a.RejectedEvents(c, seg[1], limit))
+		})
+	case len(seg) == 4 && seg[2] == "events":
+		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Event(c, seg[1], seg[3])) })
 	default:
 		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such admin endpoint")
 	}

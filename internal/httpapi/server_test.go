@@ -16,6 +16,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/lookup"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
@@ -26,10 +27,12 @@ const testAdminToken = "test-admin-token"
 
 // env is a callrouter server on a loopback port over an SQLite store.
 type env struct {
-	t     *testing.T
-	url   string
-	st    store.Store
-	cache *cache.Cache
+	t      *testing.T
+	url    string
+	st     store.Store
+	cache  *cache.Cache
+	events *flakyEvents
+	queued *recordingQueue
 }
 
 func newEnv(t *testing.T) *env {
@@ -50,8 +53,10 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(c.Close)
 	sum := sha256.Sum256([]byte(testAdminToken))
+	evs := &flakyEvents{Events: st}
+	q := &recordingQueue{}
 	srv := New(Config{Tenants: reg, Router: lookup.New(c, st, time.Second), Admin: admin.New(st, reg, c),
-		Ready: c.Ready, AdminTokenHash: sum[:], Log: zap.NewNop()})
+		Events: events.NewIngest(evs, q, nil), Ready: c.Ready, AdminTokenHash: sum[:], Log: zap.NewNop()})
 	hs := NewFastHTTP(srv.Handler, zap.NewNop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -59,7 +64,7 @@ func newEnv(t *testing.T) *env {
 	}
 	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { hs.Shutdown() })
-	return &env{t: t, url: "http://" + ln.Addr().String(), st: st, cache: c}
+	return &env{t: t, url: "http://" + ln.Addr().String(), st: st, cache: c, events: evs, queued: q}
 }
 
 type answer struct {

@@ -9,6 +9,7 @@ package jobs
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crmsync"
+	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/store"
 )
 
@@ -55,15 +57,15 @@ type EventArgs struct {
 // Kind implements river.JobArgs.
 func (EventArgs) Kind() string { return "call_events" }
 
-// InsertOpts makes event jobs unique per partition in every state but
-// finished ones, running included: two jobs of one client never run at
-// once, on any instance, so its events apply in order and two calls from a
-// new number make one lead. An event stored while its partition's job is
-// finishing is picked up by the sweep.
+// InsertOpts: event jobs are not unique. River's uniqueness must count
+// running jobs, and a job left "running" by a crashed instance would then
+// block its client's events until River rescues it an hour later. The
+// partition's lease (events.Processor) keeps two drains of one client from
+// running at once on any instance instead, so its events apply in order and
+// two calls from a new number make one lead; a job that finds the lease
+// taken snoozes a second, one that finds nothing left ends at once.
 func (EventArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: queueEvents, MaxAttempts: 25, UniqueOpts: river.UniqueOpts{ByArgs: true,
-		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
-			rivertype.JobStateRunning, rivertype.JobStateScheduled}}}
+	return river.InsertOpts{Queue: queueEvents, MaxAttempts: 10}
 }
 
 // sweepArgs is the periodic job that enqueues event partitions left
@@ -131,10 +133,10 @@ func (c *Config) defaults() {
 		c.EventWorkers = 8
 	}
 	if c.SweepInterval <= 0 {
-		c.SweepInterval = 30 * time.Second
+		c.SweepInterval = 10 * time.Second
 	}
 	if c.SweepAge <= 0 {
-		c.SweepAge = 10 * time.Second
+		c.SweepAge = 5 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()
@@ -204,7 +206,11 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 	if cfg.Events != nil {
 		queues[queueEvents] = river.QueueConfig{MaxWorkers: cfg.EventWorkers}
 		river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[EventArgs]) error {
-			return cfg.Events.Drain(ctx, job.Args.TenantID, job.Args.Partition)
+			err := cfg.Events.Drain(ctx, job.Args.TenantID, job.Args.Partition)
+			if errors.Is(err, events.ErrBusy) {
+				return river.JobSnooze(time.Second)
+			}
+			return err
 		}))
 		river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, _ *river.Job[sweepArgs]) error {
 			return sweep(ctx, cfg, func(ctx context.Context, a river.JobArgs) error {
@@ -246,21 +252,23 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 	}, nil
 }
 
-// sweep enqueues a job for every partition of an active integration whose
-// events wait without one: an event stored while its partition's job was
-// finishing, a job River gave up on, events resent after a broken token.
-// Unique jobs make enqueuing a partition that has one a no-op.
+// sweep enqueues a job for every partition of an active integration with
+// an event that is due and waited longer than SweepAge: an event whose
+// retry time has come, one whose job died with its instance, events resent
+// after a broken token. A partition that has a job gets a second one, which
+// finds the lease taken or nothing left.
 func sweep(ctx context.Context, cfg Config, insert func(context.Context, river.JobArgs) error) error {
 	ins, err := cfg.Store.ListIntegrations(ctx)
 	if err != nil {
 		return fmt.Errorf("list integrations: %w", err)
 	}
-	before := time.Now().Add(-cfg.SweepAge)
+	now := time.Now()
+	before := now.Add(-cfg.SweepAge)
 	for _, in := range ins {
 		if in.State != store.IntegrationActive {
 			continue
 		}
-		parts, err := cfg.EventStore.WaitingPartitions(ctx, in.TenantID, before, 1000)
+		parts, err := cfg.EventStore.WaitingPartitions(ctx, in.TenantID, before, now, 1000)
 		if err != nil {
 			return fmt.Errorf("waiting partitions of %s: %w", in.TenantID, err)
 		}

@@ -210,12 +210,13 @@ type Events interface {
 	// and sets ProcessedAt. ENOTFOUND when it is not waiting.
 	FinishEvent(ctx context.Context, tenantID, id, state, note string) error
 	// NoteAttempt counts a failed attempt on a waiting event, keeps it
-	// waiting, and returns the attempts made so far. ENOTFOUND.
-	NoteAttempt(ctx context.Context, tenantID, id, errText string) (int, error)
+	// waiting until retryAt, and returns the attempts made so far.
+	// ENOTFOUND.
+	NoteAttempt(ctx context.Context, tenantID, id, errText string, retryAt time.Time) (int, error)
 	// WaitingPartitions returns up to limit distinct (tenant, partition)
-	// pairs with an event waiting since before; tenantID "" means every
-	// tenant.
-	WaitingPartitions(ctx context.Context, tenantID string, before time.Time, limit int) ([]Partition, error)
+	// pairs with an event received before receivedBefore that may be tried
+	// by dueBy; tenantID "" means every tenant.
+	WaitingPartitions(ctx context.Context, tenantID string, receivedBefore, dueBy time.Time, limit int) ([]Partition, error)
 	// DropWaiting marks a tenant's waiting events received before before as
 	// dropped and returns how many.
 	DropWaiting(ctx context.Context, tenantID string, before time.Time, note string) (int, error)
@@ -234,6 +235,12 @@ type Events interface {
 	// FinishWrite stores the id the CRM gave the create with key. ENOTFOUND
 	// when BeginWrite was not called.
 	FinishWrite(ctx context.Context, tenantID, key, entityID string) error
+	// LeasePartition makes holder the one applying a partition's events for
+	// ttl, if nobody else holds an unexpired lease on it, and reports
+	// whether it does; a holder renews its own lease the same way.
+	LeasePartition(ctx context.Context, tenantID, partition, holder string, ttl time.Duration) (bool, error)
+	// ReleasePartition ends holder's lease; someone else's is left alone.
+	ReleasePartition(ctx context.Context, tenantID, partition, holder string) error
 }
 
 // Partition names the events of one client of one tenant.

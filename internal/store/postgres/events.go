@@ -13,7 +13,7 @@ import (
 	"github.com/callrouter/callrouter/internal/store"
 )
 
-const eventColumns = `id, tenant_id, unique_id, kind, partition, fields, received_at, state, note, attempts, processed_at`
+const eventColumns = `id, tenant_id, unique_id, kind, partition, fields, received_at, state, note, attempts, retry_at, processed_at`
 
 // InsertEvent stores ev unless its (tenant, uniqueid, kind) is stored, and
 // calls enqueue with the pgx.Tx of the insert. ENOTFOUND for an unknown
@@ -32,7 +32,7 @@ func (db *DB) InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func
 	)
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO call_events (`+eventColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'waiting', '', 0, NULL)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'waiting', '', 0, $7, NULL)
 			ON CONFLICT (tenant_id, unique_id, kind) DO NOTHING RETURNING id`,
 			ev.ID, ev.TenantID, ev.UniqueID, string(ev.Kind), ev.Partition, string(fields),
 			db.stampOr(ev.ReceivedAt)).Scan(&id)
@@ -63,7 +63,7 @@ func scanEvent(row pgx.Row) (domain.CallEvent, error) {
 		processed *time.Time
 	)
 	if err := row.Scan(&ev.ID, &ev.TenantID, &ev.UniqueID, &kind, &ev.Partition, &fields, &ev.ReceivedAt,
-		&ev.State, &ev.Note, &ev.Attempts, &processed); err != nil {
+		&ev.State, &ev.Note, &ev.Attempts, &ev.RetryAt, &processed); err != nil {
 		return ev, err
 	}
 	ev.Kind = domain.EventKind(kind)
@@ -71,6 +71,7 @@ func scanEvent(row pgx.Row) (domain.CallEvent, error) {
 		return ev, fmt.Errorf("decode event fields: %w", err)
 	}
 	ev.ReceivedAt = ev.ReceivedAt.UTC()
+	ev.RetryAt = ev.RetryAt.UTC()
 	ev.ProcessedAt = utcOrZero(processed)
 	return ev, nil
 }
@@ -97,18 +98,18 @@ func (db *DB) FinishEvent(ctx context.Context, tenantID, id, state, note string)
 }
 
 // NoteAttempt counts a failed attempt. ENOTFOUND when not waiting.
-func (db *DB) NoteAttempt(ctx context.Context, tenantID, id, errText string) (int, error) {
+func (db *DB) NoteAttempt(ctx context.Context, tenantID, id, errText string, retryAt time.Time) (int, error) {
 	var n int
-	err := db.pool.QueryRow(ctx, `UPDATE call_events SET attempts = attempts + 1, note = $3
-		WHERE tenant_id = $1 AND id = $2 AND state = 'waiting' RETURNING attempts`, tenantID, id, errText).Scan(&n)
+	err := db.pool.QueryRow(ctx, `UPDATE call_events SET attempts = attempts + 1, note = $3, retry_at = $4
+		WHERE tenant_id = $1 AND id = $2 AND state = 'waiting' RETURNING attempts`, tenantID, id, errText, retryAt.UTC()).Scan(&n)
 	return n, mapErr(err, "note attempt", "waiting event", tenantID)
 }
 
 // WaitingPartitions returns partitions with an event waiting since before.
-func (db *DB) WaitingPartitions(ctx context.Context, tenantID string, before time.Time, limit int) ([]store.Partition, error) {
+func (db *DB) WaitingPartitions(ctx context.Context, tenantID string, receivedBefore, dueBy time.Time, limit int) ([]store.Partition, error) {
 	rows, _ := db.pool.Query(ctx, `SELECT DISTINCT tenant_id, partition FROM call_events
-		WHERE state = 'waiting' AND received_at < $1 AND ($2 = '' OR tenant_id = $2)
-		ORDER BY tenant_id, partition LIMIT $3`, before, tenantID, limit)
+		WHERE state = 'waiting' AND received_at < $1 AND retry_at <= $2 AND ($3 = '' OR tenant_id = $3)
+		ORDER BY tenant_id, partition LIMIT $4`, receivedBefore.UTC(), dueBy.UTC(), tenantID, limit)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Partition, error) {
 		var p store.Partition
 		err := r.Scan(&p.TenantID, &p.Partition)
@@ -210,4 +211,26 @@ func (db *DB) FinishWrite(ctx context.Context, tenantID, key, entityID string) e
 	tag, err := db.pool.Exec(ctx, `UPDATE crm_writes SET entity_id = $3 WHERE tenant_id = $1 AND key = $2`,
 		tenantID, key, entityID)
 	return mustAffect(tag, err, "finish write", "write", tenantID)
+}
+
+// LeasePartition takes or renews a partition's lease for holder unless
+// another holder's lease has not run out.
+func (db *DB) LeasePartition(ctx context.Context, tenantID, partition, holder string, ttl time.Duration) (bool, error) {
+	now := db.stamp()
+	var got string
+	err := db.pool.QueryRow(ctx, `INSERT INTO event_leases (tenant_id, partition, holder, until) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (tenant_id, partition) DO UPDATE SET holder = excluded.holder, until = excluded.until
+		WHERE event_leases.holder = excluded.holder OR event_leases.until <= $5
+		RETURNING holder`, tenantID, partition, holder, now.Add(ttl), now).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, mapErr(err, "lease partition", "", tenantID)
+}
+
+// ReleasePartition ends holder's lease.
+func (db *DB) ReleasePartition(ctx context.Context, tenantID, partition, holder string) error {
+	_, err := db.pool.Exec(ctx, `DELETE FROM event_leases WHERE tenant_id = $1 AND partition = $2 AND holder = $3`,
+		tenantID, partition, holder)
+	return mapErr(err, "release partition", "", tenantID)
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/callrouter/callrouter/internal/store"
 )
 
-const eventColumns = `id, tenant_id, unique_id, kind, partition, fields, received_at, state, note, attempts, processed_at`
+const eventColumns = `id, tenant_id, unique_id, kind, partition, fields, received_at, state, note, attempts, retry_at, processed_at`
 
 // InsertEvent stores ev unless its (tenant, uniqueid, kind) is stored, and
 // calls enqueue with the *sql.Tx of the insert. ENOTFOUND for an unknown
@@ -32,10 +32,10 @@ func (db *DB) InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	var id string
 	err = tx.QueryRowContext(ctx, `INSERT INTO call_events (`+eventColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', '', 0, NULL)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', '', 0, ?, NULL)
 		ON CONFLICT (tenant_id, unique_id, kind) DO NOTHING RETURNING id`,
 		ev.ID, ev.TenantID, ev.UniqueID, string(ev.Kind), ev.Partition, string(fields),
-		micros(db.stampOr(ev.ReceivedAt))).Scan(&id)
+		micros(db.stampOr(ev.ReceivedAt)), micros(db.stampOr(ev.ReceivedAt))).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = tx.QueryRowContext(ctx, `SELECT id FROM call_events WHERE tenant_id = ? AND unique_id = ? AND kind = ?`,
 			ev.TenantID, ev.UniqueID, string(ev.Kind)).Scan(&id)
@@ -57,13 +57,13 @@ func (db *DB) InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func
 
 func scanEvent(s scanner) (domain.CallEvent, error) {
 	var (
-		ev           domain.CallEvent
-		kind, fields string
-		received     int64
-		processed    sql.NullInt64
+		ev              domain.CallEvent
+		kind, fields    string
+		received, retry int64
+		processed       sql.NullInt64
 	)
 	if err := s.Scan(&ev.ID, &ev.TenantID, &ev.UniqueID, &kind, &ev.Partition, &fields, &received,
-		&ev.State, &ev.Note, &ev.Attempts, &processed); err != nil {
+		&ev.State, &ev.Note, &ev.Attempts, &retry, &processed); err != nil {
 		return ev, err
 	}
 	ev.Kind = domain.EventKind(kind)
@@ -71,6 +71,7 @@ func scanEvent(s scanner) (domain.CallEvent, error) {
 		return ev, fmt.Errorf("decode event fields: %w", err)
 	}
 	ev.ReceivedAt = fromMicros(received)
+	ev.RetryAt = fromMicros(retry)
 	if processed.Valid {
 		ev.ProcessedAt = fromMicros(processed.Int64)
 	}
@@ -101,18 +102,18 @@ func (db *DB) FinishEvent(ctx context.Context, tenantID, id, state, note string)
 }
 
 // NoteAttempt counts a failed attempt. ENOTFOUND when not waiting.
-func (db *DB) NoteAttempt(ctx context.Context, tenantID, id, errText string) (int, error) {
+func (db *DB) NoteAttempt(ctx context.Context, tenantID, id, errText string, retryAt time.Time) (int, error) {
 	var n int
-	err := db.w.QueryRowContext(ctx, `UPDATE call_events SET attempts = attempts + 1, note = ?
-		WHERE tenant_id = ? AND id = ? AND state = 'waiting' RETURNING attempts`, errText, tenantID, id).Scan(&n)
+	err := db.w.QueryRowContext(ctx, `UPDATE call_events SET attempts = attempts + 1, note = ?, retry_at = ?
+		WHERE tenant_id = ? AND id = ? AND state = 'waiting' RETURNING attempts`, errText, micros(retryAt), tenantID, id).Scan(&n)
 	return n, mapErr(err, "note attempt", "waiting event", tenantID)
 }
 
 // WaitingPartitions returns partitions with an event waiting since before.
-func (db *DB) WaitingPartitions(ctx context.Context, tenantID string, before time.Time, limit int) ([]store.Partition, error) {
+func (db *DB) WaitingPartitions(ctx context.Context, tenantID string, receivedBefore, dueBy time.Time, limit int) ([]store.Partition, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT tenant_id, partition FROM call_events
-		WHERE state = 'waiting' AND received_at < ? AND (? = '' OR tenant_id = ?)
-		ORDER BY tenant_id, partition LIMIT ?`, micros(before), tenantID, tenantID, limit)
+		WHERE state = 'waiting' AND received_at < ? AND retry_at <= ? AND (? = '' OR tenant_id = ?)
+		ORDER BY tenant_id, partition LIMIT ?`, micros(receivedBefore), micros(dueBy), tenantID, tenantID, limit)
 	if err != nil {
 		return nil, mapErr(err, "waiting partitions", "", tenantID)
 	}
@@ -246,4 +247,26 @@ func affected(res sql.Result, err error, op, what, tenantID string) error {
 		return domain.Errorf(domain.ENOTFOUND, "%s not found", what)
 	}
 	return nil
+}
+
+// LeasePartition takes or renews a partition's lease for holder unless
+// another holder's lease has not run out.
+func (db *DB) LeasePartition(ctx context.Context, tenantID, partition, holder string, ttl time.Duration) (bool, error) {
+	now := db.stamp()
+	var got string
+	err := db.w.QueryRowContext(ctx, `INSERT INTO event_leases (tenant_id, partition, holder, until) VALUES (?, ?, ?, ?)
+		ON CONFLICT (tenant_id, partition) DO UPDATE SET holder = excluded.holder, until = excluded.until
+		WHERE event_leases.holder = excluded.holder OR event_leases.until <= ?
+		RETURNING holder`, tenantID, partition, holder, micros(now.Add(ttl)), micros(now)).Scan(&got)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, mapErr(err, "lease partition", "", tenantID)
+}
+
+// ReleasePartition ends holder's lease.
+func (db *DB) ReleasePartition(ctx context.Context, tenantID, partition, holder string) error {
+	_, err := db.w.ExecContext(ctx, `DELETE FROM event_leases WHERE tenant_id = ? AND partition = ? AND holder = ?`,
+		tenantID, partition, holder)
+	return mapErr(err, "release partition", "", tenantID)
 }

@@ -129,10 +129,13 @@ func testEventFinishAndAttempts(t *testing.T, e *env) {
 	e.tenant(t, "a")
 	id, _ := e.insert(t, callEvent("a", "c1", domain.EventCallEnd, "p"))
 	for want := 1; want <= 3; want++ {
-		n, err := e.s.NoteAttempt(e.ctx, "a", id, fmt.Sprintf("try %d", want))
+		n, err := e.s.NoteAttempt(e.ctx, "a", id, fmt.Sprintf("try %d", want), start.Add(time.Duration(want)*time.Hour))
 		if err != nil || n != want {
 			t.Fatalf("NoteAttempt = %d, %v; want %d", n, err, want)
 		}
+	}
+	if got, _ := e.s.Event(e.ctx, "a", id); got.Note != "try 3" || !got.RetryAt.Equal(stamp(start.Add(3*time.Hour))) {
+		t.Fatalf("after attempts: note %q retry at %s", got.Note, got.RetryAt)
 	}
 	e.clock.Advance(time.Minute)
 	if err := e.s.FinishEvent(e.ctx, "a", id, domain.EventFailed, "CRM said no"); err != nil {
@@ -147,7 +150,7 @@ func testEventFinishAndAttempts(t *testing.T, e *env) {
 		t.Fatalf("finished event: state=%q note=%q attempts=%d processed=%s", got.State, got.Note, got.Attempts, got.ProcessedAt)
 	}
 	wantCode(t, e.s.FinishEvent(e.ctx, "a", id, domain.EventDone, ""), domain.ENOTFOUND, "finishing a finished event")
-	_, err = e.s.NoteAttempt(e.ctx, "a", id, "x")
+	_, err = e.s.NoteAttempt(e.ctx, "a", id, "x", start)
 	wantCode(t, err, domain.ENOTFOUND, "an attempt on a finished event")
 	st, err := e.s.EventStats(e.ctx, "a")
 	if err != nil || st.Failed != 1 || st.Waiting != 0 {
@@ -167,20 +170,37 @@ func testEventWaitingPartitions(t *testing.T, e *env) {
 	e.insert(t, callEvent("b", "c1", domain.EventCallEnd, "p1"))
 	e.clock.Advance(time.Minute)
 	e.insert(t, callEvent("a", "c4", domain.EventCallEnd, "p4")) // too recent
-	parts, err := e.s.WaitingPartitions(e.ctx, "", start.Add(30*time.Second), 10)
+	far := start.Add(24 * time.Hour)
+	parts, err := e.s.WaitingPartitions(e.ctx, "", start.Add(30*time.Second), far, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(parts); got != "[{a p1} {b p1}]" {
 		t.Fatalf("WaitingPartitions = %s", got)
 	}
-	parts, err = e.s.WaitingPartitions(e.ctx, "a", start.Add(2*time.Minute), 10)
+	parts, err = e.s.WaitingPartitions(e.ctx, "a", start.Add(2*time.Minute), far, 10)
 	if err != nil || fmt.Sprint(parts) != "[{a p1} {a p4}]" {
 		t.Fatalf("WaitingPartitions(a) = %v, %v", parts, err)
 	}
-	parts, err = e.s.WaitingPartitions(e.ctx, "", start.Add(2*time.Minute), 1)
+	parts, err = e.s.WaitingPartitions(e.ctx, "", start.Add(2*time.Minute), far, 1)
 	if err != nil || len(parts) != 1 {
 		t.Fatalf("limit 1: %v, %v", parts, err)
+	}
+	// A partition whose events all wait for a retry later is not due.
+	p4, err := e.s.NextEvent(e.ctx, "a", "p4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.NoteAttempt(e.ctx, "a", p4.ID, "CRM down", start.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	parts, err = e.s.WaitingPartitions(e.ctx, "a", start.Add(2*time.Minute), start.Add(30*time.Minute), 10)
+	if err != nil || fmt.Sprint(parts) != "[{a p1}]" {
+		t.Fatalf("with p4 waiting for a retry in an hour: %v, %v", parts, err)
+	}
+	parts, err = e.s.WaitingPartitions(e.ctx, "a", start.Add(2*time.Minute), start.Add(time.Hour), 10)
+	if err != nil || fmt.Sprint(parts) != "[{a p1} {a p4}]" {
+		t.Fatalf("once p4's retry is due: %v, %v", parts, err)
 	}
 }
 
@@ -297,4 +317,50 @@ func testWriteBeginFinish(t *testing.T, e *env) {
 	wantCode(t, e.s.FinishWrite(e.ctx, "a", "nope", "1"), domain.ENOTFOUND, "FinishWrite without BeginWrite")
 	_, _, err := e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "nobody", Key: "k", Kind: "lead"})
 	wantCode(t, err, domain.ENOTFOUND, "BeginWrite of an unknown tenant")
+}
+
+func testEventLease(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	lease := func(p, holder string) bool {
+		t.Helper()
+		ok, err := e.s.LeasePartition(e.ctx, "a", p, holder, 10*time.Second)
+		if err != nil {
+			t.Fatalf("LeasePartition(%s, %s): %v", p, holder, err)
+		}
+		return ok
+	}
+	if !lease("p", "h1") {
+		t.Fatal("a free partition must be leased")
+	}
+	if lease("p", "h2") {
+		t.Fatal("a held partition must not be leased by another holder")
+	}
+	if !lease("p", "h1") {
+		t.Fatal("the holder renews its own lease")
+	}
+	if !lease("q", "h2") {
+		t.Fatal("leases are per partition")
+	}
+	e.clock.Advance(9 * time.Second)
+	if lease("p", "h2") {
+		t.Fatal("the renewed lease has not run out")
+	}
+	e.clock.Advance(2 * time.Second)
+	if !lease("p", "h2") {
+		t.Fatal("an expired lease (a crashed holder) is taken over")
+	}
+	if err := e.s.ReleasePartition(e.ctx, "a", "p", "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if lease("p", "h1") {
+		t.Fatal("releasing someone else's lease must leave it alone")
+	}
+	if err := e.s.ReleasePartition(e.ctx, "a", "p", "h2"); err != nil {
+		t.Fatal(err)
+	}
+	if !lease("p", "h1") {
+		t.Fatal("a released partition is free")
+	}
+	_, err := e.s.LeasePartition(e.ctx, "nobody", "p", "h", time.Second)
+	wantCode(t, err, domain.ENOTFOUND, "lease of an unknown tenant")
 }

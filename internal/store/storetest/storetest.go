@@ -81,6 +81,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Event/Rejected", testEventRejected},
 		{"Event/ConcurrentDuplicates", testEventConcurrentDuplicates},
 		{"Write/BeginFinish", testWriteBeginFinish},
+		{"Event/Lease", testEventLease},
 		{"Meta/GetSet", testMetaGetSet},
 		{"Meta/SetIfAbsentConcurrent", testMetaSetIfAbsentConcurrent},
 		{"Concurrent", testConcurrent},

@@ -13,6 +13,7 @@ CREATE TABLE call_events (
     state        text        NOT NULL,
     note         text        NOT NULL,
     attempts     integer     NOT NULL,
+    retry_at     timestamptz NOT NULL, -- not tried again before this
     processed_at timestamptz,
     UNIQUE (tenant_id, unique_id, kind)
 );
@@ -39,4 +40,14 @@ CREATE TABLE crm_writes (
     entity_id  text        NOT NULL,
     created_at timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, key)
+);
+
+-- Who applies a partition's events now: one holder at a time, on any
+-- instance, until its lease runs out (a crashed holder's lease expires).
+CREATE TABLE event_leases (
+    tenant_id text COLLATE "C" NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    partition text COLLATE "C" NOT NULL,
+    holder    text        NOT NULL,
+    until     timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, partition)
 );

@@ -13,6 +13,7 @@ CREATE TABLE call_events (
     state        TEXT    NOT NULL,
     note         TEXT    NOT NULL,
     attempts     INTEGER NOT NULL,
+    retry_at     INTEGER NOT NULL, -- not tried again before this
     processed_at INTEGER,
     UNIQUE (tenant_id, unique_id, kind)
 ) STRICT;
@@ -39,4 +40,14 @@ CREATE TABLE crm_writes (
     entity_id  TEXT    NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, key)
+) STRICT, WITHOUT ROWID;
+
+-- Who applies a partition's events now: one holder at a time, on any
+-- instance, until its lease runs out (a crashed holder's lease expires).
+CREATE TABLE event_leases (
+    tenant_id TEXT    NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    partition TEXT    NOT NULL,
+    holder    TEXT    NOT NULL,
+    until     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, partition)
 ) STRICT, WITHOUT ROWID;
