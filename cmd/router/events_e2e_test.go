@@ -116,6 +116,9 @@ func TestHundredConcurrentEventsMakeOneLead(t *testing.T) {
 			cfg := testConfig(t)
 			if backend == "postgres" {
 				cfg.db = postgresDB(t)
+				// Else the key file would be made in ./data, here the
+				// source tree.
+				cfg.secretKey = strings.Repeat("ab", 32)
 			}
 			cfg.adminToken = "e2e-token"
 			base, stop := startServe(t, cfg, io.Discard)
