@@ -25,7 +25,9 @@ commands:
   create-tenant ID [--name N] [KEY=VALUE...]   create a tenant; prints its webhook secret once
   tenant ID                                    show a tenant's settings
   set ID KEY=VALUE...                          change settings (default_country=UA route_budget_ms=500
-                                               owner_order=lead,contact on_miss=default_owner ...)
+                                               owner_order=lead,contact on_miss=default_owner
+                                               lead_on_call_start=true callback_due_minutes=30
+                                               "pipeline_rules=pool_name=Context ads:7001;utm_source=fb:7002")
   set-default-owner ID CRM_USER_ID             set the default owner ("" clears it)
   default-owner ID                             show the default owner
   put-employee ID CRM_USER_ID [--sip S] [--phone P] [--name N] [--email E]
@@ -38,11 +40,15 @@ commands:
   connect ID CRM BASE_URL CREDENTIALS_JSON     connect a CRM (amocrm, zoho, retailcrm, uspacy); CREDENTIALS_JSON
                                                may be @file; starts a full sync
   integration ID                               show the CRM connection and its sync state
-  activate ID [--resend]                       restart syncing (with a full sync)
+  activate ID [--resend]                       restart syncing (with a full sync); --resend replays the call
+                                               events that waited (today and the 2 days before), else
+                                               they are dropped
   deactivate ID                                stop syncing, keep the index
   crm-users ID                                 the CRM's users, for put-employee
   status ID                                    index size, cache, integration
   audit ID [--limit N]                         recent admin changes
+  event ID EVENT_ID                            a call event: its fields, state and what it did in the CRM
+  rejected ID [--limit N]                      event bodies answered 400, with the reason
 `
 
 func runAdmin(args []string, out io.Writer) error {
@@ -231,6 +237,16 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 			return nil, err
 		}
 		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/audit?limit="+strconv.Itoa(*limit), "", nil)
+	case "event":
+		if err := need(2, "ID EVENT_ID"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/events/"+seg(pos[1]), "", nil)
+	case "rejected":
+		if err := need(1, "ID [--limit N]"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/events/rejected?limit="+strconv.Itoa(*limit), "", nil)
 	}
 	return nil, fmt.Errorf("admin: unknown command %q (router admin help)", cmd)
 }
@@ -266,10 +282,25 @@ func settingsBody(pairs []string) (map[string]any, error) {
 		switch {
 		case k == "owner_order":
 			body[k] = strings.Split(v, ",")
+		case k == "pipeline_rules":
+			// PARAM=VALUE:PIPELINE;... e.g. pool_name=Context ads:7001
+			rules := []map[string]string{}
+			for _, r := range strings.Split(v, ";") {
+				if strings.TrimSpace(r) == "" {
+					continue
+				}
+				cond, pipeline, ok1 := strings.Cut(r, ":")
+				param, value, ok2 := strings.Cut(cond, "=")
+				if !ok1 || !ok2 {
+					return nil, fmt.Errorf("admin: pipeline_rules: %q is not PARAM=VALUE:PIPELINE", r)
+				}
+				rules = append(rules, map[string]string{"param": param, "value": value, "pipeline": pipeline})
+			}
+			body[k] = rules
 		case v == "true" || v == "false":
 			body[k] = v == "true"
 		default:
-			if n, err := strconv.Atoi(v); err == nil && k == "route_budget_ms" {
+			if n, err := strconv.Atoi(v); err == nil && (k == "route_budget_ms" || k == "callback_due_minutes") {
 				body[k] = n
 			} else {
 				body[k] = v

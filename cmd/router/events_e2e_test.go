@@ -169,6 +169,34 @@ func TestHundredConcurrentEventsMakeOneLead(t *testing.T) {
 			if got := route(t, base, secret, "380671110000"); got != `{"number":"anna_sip"}` {
 				t.Fatalf("the new lead routes to its manager: %s", got)
 			}
+
+			// The admin CLI shows an event, the rejected bodies, and sets
+			// the event settings.
+			for body := range ids {
+				var ack struct{ ID string }
+				if err := json.Unmarshal([]byte(body), &ack); err != nil {
+					t.Fatal(err)
+				}
+				ev := adminCLI(t, base, cfg.adminToken, "event", "acme", ack.ID)
+				if ev["state"] != "done" || ev["event"] != "call_end" || !strings.Contains(ev["note"].(string), "call ") {
+					t.Fatalf("router admin event: %v", ev)
+				}
+				break
+			}
+			if status, _ := postEvent(t, base, secret, "call_end", url.Values{"caller": {"380671110000"}}); status != 400 {
+				t.Fatalf("an event without uniqueid: %d", status)
+			}
+			var out strings.Builder
+			if err := runAdmin([]string{"--url", base, "--token", cfg.adminToken, "rejected", "acme"}, &out); err != nil ||
+				!strings.Contains(out.String(), "uniqueid: missing") {
+				t.Fatalf("router admin rejected: %v %s", err, out.String())
+			}
+			set := adminCLI(t, base, cfg.adminToken, "set", "acme", "lead_on_call_start=true", "callback_due_minutes=30",
+				"pipeline_rules=pool_name=Context ads:7001;utm_source=fb:7002")
+			rules, _ := set["pipeline_rules"].([]any)
+			if set["lead_on_call_start"] != true || set["callback_due_minutes"].(float64) != 30 || len(rules) != 2 {
+				t.Fatalf("router admin set: %v", set)
+			}
 		})
 	}
 }

@@ -77,3 +77,15 @@ func (g *Ingest) Reject(ctx context.Context, tenantID, reason, contentType strin
 func counter(name, tenantID string) *metrics.Counter {
 	return metrics.GetOrCreateCounter(name + `{tenant="` + tenantID + `"}`)
 }
+
+// Publish sets a tenant's backlog gauges from its event counts:
+// callrouter_events_waiting and callrouter_events_oldest_waiting_seconds
+// (0 when nothing waits), the figures to alert on.
+func Publish(tenantID string, st domain.EventStats, now time.Time) {
+	metrics.GetOrCreateGauge(`callrouter_events_waiting{tenant="`+tenantID+`"}`, nil).Set(float64(st.Waiting))
+	age := 0.0
+	if st.Waiting > 0 && !st.OldestWaiting.IsZero() {
+		age = now.Sub(st.OldestWaiting).Seconds()
+	}
+	metrics.GetOrCreateGauge(`callrouter_events_oldest_waiting_seconds{tenant="`+tenantID+`"}`, nil).Set(age)
+}

@@ -458,3 +458,35 @@ func TestBrokenTokenThenResend(t *testing.T) {
 		}
 	})
 }
+
+// TestDrainWaitsForTheLeaseHolder: while one drain (on any instance) holds
+// a client's partition, another applies nothing and touches no event; once
+// the holder lets go, the partition is drained.
+func TestDrainWaitsForTheLeaseHolder(t *testing.T) {
+	b := storetest.Backends()[0]
+	w := newWorld(t, b.Open(t), "retailcrm", fakes[2].new(t), `{}`)
+	ctx := context.Background()
+	id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "x1", "caller": "380671000601", "disposition": "ANSWERED", "billsec": "4"})
+	if ok, err := w.st.LeasePartition(ctx, "acme", "380671000601", "other-instance", time.Minute); err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	if err := w.drain(); !errors.Is(err, events.ErrBusy) {
+		t.Fatalf("drain of a held partition: %v, want ErrBusy", err)
+	}
+	if ev := w.event(id); ev.State != domain.EventWaiting || ev.Attempts != 0 {
+		t.Fatalf("event touched while another drain held it: %q attempts %d", ev.State, ev.Attempts)
+	}
+	if len(w.fake.Written().Calls) != 0 {
+		t.Fatal("a call was written while another drain held the partition")
+	}
+	// The holder lets go (expiry after a crash is the store's, tested in
+	// its conformance suite with a settable clock).
+	if err := w.st.ReleasePartition(ctx, "acme", "380671000601", "other-instance"); err != nil {
+		t.Fatal(err)
+	}
+	w.queue.Enqueue(ctx, partition("380671000601"))
+	w.mustDrain()
+	if ev := w.event(id); ev.State != domain.EventDone {
+		t.Fatalf("after the holder let go: %q %q", ev.State, ev.Note)
+	}
+}

@@ -136,3 +136,22 @@ func TestParseEventKindAliases(t *testing.T) {
 		t.Error(`"outgoing" is ambiguous (before or after?) and must not be accepted`)
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second}
+	for i, w := range want {
+		if got := Backoff(i + 1); got != w {
+			t.Errorf("Backoff(%d) = %s, want %s", i+1, got, w)
+		}
+	}
+	if got := Backoff(30); got != time.Hour {
+		t.Errorf("Backoff(30) = %s, want the 1h cap", got)
+	}
+	var total time.Duration
+	for n := 1; n < DefaultMaxAttempts; n++ {
+		total += Backoff(n)
+	}
+	if total < 12*time.Hour {
+		t.Errorf("the attempts span %s; a CRM outage of half a day must not fail events", total)
+	}
+}

@@ -46,9 +46,9 @@ type Tenants interface {
 }
 
 // DefaultMaxAttempts is how many times an event is tried before it is
-// marked failed: with Backoff that spans about 14 hours, enough to ride
+// marked failed: with Backoff that spans about 15 hours, enough to ride
 // out a CRM outage, short of blocking a client's later calls for ever.
-const DefaultMaxAttempts = 20
+const DefaultMaxAttempts = 24
 
 // Backoff is how long an event waits after its n-th failed attempt: 10 s,
 // doubling, at most an hour.

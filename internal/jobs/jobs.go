@@ -265,6 +265,11 @@ func sweep(ctx context.Context, cfg Config, insert func(context.Context, river.J
 	now := time.Now()
 	before := now.Add(-cfg.SweepAge)
 	for _, in := range ins {
+		st, err := cfg.EventStore.EventStats(ctx, in.TenantID)
+		if err != nil {
+			return fmt.Errorf("event stats of %s: %w", in.TenantID, err)
+		}
+		events.Publish(in.TenantID, st, now)
 		if in.State != store.IntegrationActive {
 			continue
 		}
