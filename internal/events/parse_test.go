@@ -155,3 +155,14 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("the attempts span %s; a CRM outage of half a day must not fail events", total)
 	}
 }
+
+func BenchmarkParseEvent(b *testing.B) {
+	body := []byte(`{"uniqueid":"1700000000.42","caller":"380671234567","dst":"380441112233","call_type":"in","disposition":"ANSWERED","billsec":42,"duration":50,"waittime":8,"calldate":"2026-11-20 10:11:12","recording":"https%3A%2F%2Fexample.com%2Frec.mp3","employee_number":"sip_anna","pool_name":"Context ads","utm_source":"google","additional_call_data":{"userfield":"380671234567"}}`)
+	q := url.Values{"event": {"call_end"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("application/json", q, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

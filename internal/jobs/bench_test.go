@@ -1,0 +1,63 @@
+package jobs_test
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/events"
+	"github.com/callrouter/callrouter/internal/jobs"
+	"github.com/callrouter/callrouter/internal/store/storetest"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+type noDrain struct{}
+
+func (noDrain) Drain(context.Context, string, string) error { return nil }
+
+// BenchmarkEventIngest is the durable part of the events endpoint: parse,
+// then the event row and its River job in one committed transaction, on
+// each store backend; -cpu sets the concurrent posters. The runner is not
+// started, so the figure is the ingest alone.
+func BenchmarkEventIngest(b *testing.B) {
+	for _, be := range storetest.Backends() {
+		b.Run(be.Name, func(b *testing.B) {
+			ctx := context.Background()
+			st := be.Open(b)
+			if err := st.CreateTenant(ctx, domain.Tenant{ID: "acme", Settings: domain.DefaultSettings(), SecretHash: []byte("x")}); err != nil {
+				b.Fatal(err)
+			}
+			r, err := runner(ctx, st, jobs.Config{Store: st, Events: noDrain{}, EventStore: st})
+			if err != nil {
+				b.Fatal(err)
+			}
+			reg := tenant.NewRegistry(st, nil)
+			if err := reg.LoadAll(ctx); err != nil {
+				b.Fatal(err)
+			}
+			t := reg.Lookup("acme")
+			g := events.NewIngest(st, r, nil)
+			var seq atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					n := seq.Add(1)
+					q := url.Values{"event": {"call_end"}, "uniqueid": {"1700000000." + strconv.FormatInt(n, 10)},
+						"caller": {"38067" + strconv.FormatInt(1000000+n%5000, 10)}, "disposition": {"ANSWERED"}, "billsec": {"42"}}
+					in, err := events.Parse("", q, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := g.Store(ctx, t, in); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
