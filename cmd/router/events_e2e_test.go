@@ -261,12 +261,23 @@ func startProcess(t *testing.T, args []string) (string, *exec.Cmd) {
 // TestCrashLosesNothing kills the server (SIGKILL) while it is applying
 // call events to a slow CRM, starts it again on the same database, and
 // checks that every acknowledged event is applied and no lead or call was
-// made twice.
+// made twice, on both store backends.
 func TestCrashLosesNothing(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "data", "callrouter.db")
+			if backend == "postgres" {
+				db = postgresDB(t)
+			}
+			crashAndRestart(t, []string{"--listen", "127.0.0.1:0", "--db", db, "--admin-token", "crash-token",
+				"--shutdown-timeout", "1s", "--secret-key", strings.Repeat("cd", 32)})
+		})
+	}
+}
+
+func crashAndRestart(t *testing.T, args []string) {
 	fake := amocrmfake.New(t)
 	fake.SetDelay(150 * time.Millisecond)
-	db := filepath.Join(t.TempDir(), "data", "callrouter.db")
-	args := []string{"--listen", "127.0.0.1:0", "--db", db, "--admin-token", "crash-token", "--shutdown-timeout", "1s"}
 	base, cmd := startProcess(t, args)
 	secret := setupTenant(t, base, "crash-token", "amocrm", fake)
 
