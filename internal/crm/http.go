@@ -68,7 +68,13 @@ type HTTP struct {
 }
 
 // headroom keeps the request rate this much under the documented limit.
-const headroom = 0.95
+// The limiter spaces requests when it grants them, but the CRM counts them
+// when they arrive, and a request delayed after its grant (a busy
+// scheduler, a slow connect) lands closer to the next one: at 95 % a
+// delay of 55 ms put 8 requests into one of amoCRM's 7-per-second windows
+// under a loaded test run; at 92 % it takes 90 ms, and a full sync still
+// uses more than 90 % of the limit.
+const headroom = 0.92
 
 // maxResponseBytes bounds what is read of one answer.
 const maxResponseBytes = 32 << 20
