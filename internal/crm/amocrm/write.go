@@ -472,55 +472,40 @@ func (s *source) Find(ctx context.Context, kind crm.WriteKind, key string, paren
 
 // findCallNote pages through an entity's call notes for params.uniq == key.
 func (s *source) findCallNote(ctx context.Context, typ string, id int64, key string) (string, error) {
-	path := "/api/v4/" + typ + "/" + strconv.FormatInt(id, 10) + "/notes"
-	q := url.Values{"filter[note_type][]": {"call_in", "call_out"}, "limit": {strconv.Itoa(pageLimit)}}
-	for page := 1; ; page++ {
-		q.Set("page", strconv.Itoa(page))
-		resp, err := s.get(ctx, path, q)
-		if err != nil {
-			return "", fmt.Errorf("find call: %w", err)
-		}
-		if resp.Status == http.StatusNoContent || len(resp.Body) == 0 {
-			return "", nil
-		}
-		var p struct {
-			Links struct {
-				Next *struct{} `json:"next"`
-			} `json:"_links"`
-			Embedded struct {
-				Notes []struct {
-					ID     int64 `json:"id"`
-					Params struct {
-						Uniq string `json:"uniq"`
-					} `json:"params"`
-				} `json:"notes"`
-			} `json:"_embedded"`
-		}
-		if err := decode(resp, http.MethodGet, path, &p); err != nil {
-			return "", err
-		}
-		for _, n := range p.Embedded.Notes {
-			if n.Params.Uniq == key {
-				return strconv.FormatInt(n.ID, 10), nil
-			}
-		}
-		if p.Links.Next == nil || len(p.Embedded.Notes) < pageLimit {
-			return "", nil
-		}
+	type note struct {
+		ID     int64 `json:"id"`
+		Params struct {
+			Uniq string `json:"uniq"`
+		} `json:"params"`
 	}
+	q := url.Values{"filter[note_type][]": {"call_in", "call_out"}}
+	return findInPages(ctx, s, "call", "/api/v4/"+typ+"/"+strconv.FormatInt(id, 10)+"/notes", "notes", q,
+		func(n note) (int64, bool) { return n.ID, n.Params.Uniq == key })
 }
 
 // findTask pages through an entity's tasks for the key's marker.
 func (s *source) findTask(ctx context.Context, typ string, id int64, key string) (string, error) {
-	const path = "/api/v4/tasks"
+	type task struct {
+		ID   int64  `json:"id"`
+		Text string `json:"text"`
+	}
 	marker := taskMarker(key)
-	q := url.Values{"filter[entity_type]": {typ}, "filter[entity_id][]": {strconv.FormatInt(id, 10)},
-		"limit": {strconv.Itoa(pageLimit)}}
+	q := url.Values{"filter[entity_type]": {typ}, "filter[entity_id][]": {strconv.FormatInt(id, 10)}}
+	return findInPages(ctx, s, "task", "/api/v4/tasks", "tasks", q,
+		func(t task) (int64, bool) { return t.ID, strings.Contains(t.Text, marker) })
+}
+
+// findInPages pages through an amoCRM list (items under _embedded.<embedded>)
+// and returns the id of the first item match accepts; "" when the list
+// ends (a 204, no next link, or a short page) without one.
+func findInPages[T any](ctx context.Context, s *source, what, path, embedded string, q url.Values,
+	match func(T) (int64, bool)) (string, error) {
+	q.Set("limit", strconv.Itoa(pageLimit))
 	for page := 1; ; page++ {
 		q.Set("page", strconv.Itoa(page))
 		resp, err := s.get(ctx, path, q)
 		if err != nil {
-			return "", fmt.Errorf("find task: %w", err)
+			return "", fmt.Errorf("find %s: %w", what, err)
 		}
 		if resp.Status == http.StatusNoContent || len(resp.Body) == 0 {
 			return "", nil
@@ -529,22 +514,18 @@ func (s *source) findTask(ctx context.Context, typ string, id int64, key string)
 			Links struct {
 				Next *struct{} `json:"next"`
 			} `json:"_links"`
-			Embedded struct {
-				Tasks []struct {
-					ID   int64  `json:"id"`
-					Text string `json:"text"`
-				} `json:"tasks"`
-			} `json:"_embedded"`
+			Embedded map[string][]T `json:"_embedded"`
 		}
 		if err := decode(resp, http.MethodGet, path, &p); err != nil {
 			return "", err
 		}
-		for _, t := range p.Embedded.Tasks {
-			if strings.Contains(t.Text, marker) {
-				return strconv.FormatInt(t.ID, 10), nil
+		items := p.Embedded[embedded]
+		for _, it := range items {
+			if id, ok := match(it); ok {
+				return strconv.FormatInt(id, 10), nil
 			}
 		}
-		if p.Links.Next == nil || len(p.Embedded.Tasks) < pageLimit {
+		if p.Links.Next == nil || len(items) < pageLimit {
 			return "", nil
 		}
 	}
