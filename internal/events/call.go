@@ -64,11 +64,12 @@ type Call struct {
 func ReadCall(ev domain.CallEvent) Call {
 	f := ev.Fields
 	c := Call{Kind: ev.Kind, UniqueID: ev.UniqueID, Employee: first(f, employeeKeys), Recording: first(f, recordingKeys)}
-	c.Outgoing = ev.Kind.Outgoing() || isOutgoing(f["call_type"])
+	c.Outgoing = outgoing(ev.Kind, f)
+	c.Client = clientField(c.Outgoing, f)
 	if c.Outgoing {
-		c.Client, c.Line = first(f, outgoingClient), first(f, outgoingLine)
+		c.Line = first(f, outgoingLine)
 	} else {
-		c.Client, c.Line = first(f, incomingClient), first(f, incomingLine)
+		c.Line = first(f, incomingLine)
 	}
 	c.Disposition = strings.ToUpper(strings.TrimSpace(f["disposition"]))
 	talk, hasTalk := seconds(f["billsec"])
@@ -92,12 +93,26 @@ func ReadCall(ev domain.CallEvent) Call {
 	return c
 }
 
-func isOutgoing(callType string) bool {
-	switch strings.ToLower(strings.TrimSpace(callType)) {
+// outgoing reports whether an event belongs to an outgoing call: by its
+// kind, or by the PBX's call_type.
+func outgoing(kind domain.EventKind, fields map[string]string) bool {
+	if kind.Outgoing() {
+		return true
+	}
+	switch strings.ToLower(strings.TrimSpace(fields["call_type"])) {
 	case "out", "outgoing", "outbound":
 		return true
 	}
 	return false
+}
+
+// clientField returns the client's number as sent: the caller of an incoming
+// call, the number dialled by an outgoing one.
+func clientField(outgoing bool, fields map[string]string) string {
+	if outgoing {
+		return first(fields, outgoingClient)
+	}
+	return first(fields, incomingClient)
 }
 
 // seconds reads a count of seconds ("42", "42.5"); ok is false when the
@@ -139,10 +154,14 @@ func parseTime(s string) time.Time {
 // country (E.164 digits), or ok=false when it is missing or not a phone
 // number (anonymous callers, SIP-only calls).
 func (c Call) ClientNumber(country string) (string, bool) {
-	if c.Client == "" {
+	return normalized(c.Client, country)
+}
+
+func normalized(raw, country string) (string, bool) {
+	if raw == "" {
 		return "", false
 	}
-	n, err := phone.Ingest(c.Client, country)
+	n, err := phone.Ingest(raw, country)
 	return n, err == nil
 }
 
@@ -150,8 +169,7 @@ func (c Call) ClientNumber(country string) (string, bool) {
 // normalized number, so all events of one client are applied in order and
 // one at a time; an event without one gets a partition of its own call.
 func Partition(kind domain.EventKind, uniqueID string, fields map[string]string, country string) string {
-	c := ReadCall(domain.CallEvent{Kind: kind, UniqueID: uniqueID, Fields: fields})
-	if n, ok := c.ClientNumber(country); ok {
+	if n, ok := normalized(clientField(outgoing(kind, fields), fields), country); ok {
 		return n
 	}
 	return "call:" + uniqueID

@@ -129,11 +129,7 @@ func (p *Processor) Drain(ctx context.Context, tenantID, partition string) error
 			p.log.Warn("release partition", zap.String("tenant", tenantID), zap.Error(err))
 		}
 	}()
-	ctx = context.WithValue(ctx, leaseKey{}, l)
 	for {
-		if err := l.renew(ctx); err != nil {
-			return err
-		}
 		ev, err := p.store.NextEvent(ctx, tenantID, partition)
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
 			return nil
@@ -146,7 +142,7 @@ func (p *Processor) Drain(ctx context.Context, tenantID, partition string) error
 			// and the sweep comes back when it is due.
 			return nil
 		}
-		note, err := p.apply(ctx, ev)
+		note, err := p.apply(ctx, ev, l)
 		var ae *crm.AuthError
 		switch {
 		case err == nil:
@@ -179,6 +175,9 @@ func (p *Processor) Drain(ctx context.Context, tenantID, partition string) error
 			}
 			p.failed(ctx, ev, err)
 		}
+		if err := l.renew(ctx); err != nil {
+			return err
+		}
 	}
 }
 
@@ -187,8 +186,6 @@ type lease struct {
 	p                           *Processor
 	tenantID, partition, holder string
 }
-
-type leaseKey struct{}
 
 // renew extends the lease; ErrBusy when someone else took it over (this
 // drain stalled past the lease's end).
@@ -220,17 +217,18 @@ type client struct {
 
 // run is one event being applied.
 type run struct {
-	p   *Processor
-	ev  domain.CallEvent
-	t   *tenant.Config
-	w   crm.Writer
-	c   Call
-	num string // the client's number, E.164 digits
-	did []string
+	p     *Processor
+	lease *lease
+	ev    domain.CallEvent
+	t     *tenant.Config
+	w     crm.Writer
+	c     Call
+	num   string // the client's number, E.164 digits
+	did   []string
 }
 
 // apply runs the scenario matrix for one event and returns what it did.
-func (p *Processor) apply(ctx context.Context, ev domain.CallEvent) (string, error) {
+func (p *Processor) apply(ctx context.Context, ev domain.CallEvent, l *lease) (string, error) {
 	t := p.tenants.Lookup(ev.TenantID)
 	if t == nil {
 		return "tenant deleted", nil
@@ -256,7 +254,7 @@ func (p *Processor) apply(ctx context.Context, ev domain.CallEvent) (string, err
 	if err != nil {
 		return "", err
 	}
-	r := &run{p: p, ev: ev, t: t, w: w, c: c, num: num}
+	r := &run{p: p, lease: l, ev: ev, t: t, w: w, c: c, num: num}
 	return r.matrix(ctx)
 }
 
@@ -386,10 +384,10 @@ func (r *run) key(step crm.WriteKind) string {
 // answer and storing the id) is looked for in the CRM first.
 func (r *run) once(ctx context.Context, kind crm.WriteKind, parent crm.Ref, create func(key string) (string, error)) (string, error) {
 	key := r.key(kind)
-	if l, ok := ctx.Value(leaseKey{}).(*lease); ok {
-		if err := l.renew(ctx); err != nil {
-			return "", err
-		}
+	// Renewed before every write: a drain that stalled past its lease must
+	// not write what the drain that took over may be writing too.
+	if err := r.lease.renew(ctx); err != nil {
+		return "", err
 	}
 	w, fresh, err := r.p.store.BeginWrite(ctx, domain.CRMWrite{TenantID: r.t.ID, Key: key, Kind: string(kind)})
 	if err != nil {
