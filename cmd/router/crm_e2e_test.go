@@ -10,11 +10,7 @@ import (
 	"time"
 
 	"github.com/callrouter/callrouter/internal/crm"
-	"github.com/callrouter/callrouter/internal/crm/amocrm/amocrmfake"
-	"github.com/callrouter/callrouter/internal/crm/crmtest"
-	"github.com/callrouter/callrouter/internal/crm/retailcrm/retailcrmfake"
-	"github.com/callrouter/callrouter/internal/crm/uspacy/uspacyfake"
-	"github.com/callrouter/callrouter/internal/crm/zoho/zohofake"
+	"github.com/callrouter/callrouter/internal/crm/crmfakes"
 	"github.com/callrouter/callrouter/internal/domain"
 )
 
@@ -36,17 +32,9 @@ func route(t *testing.T, url, secret, caller string) string {
 // routes a caller to the right manager after the first sync, and a CRM
 // webhook posted to /crm/{tenant}/webhook changes routing at once.
 func TestConnectedCRMRoutesCallers(t *testing.T) {
-	for _, f := range []struct {
-		name string
-		new  func(testing.TB) crmtest.Fake
-	}{
-		{"amocrm", func(t testing.TB) crmtest.Fake { return amocrmfake.New(t) }},
-		{"zoho", func(t testing.TB) crmtest.Fake { return zohofake.New(t) }},
-		{"retailcrm", func(t testing.TB) crmtest.Fake { return retailcrmfake.New(t) }},
-		{"uspacy", func(t testing.TB) crmtest.Fake { return uspacyfake.New(t) }},
-	} {
-		t.Run(f.name, func(t *testing.T) {
-			fake := f.new(t)
+	for _, f := range crmfakes.All() {
+		t.Run(f.CRM, func(t *testing.T) {
+			fake := f.New(t)
 			fake.SetUsers([]crm.User{{ID: "501", Name: "Anna", Active: true}, {ID: "502", Name: "Boris", Active: true}})
 			fake.Put(crm.Entity{Kind: domain.KindContact, ID: "1001", Name: "Client", Phones: []string{"067 123 45 67"}, OwnerID: "501", Open: true})
 
@@ -60,8 +48,8 @@ func TestConnectedCRMRoutesCallers(t *testing.T) {
 			adminCLI(t, url, tok, "put-employee", "acme", "501", "--sip", "anna_sip")
 			adminCLI(t, url, tok, "put-employee", "acme", "502", "--sip", "boris_sip")
 			creds, _ := json.Marshal(fake.Creds())
-			conn := adminCLI(t, url, tok, "connect", "acme", f.name, fake.URL(), string(creds))
-			if conn["state"] != "active" || conn["crm"] != f.name {
+			conn := adminCLI(t, url, tok, "connect", "acme", f.CRM, fake.URL(), string(creds))
+			if conn["state"] != "active" || conn["crm"] != f.CRM {
 				t.Fatalf("connect: %v", conn)
 			}
 

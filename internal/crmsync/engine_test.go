@@ -11,10 +11,8 @@ import (
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/adapters"
-	"github.com/callrouter/callrouter/internal/crm/amocrm/amocrmfake"
+	"github.com/callrouter/callrouter/internal/crm/crmfakes"
 	"github.com/callrouter/callrouter/internal/crm/crmtest"
-	"github.com/callrouter/callrouter/internal/crm/retailcrm/retailcrmfake"
-	"github.com/callrouter/callrouter/internal/crm/uspacy/uspacyfake"
 	"github.com/callrouter/callrouter/internal/crm/zoho/zohofake"
 	"github.com/callrouter/callrouter/internal/crmsync"
 	"github.com/callrouter/callrouter/internal/domain"
@@ -24,20 +22,6 @@ import (
 	"github.com/callrouter/callrouter/internal/store/storetest"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
-
-// fakes are the fake CRMs, each speaking its CRM's real API on loopback.
-// deletionFeed says whether the CRM reports deletions to polling; Uspacy
-// reports them by webhook only.
-var fakes = []struct {
-	crm          string
-	new          func(testing.TB) crmtest.Fake
-	deletionFeed bool
-}{
-	{"amocrm", func(t testing.TB) crmtest.Fake { return amocrmfake.New(t) }, true},
-	{"zoho", func(t testing.TB) crmtest.Fake { return zohofake.New(t) }, true},
-	{"retailcrm", func(t testing.TB) crmtest.Fake { return retailcrmfake.New(t) }, true},
-	{"uspacy", func(t testing.TB) crmtest.Fake { return uspacyfake.New(t) }, false},
-}
 
 // world is a tenant connected to a fake CRM: the engine, routing over the
 // same cache and store, and the admin service that connected it.
@@ -110,14 +94,14 @@ func contact(id, phone, owner string) crm.Entity {
 
 func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 	for _, b := range storetest.Backends() {
-		for _, f := range fakes {
-			t.Run(b.Name+"/"+f.crm, func(t *testing.T) {
-				fake := f.new(t)
+		for _, f := range crmfakes.All() {
+			t.Run(b.Name+"/"+f.CRM, func(t *testing.T) {
+				fake := f.New(t)
 				fake.SetUsers([]crm.User{{ID: "501", Name: "Anna", Email: "anna@example.com", Active: true},
 					{ID: "502", Name: "Boris", Email: "boris@example.com", Active: true}})
 				fake.Put(contact("1001", "067 111 22 33", "501"))     // national, no country code
 				fake.Put(contact("1002", "+380 50 444 55 66", "502")) // international
-				w := newWorld(t, b.Open(t), f.crm, fake)
+				w := newWorld(t, b.Open(t), f.CRM, fake)
 
 				// The first sync: full, then the phase moves to incremental.
 				if res := w.sync(); res.Applied < 2 || res.Phase != store.PhaseIncremental {
@@ -138,7 +122,7 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 				deleted := crm.Ref{Kind: domain.KindContact, ID: "1002"}
 				fake.Delete(deleted)
 				w.sync()
-				if !f.deletionFeed {
+				if !f.DeletionFeed {
 					ct, body, ok := fake.Notification(deleted)
 					if !ok {
 						t.Fatal("a CRM without a deletion feed must notify deletions")
@@ -199,10 +183,10 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 }
 
 func TestLiveLookupAgainstAHangingCRMAnswersWithinBudget(t *testing.T) {
-	for _, f := range fakes {
-		t.Run(f.crm, func(t *testing.T) {
-			fake := f.new(t)
-			w := newWorld(t, storetest.Backends()[0].Open(t), f.crm, fake)
+	for _, f := range crmfakes.All() {
+		t.Run(f.CRM, func(t *testing.T) {
+			fake := f.New(t)
+			w := newWorld(t, storetest.Backends()[0].Open(t), f.CRM, fake)
 			w.sync()
 			fake.SetDelay(-1) // every answer hangs
 			if _, err := admin.New(w.st, w.reg, w.cache).PatchTenant(context.Background(), "test", "acme",

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/crm/crmfakes"
 	"github.com/callrouter/callrouter/internal/crm/crmtest"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/events"
@@ -17,11 +18,11 @@ import (
 // each runs fn for every fake CRM on every store backend.
 func each(t *testing.T, settings string, fn func(t *testing.T, w *world, pipelines bool)) {
 	for _, b := range storetest.Backends() {
-		for _, f := range fakes {
-			t.Run(b.Name+"/"+f.crm, func(t *testing.T) {
+		for _, f := range crmfakes.All() {
+			t.Run(b.Name+"/"+f.CRM, func(t *testing.T) {
 				t.Parallel()
-				w := newWorld(t, b.Open(t), f.crm, f.new(t), settings)
-				fn(t, w, f.pipelines)
+				w := newWorld(t, b.Open(t), f.CRM, f.New(t), settings)
+				fn(t, w, f.Pipelines)
 			})
 		}
 	}
@@ -464,7 +465,7 @@ func TestBrokenTokenThenResend(t *testing.T) {
 // the holder lets go, the partition is drained.
 func TestDrainWaitsForTheLeaseHolder(t *testing.T) {
 	b := storetest.Backends()[0]
-	w := newWorld(t, b.Open(t), "retailcrm", fakes[2].new(t), `{}`)
+	w := newWorld(t, b.Open(t), "retailcrm", crmfakes.All()[2].New(t), `{}`)
 	ctx := context.Background()
 	id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "x1", "caller": "380671000601", "disposition": "ANSWERED", "billsec": "4"})
 	if ok, err := w.st.LeasePartition(ctx, "acme", "380671000601", "other-instance", time.Minute); err != nil || !ok {

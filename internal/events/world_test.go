@@ -14,11 +14,8 @@ import (
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/adapters"
-	"github.com/callrouter/callrouter/internal/crm/amocrm/amocrmfake"
+	"github.com/callrouter/callrouter/internal/crm/crmfakes"
 	"github.com/callrouter/callrouter/internal/crm/crmtest"
-	"github.com/callrouter/callrouter/internal/crm/retailcrm/retailcrmfake"
-	"github.com/callrouter/callrouter/internal/crm/uspacy/uspacyfake"
-	"github.com/callrouter/callrouter/internal/crm/zoho/zohofake"
 	"github.com/callrouter/callrouter/internal/crmsync"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/events"
@@ -29,24 +26,7 @@ import (
 )
 
 // fakeCRM is a fake CRM account that also shows what call events wrote.
-type fakeCRM interface {
-	crmtest.Fake
-	crmtest.Writes
-}
-
-// fakes are the fake CRMs, each speaking its CRM's real API on loopback.
-// pipelines says whether the CRM's leads take a pipeline (Zoho's leads
-// have none).
-var fakes = []struct {
-	crm       string
-	new       func(testing.TB) fakeCRM
-	pipelines bool
-}{
-	{"amocrm", func(t testing.TB) fakeCRM { return amocrmfake.New(t) }, true},
-	{"zoho", func(t testing.TB) fakeCRM { return zohofake.New(t) }, false},
-	{"retailcrm", func(t testing.TB) fakeCRM { return retailcrmfake.New(t) }, true},
-	{"uspacy", func(t testing.TB) fakeCRM { return uspacyfake.New(t) }, true},
-}
+type fakeCRM = crmfakes.Fake
 
 // Employees of the test tenant: Anna and Boris are mapped, Olga is the
 // default owner.
