@@ -9,10 +9,13 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 FUZZTIME    ?= 60s
+SHORTFUZZTIME ?= 3s
+# Shrinking a new input for the default 60 s would stall short runs.
+FUZZMINTIME ?= 200x
 
 export POSTGRES_URL
 
-.PHONY: all build run test unit lint fmt vet staticcheck fuzz bench-micro clean tools
+.PHONY: all build run test unit lint fmt vet staticcheck fuzz fuzz-short bench bench-quick bench-micro clean tools
 
 all: build
 
@@ -23,8 +26,9 @@ build:
 run: build
 	ROUTER_LOG_FORMAT=$${ROUTER_LOG_FORMAT:-console} ./$(BIN) serve
 
-## test: lint, then every test with the race detector (fuzz seed corpora included)
-test: lint unit
+## test: lint, every test with the race detector (fuzz seed corpora included),
+## then short fuzz runs of the HTTP parsers
+test: lint unit fuzz-short
 
 unit:
 	$(GO) test -race -count=1 -timeout 8m ./...
@@ -49,11 +53,31 @@ staticcheck: $(STATICCHECK)
 ## fuzz: run every fuzz target for FUZZTIME each (long runs; seeds run in `make test`)
 fuzz:
 	$(GO) test ./internal/phone -run '^$$' -fuzz FuzzFastAgreesWithPhonenumbers -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/httpapi -run '^$$' -fuzz FuzzParseRouteRequest -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzParseRouteRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzRouteHTTP$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzEventsHTTP$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzImportHTTP$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME)
+
+## fuzz-short: the route, event and import parsers fuzzed through the HTTP layer, SHORTFUZZTIME each
+fuzz-short:
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzRouteHTTP$$' -fuzztime $(SHORTFUZZTIME) -fuzzminimizetime $(FUZZMINTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzEventsHTTP$$' -fuzztime $(SHORTFUZZTIME) -fuzzminimizetime $(FUZZMINTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzImportHTTP$$' -fuzztime $(SHORTFUZZTIME) -fuzzminimizetime $(FUZZMINTIME)
+
+## bench: the benchmark suite, every figure of the performance contract beside
+## its target, the ceiling and the baselines (1M phones, ≤ 10 min); writes
+## bench/results/{results.md,results.json,latency.png}
+bench:
+	cd bench && $(GO) test -count=1 -v -run '^TestSuite$$' -timeout 15m . -args -suite=full -suite.out=results
+
+## bench-quick: the same table from short runs and 20k phones (≤ 60 s), into bench/results/quick
+bench-quick:
+	cd bench && $(GO) test -count=1 -v -run '^TestSuite$$' -timeout 5m . -args -suite=quick -suite.out=results/quick
 
 ## bench-micro: the in-process micro-benchmarks, benchstat-comparable
+## (normalize, cache get, route decision, request and event parsing)
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/phone ./internal/cache ./internal/lookup ./internal/httpapi
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/phone ./internal/cache ./internal/lookup ./internal/httpapi ./internal/events
 
 clean:
 	rm -rf bin

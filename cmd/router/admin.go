@@ -46,7 +46,12 @@ commands:
   deactivate ID                                stop syncing, keep the index
   crm-users ID                                 the CRM's users, for put-employee
   status ID                                    index size, cache, integration
-  audit ID [--limit N]                         recent admin changes
+  audit [ID] [--limit N]                       recent admin changes of a tenant, or of everything (tokens too)
+  rotate-secret ID [--grace 24h]               new webhook secret, printed once; the old one keeps working for
+                                               --grace (at most 720h; 0 ends it at once)
+  token create NAME --scope read|admin         new admin token, printed once (read: GET and HEAD only)
+  token list                                   admin tokens, without the tokens themselves
+  token revoke TOKEN_ID                        revoke an admin token on every instance at once
   event ID EVENT_ID                            a call event: its fields, state and what it did in the CRM
   rejected ID [--limit N]                      event bodies answered 400, with the reason
 `
@@ -88,6 +93,8 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 	format := fs.String("format", "", "csv or jsonl (default: from the file name or content)")
 	limit := fs.Int("limit", 50, "entries")
 	resend := fs.Bool("resend", false, "replay waiting call events on activation")
+	grace := fs.Duration("grace", 24*time.Hour, "how long the replaced webhook secret keeps working")
+	scope := fs.String("scope", "", "admin token scope: read or admin")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return nil, err
@@ -233,10 +240,20 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 		}
 		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/status", "", nil)
 	case "audit":
-		if err := need(1, "ID [--limit N]"); err != nil {
+		if len(pos) == 0 {
+			return c.Audit(ctx, *limit)
+		}
+		if err := need(1, "[ID] [--limit N]"); err != nil {
 			return nil, err
 		}
 		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/audit?limit="+strconv.Itoa(*limit), "", nil)
+	case "rotate-secret":
+		if err := need(1, "ID [--grace 24h]"); err != nil {
+			return nil, err
+		}
+		return c.RotateSecret(ctx, pos[0], *grace)
+	case "token":
+		return tokenCommand(ctx, c, pos, *scope)
 	case "event":
 		if err := need(2, "ID EVENT_ID"); err != nil {
 			return nil, err
@@ -249,6 +266,26 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/events/rejected?limit="+strconv.Itoa(*limit), "", nil)
 	}
 	return nil, fmt.Errorf("admin: unknown command %q (router admin help)", cmd)
+}
+
+// tokenCommand runs `router admin token create|list|revoke`.
+func tokenCommand(ctx context.Context, c *adminclient.Client, pos []string, scope string) ([]byte, error) {
+	sub := ""
+	if len(pos) > 0 {
+		sub = pos[0]
+	}
+	switch {
+	case sub == "create" && len(pos) == 2:
+		if scope == "" {
+			return nil, fmt.Errorf("admin token create: --scope read|admin is required")
+		}
+		return c.CreateToken(ctx, pos[1], scope)
+	case sub == "list" && len(pos) == 1:
+		return c.Tokens(ctx)
+	case sub == "revoke" && len(pos) == 2:
+		return nil, c.RevokeToken(ctx, pos[1])
+	}
+	return nil, fmt.Errorf("admin token: usage: router admin token create NAME --scope read|admin | token list | token revoke TOKEN_ID")
 }
 
 // parseInterleaved parses flags that may come before, between or after the

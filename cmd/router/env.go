@@ -28,6 +28,18 @@ func envInt(name string, def int64) int64 {
 	return n
 }
 
+func envBool(name string, def bool) bool {
+	v := env(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		envError(name, v, "a boolean such as 1 or 0")
+	}
+	return b
+}
+
 func envDuration(name string, def time.Duration) time.Duration {
 	v := env(name, "")
 	if v == "" {

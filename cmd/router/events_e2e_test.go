@@ -270,7 +270,7 @@ func TestCrashLosesNothing(t *testing.T) {
 				db = postgresDB(t)
 			}
 			crashAndRestart(t, []string{"--listen", "127.0.0.1:0", "--db", db, "--admin-token", "crash-token",
-				"--shutdown-timeout", "1s", "--secret-key", strings.Repeat("cd", 32)})
+				"--shutdown-timeout", "1s", "--secret-key", strings.Repeat("cd", 32), "--crm-allow-private"})
 		})
 	}
 }

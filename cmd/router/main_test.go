@@ -39,7 +39,10 @@ func startServe(t *testing.T, cfg serveConfig, console io.Writer) (string, func(
 }
 
 func testConfig(t *testing.T) serveConfig {
-	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "data", "callrouter.db")}, io.Discard)
+	// The fake CRMs listen on loopback, which the SSRF guard refuses
+	// unless allowed.
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "data", "callrouter.db"),
+		"--crm-allow-private"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/adapters"
 	"github.com/callrouter/callrouter/internal/crmsync"
 	"github.com/callrouter/callrouter/internal/domain"
@@ -29,6 +31,7 @@ import (
 	"github.com/callrouter/callrouter/internal/httpapi"
 	"github.com/callrouter/callrouter/internal/jobs"
 	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/notify"
 	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/postgres"
@@ -51,6 +54,15 @@ type serveConfig struct {
 	secretKey       string
 	syncInterval    time.Duration
 	liveTimeout     time.Duration
+	// crmAllowPrivate lets CRM base URLs reach loopback, private and
+	// link-local addresses (fakes, on-premises CRMs).
+	crmAllowPrivate bool
+	// instanceID names this process among the instances sharing the
+	// database; generated when empty.
+	instanceID string
+	// opened, when set, is given the store once it is open (tests: to
+	// make an SQLite disk look full).
+	opened func(store.Store)
 }
 
 const defaultDB = "data/callrouter.db"
@@ -71,6 +83,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.secretKey, "secret-key", env("ROUTER_SECRET_KEY", ""), "32-byte key (hex or base64) encrypting CRM credentials at rest; when empty a key file secret.key is created beside the SQLite database, or in ./data for PostgreSQL (ROUTER_SECRET_KEY)")
 	fs.DurationVar(&c.syncInterval, "sync-interval", envDuration("ROUTER_SYNC_INTERVAL", 30*time.Second), "how often each CRM integration gets an incremental sync (ROUTER_SYNC_INTERVAL)")
 	fs.DurationVar(&c.liveTimeout, "live-timeout", envDuration("ROUTER_LIVE_TIMEOUT", 3*time.Second), "bound of a CRM search started by a route miss with live_lookup; the call itself waits at most its route budget (ROUTER_LIVE_TIMEOUT)")
+	fs.StringVar(&c.instanceID, "instance-id", env("ROUTER_INSTANCE_ID", ""), "this instance's name among those sharing the database, unique to it (the job queue's client id, origin of its change announcements); default host name and a random suffix (ROUTER_INSTANCE_ID)")
+	fs.BoolVar(&c.crmAllowPrivate, "crm-allow-private", envBool("ROUTER_CRM_ALLOW_PRIVATE", false), "let CRM base URLs reach loopback, private (RFC 1918, CGNAT) and link-local addresses; off, such connections are refused at dial time (ROUTER_CRM_ALLOW_PRIVATE=1)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -113,9 +127,18 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		return err
 	}
 	defer st.Close()
+	if cfg.opened != nil {
+		cfg.opened(st)
+	}
 	box, err := secretBox(cfg, log)
 	if err != nil {
 		return err
+	}
+	if err := secret.VerifyKey(ctx, box, st); err != nil {
+		return err
+	}
+	if cfg.crmAllowPrivate {
+		log.Warn("--crm-allow-private: CRM base URLs may reach loopback, private and link-local addresses")
 	}
 
 	adminHash, err := adminTokenHash(ctx, st, cfg.adminToken, console)
@@ -123,9 +146,6 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		return err
 	}
 	reg := tenant.NewRegistry(st, httpapi.Decorate)
-	if err := reg.LoadAll(ctx); err != nil {
-		return fmt.Errorf("load tenants: %w", err)
-	}
 	rows, err := st.CountIndex(ctx, "")
 	if err != nil {
 		return fmt.Errorf("count phone index: %w", err)
@@ -141,33 +161,54 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		return err
 	}
 	defer c.Close()
+	// The other instances' changes are heard from before the tenants and
+	// the index are read (LoadAll, warm), so none falls in between.
+	instance := cmp.Or(cfg.instanceID, newInstanceID())
+	peers, err := openBus(ctx, st, instance, log)
+	if err != nil {
+		return err
+	}
+	// Until Close, not ctx: requests drained after a SIGTERM still see the
+	// other instances' changes.
+	if err := peers.Start(context.WithoutCancel(ctx), notify.Local{Tenants: reg, Cache: c}); err != nil {
+		return err
+	}
+	defer peers.Close()
+	if err := reg.LoadAll(ctx); err != nil {
+		return fmt.Errorf("load tenants: %w", err)
+	}
 
-	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log})
+	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log,
+		Deps: crm.Deps{Transport: crm.NewTransport(cfg.crmAllowPrivate)}, Peers: peers})
 	processor := events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Log: log})
 	runner, err := newRunner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: cfg.syncInterval,
-		Events: processor, EventStore: st, Log: log})
+		Events: processor, EventStore: st, Log: log, Instance: instance, Leases: st})
 	if err != nil {
 		return err
 	}
 	engine.SetKick(runner.Kick)
+	ingest := events.NewIngest(st, runner, nil, ingestCommitters(st))
+	// Closed after the HTTP server has drained, so every event it was
+	// handed is committed before the process exits.
+	defer ingest.Close()
 
 	srv := httpapi.New(httpapi.Config{
 		Tenants: reg,
 		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout),
-		Admin: admin.New(st, reg, c, admin.WithCRMs(engine),
+		Admin: admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(peers),
 			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil))),
 		Webhooks:       engine,
-		Events:         events.NewIngest(st, runner, nil),
+		Events:         ingest,
 		Ready:          c.Ready,
 		AdminTokenHash: adminHash,
 		Log:            log,
 	})
-	hs := httpapi.NewFastHTTP(srv.Handler, log)
+	hs := srv.FastHTTP()
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.listen, err)
 	}
-	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("tenants", reg.Len()),
+	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("instance", instance), zap.Int("tenants", reg.Len()),
 		zap.Int("index_rows", rows), zap.Int64("cache_items", items))
 	if listening != nil {
 		listening <- ln.Addr().String()
@@ -254,6 +295,16 @@ func newRunner(ctx context.Context, st store.Store, cfg jobs.Config) (*jobs.Runn
 		return jobs.NewPostgres(ctx, db.Pool(), cfg)
 	}
 	return nil, fmt.Errorf("jobs: no job queue for store %T", st)
+}
+
+// ingestCommitters is how many event batches commit at once: SQLite has
+// one writer, so one; a PostgreSQL pool commits in parallel, and half its
+// connections leave the rest to routing misses and jobs.
+func ingestCommitters(st store.Store) int {
+	if db, ok := st.(*postgres.DB); ok {
+		return max(1, int(db.Pool().Config().MaxConns)/2)
+	}
+	return 1
 }
 
 // secretBox returns the box that seals CRM credentials: the configured key,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/notify"
 	"github.com/callrouter/callrouter/internal/phone"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/tenant"
@@ -33,6 +34,9 @@ type Service struct {
 	rand    io.Reader
 	crms    CRMs   // nil: integrations disabled
 	events  Events // nil: call events disabled
+	// crmAllowPrivate lets base URLs name private and local addresses.
+	crmAllowPrivate bool
+	peers           notify.Publisher // nil: a single instance
 }
 
 // Option configures a Service.
@@ -40,6 +44,10 @@ type Option func(*Service)
 
 // WithNow injects the clock.
 func WithNow(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithPeers announces every change to the other instances on the same
+// database, so they reload the tenant or drop the cache keys too.
+func WithPeers(p notify.Publisher) Option { return func(s *Service) { s.peers = p } }
 
 // WithRand injects the source of webhook secrets.
 func WithRand(r io.Reader) Option { return func(s *Service) { s.rand = r } }
@@ -389,16 +397,16 @@ func (s *Service) Audit(ctx context.Context, id string, limit int) ([]domain.Aud
 // tenant's routing view. The change is already committed, so a failure here
 // is reported but does not undo it.
 func (s *Service) publish(ctx context.Context, actor, id, action string, detail any) error {
-	d, err := json.Marshal(detail)
-	if err != nil {
-		return fmt.Errorf("audit detail: %w", err)
-	}
-	if _, err := s.store.AppendAudit(ctx, domain.AuditEntry{TenantID: id, Actor: actor, Action: action,
-		Detail: string(d), At: s.now().UTC()}); err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
+	if err := s.audit(ctx, actor, id, action, detail); err != nil {
+		return err
 	}
 	if err := s.tenants.Reload(ctx, id); err != nil {
 		return fmt.Errorf("publish %s: %w", action, err)
+	}
+	if s.peers != nil {
+		if err := s.peers.Publish(ctx, notify.Tenant(id)); err != nil {
+			return fmt.Errorf("announce %s to the other instances: %w", action, err)
+		}
 	}
 	return nil
 }
@@ -429,6 +437,11 @@ func checkSettings(st *domain.Settings) error {
 func decodeStrict(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return domain.Errorf(domain.EINVALID, "body: a JSON object is required")
+	}
+	// PostgreSQL text cannot hold NUL; refuse it here, naming it, rather
+	// than fail in the store.
+	if bytes.Contains(body, []byte(`\u0000`)) {
+		return domain.Errorf(domain.EINVALID, `body: NUL characters (\u0000) are not accepted`)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

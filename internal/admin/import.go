@@ -11,8 +11,10 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/notify"
 	"github.com/callrouter/callrouter/internal/phone"
 )
 
@@ -133,12 +135,16 @@ func (s *Service) Import(ctx context.Context, actor, id, format string, body []b
 		batch := entries[stored:end]
 		if err := s.store.UpsertIndex(ctx, batch); err != nil {
 			rep.Accepted = stored
-			s.invalidate(id, entries[:stored])
+			if aerr := s.invalidate(ctx, id, entries[:stored]); aerr != nil {
+				err = errors.Join(err, aerr)
+			}
 			return rep, fmt.Errorf("import: stored %d rows, then: %w", stored, err)
 		}
 		stored = end
 	}
-	s.invalidate(id, entries)
+	if err := s.invalidate(ctx, id, entries); err != nil {
+		return rep, err
+	}
 	detail := map[string]int{"accepted": rep.Accepted, "rejected": rep.Rejected}
 	if err := s.publish(ctx, actor, id, "contacts.import", detail); err != nil {
 		return rep, err
@@ -146,12 +152,20 @@ func (s *Service) Import(ctx context.Context, actor, id, format string, body []b
 	return rep, nil
 }
 
-func (s *Service) invalidate(id string, entries []domain.IndexEntry) {
+// invalidate drops the cache keys of imported rows here and on the other
+// instances; it returns the error of announcing them.
+func (s *Service) invalidate(ctx context.Context, id string, entries []domain.IndexEntry) error {
 	suffixes := make([]string, 0, len(entries))
 	for _, e := range entries {
 		suffixes = append(suffixes, e.Suffix)
 	}
 	s.cache.Invalidate(id, suffixes...)
+	if s.peers != nil {
+		if err := s.peers.Publish(ctx, notify.Keys(id, suffixes)); err != nil {
+			return fmt.Errorf("announce imported rows to the other instances: %w", err)
+		}
+	}
+	return nil
 }
 
 func (rep *ImportReport) reject(line int, reason string) {
@@ -197,6 +211,14 @@ func (r importRow) entry(tenantID, country string) (domain.IndexEntry, error) {
 	}
 	if len(r.name) > 512 {
 		return domain.IndexEntry{}, domain.Errorf(domain.EINVALID, "name: longer than 512 characters")
+	}
+	// PostgreSQL refuses invalid UTF-8 and NUL bytes in text, which would
+	// fail the whole import there while SQLite kept garbage: the row is
+	// reported instead, on both.
+	for _, f := range [...][2]string{{"entity_id", entity}, {"name", r.name}} {
+		if !utf8.ValidString(f[1]) || strings.IndexByte(f[1], 0) >= 0 {
+			return domain.IndexEntry{}, domain.Errorf(domain.EINVALID, "%s: not UTF-8 text (a NUL byte, or another encoding: save the file as UTF-8)", f[0])
+		}
 	}
 	return domain.IndexEntry{TenantID: tenantID, Phone: p, Suffix: phone.Suffix(p), Kind: kind, EntityID: entity,
 		Open: open, OwnerID: r.owner, Name: r.name}, nil

@@ -105,6 +105,9 @@ func (s *Service) PutIntegration(ctx context.Context, actor, id string, body []b
 	if err != nil {
 		return IntegrationView{}, err
 	}
+	if err := crm.CheckTarget(u, s.crmAllowPrivate, "base_url"); err != nil {
+		return IntegrationView{}, err
+	}
 	if len(bytes.TrimSpace(in.Credentials)) == 0 || bytes.Equal(bytes.TrimSpace(in.Credentials), []byte("null")) {
 		return IntegrationView{}, domain.Errorf(domain.EINVALID, "credentials: required")
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,3 +80,38 @@ func (c *Client) JSON(ctx context.Context, method, path string, v any) ([]byte, 
 
 // Seg escapes one path segment.
 func Seg(s string) string { return url.PathEscape(s) }
+
+// RotateSecret gives a tenant a new webhook secret and returns the
+// server's answer with it; the old secret keeps working for grace (0: not
+// at all). Errors as Do's.
+func (c *Client) RotateSecret(ctx context.Context, tenant string, grace time.Duration) ([]byte, error) {
+	if grace < 0 {
+		return nil, fmt.Errorf("rotate secret: grace must not be negative, got %s", grace)
+	}
+	return c.JSON(ctx, http.MethodPost, "tenants/"+Seg(tenant)+"/secret/rotate",
+		map[string]int64{"grace_seconds": int64(grace / time.Second)})
+}
+
+// CreateToken creates an admin token with scope "read" or "admin" and
+// returns the server's answer, the only one holding the token. Errors as
+// Do's.
+func (c *Client) CreateToken(ctx context.Context, name, scope string) ([]byte, error) {
+	return c.JSON(ctx, http.MethodPost, "tokens", map[string]string{"name": name, "scope": scope})
+}
+
+// Tokens lists the admin tokens. Errors as Do's.
+func (c *Client) Tokens(ctx context.Context) ([]byte, error) {
+	return c.Do(ctx, http.MethodGet, "tokens", "", nil)
+}
+
+// RevokeToken revokes an admin token by id. Errors as Do's.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	_, err := c.Do(ctx, http.MethodDelete, "tokens/"+Seg(id), "", nil)
+	return err
+}
+
+// Audit returns up to limit audit entries of every tenant and of the
+// instance-wide changes. Errors as Do's.
+func (c *Client) Audit(ctx context.Context, limit int) ([]byte, error) {
+	return c.Do(ctx, http.MethodGet, "audit?limit="+strconv.Itoa(limit), "", nil)
+}

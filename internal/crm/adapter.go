@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Deps are what an adapter gets from callrouter besides its Config.
@@ -47,16 +45,16 @@ type Adapter struct {
 // while the old one's requests still count at the CRM.
 type Limiters struct {
 	mu  sync.Mutex
-	set map[string]*rate.Limiter
+	set map[string]*Limiter
 }
 
 // Get returns the limiter of group name, made at rps (with the client's
 // headroom) on first use.
-func (l *Limiters) Get(name string, rps float64) *rate.Limiter {
+func (l *Limiters) Get(name string, rps float64) *Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.set == nil {
-		l.set = map[string]*rate.Limiter{}
+		l.set = map[string]*Limiter{}
 	}
 	lim := l.set[name]
 	if lim == nil {
@@ -68,7 +66,7 @@ func (l *Limiters) Get(name string, rps float64) *rate.Limiter {
 
 // Limiter returns the integration's limiter of group name: the shared one
 // when the caller keeps Limiters, else a new one.
-func (d Deps) Limiter(name string, rps float64) *rate.Limiter {
+func (d Deps) Limiter(name string, rps float64) *Limiter {
 	if d.Limiters != nil {
 		return d.Limiters.Get(name, rps)
 	}

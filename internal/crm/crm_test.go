@@ -69,7 +69,7 @@ func scripted(t *testing.T, steps ...step) (*httptest.Server, *atomic.Int32) {
 func newHTTP(t *testing.T, url string, mut func(*crm.HTTPConfig)) (*crm.HTTP, *crmtest.NoSleep) {
 	t.Helper()
 	ns := &crmtest.NoSleep{}
-	cfg := crm.HTTPConfig{CRM: "testcrm", BaseURL: url, Sleep: ns.Sleep,
+	cfg := crm.HTTPConfig{CRM: "testcrm", BaseURL: url, Sleep: ns.Sleep, Transport: crm.NewTransport(true),
 		ErrorText: func(_ int, b []byte) string { return "crm says: " + crm.Snippet(b) }}
 	if mut != nil {
 		mut(&cfg)
@@ -297,7 +297,7 @@ func TestOAuthRevokedIsAuthError(t *testing.T) {
 
 func TestContextEndsRetries(t *testing.T) {
 	srv, _ := scripted(t, step{status: 429, header: map[string]string{"Retry-After": "60"}})
-	h, err := crm.NewHTTP(crm.HTTPConfig{CRM: "testcrm", BaseURL: srv.URL})
+	h, err := crm.NewHTTP(crm.HTTPConfig{CRM: "testcrm", BaseURL: srv.URL, Transport: crm.NewTransport(true)})
 	if err != nil {
 		t.Fatal(err)
 	}

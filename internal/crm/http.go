@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"golang.org/x/time/rate"
 )
 
 // Authorizer puts an integration's credentials on requests.
@@ -37,7 +35,7 @@ type HTTPConfig struct {
 	RPS float64
 	// Limiter, when set, is used instead of one made from RPS, so that
 	// several clients (an adapter's token calls, say) share one limit.
-	Limiter *rate.Limiter
+	Limiter *Limiter
 	// Concurrency bounds requests in flight (Zoho's concurrency limits);
 	// 0 means unbounded.
 	Concurrency int
@@ -52,7 +50,9 @@ type HTTPConfig struct {
 	// IsAuthFailure reports whether an answer means the credentials were
 	// rejected; default: status 401.
 	IsAuthFailure func(status int, body []byte) bool
-	// Transport and Sleep are for tests; Sleep waits out backoffs.
+	// Transport carries the requests; nil means NewTransport(false), which
+	// refuses private and local addresses. Tests with fakes on loopback
+	// pass NewTransport(true). Sleep is for tests; it waits out backoffs.
 	Transport http.RoundTripper
 	Sleep     func(ctx context.Context, d time.Duration) error
 }
@@ -63,17 +63,13 @@ type HTTP struct {
 	cfg     HTTPConfig
 	base    string
 	client  *http.Client
-	limiter *rate.Limiter
+	limiter *Limiter
 	sem     chan struct{}
 }
 
-// headroom keeps the request rate this much under the documented limit.
-// The limiter spaces requests when it grants them, but the CRM counts them
-// when they arrive, and a request delayed after its grant (a busy
-// scheduler, a slow connect) lands closer to the next one: at 95 % a
-// delay of 55 ms put 8 requests into one of amoCRM's 7-per-second windows
-// under a loaded test run; at 92 % it takes 90 ms, and a full sync still
-// uses more than 90 % of the limit.
+// headroom keeps the request rate this much under the documented limit,
+// so a full sync uses more than 90 % of it; Limiter's slots keep it from
+// ever going above.
 const headroom = 0.92
 
 // maxResponseBytes bounds what is read of one answer.
@@ -100,6 +96,9 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if cfg.ErrorText == nil {
 		cfg.ErrorText = func(_ int, body []byte) string { return Snippet(body) }
 	}
+	if cfg.Transport == nil {
+		cfg.Transport = NewTransport(false)
+	}
 	h := &HTTP{cfg: cfg, base: u.String(), client: &http.Client{Timeout: cfg.Timeout, Transport: cfg.Transport,
 		// A CRM never legitimately redirects an API call elsewhere, and
 		// following one would carry the token to another host.
@@ -116,12 +115,6 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	return h, nil
 }
 
-// NewLimiter returns a limiter for a separately limited group of endpoints
-// (retailCRM's telephony methods), with the same headroom as the client's.
-func NewLimiter(rps float64) *rate.Limiter {
-	return rate.NewLimiter(rate.Limit(rps*headroom), 1)
-}
-
 // Request is one CRM call.
 type Request struct {
 	Method      string
@@ -131,7 +124,7 @@ type Request struct {
 	Body        []byte
 	ContentType string
 	// Limiter replaces the client's limiter for this call; nil keeps it.
-	Limiter *rate.Limiter
+	Limiter *Limiter
 }
 
 // Response is a successful (2xx or 304) CRM answer.
@@ -164,14 +157,17 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			if errors.Is(err, ErrCannotRefresh) {
 				return nil, &AuthError{CRM: h.cfg.CRM, Status: http.StatusUnauthorized, Message: "no usable token and nothing to refresh it with; reconnect the integration"}
 			}
-			if r.Method != http.MethodGet || attempt >= h.cfg.Retries {
+			// The URL in a transport error may carry a key in its query.
+			err = redactURLError(err)
+			if r.Method != http.MethodGet || attempt >= h.cfg.Retries || IsAddressRefused(err) {
 				return nil, fmt.Errorf("%s %s %s: %w", h.cfg.CRM, r.Method, r.Path, err)
 			}
 			wait = backoff(attempt)
 		case resp.Status/100 == 2 || resp.Status == http.StatusNotModified:
 			return resp, nil
 		case h.cfg.IsAuthFailure(resp.Status, resp.Body):
-			rejected := &AuthError{CRM: h.cfg.CRM, Status: resp.Status, Message: h.cfg.ErrorText(resp.Status, resp.Body)}
+			rejected := &AuthError{CRM: h.cfg.CRM, Status: resp.Status,
+				Message: scrub(h.cfg.ErrorText(resp.Status, resp.Body), requestSecrets(token, r))}
 			if refreshed || h.cfg.Auth == nil {
 				return nil, rejected
 			}
@@ -191,7 +187,7 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			}
 		default:
 			return nil, &StatusError{CRM: h.cfg.CRM, Method: r.Method, Path: r.Path, Status: resp.Status,
-				Message: h.cfg.ErrorText(resp.Status, resp.Body)}
+				Message: scrub(h.cfg.ErrorText(resp.Status, resp.Body), requestSecrets(token, r))}
 		}
 		if err := h.cfg.Sleep(ctx, wait); err != nil {
 			return nil, err
@@ -238,9 +234,11 @@ func (h *HTTP) once(ctx context.Context, r Request) (*Response, string, error) {
 		lim = r.Limiter
 	}
 	if lim != nil {
-		if err := lim.Wait(ctx); err != nil {
+		release, err := lim.Acquire(ctx)
+		if err != nil {
 			return nil, "", err
 		}
+		defer release()
 	}
 	if h.sem != nil {
 		select {

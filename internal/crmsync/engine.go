@@ -2,8 +2,9 @@
 // syncs on activation, incremental syncs after, CRM webhooks, and live
 // lookups on a miss. Every change goes through one path (apply): phones are
 // normalized with the tenant's country, the entity's index rows replaced in
-// one transaction, and the cache keys of old and new phones invalidated, so
-// the very next route request sees the CRM's state.
+// one transaction, and the cache keys of old and new phones invalidated
+// (here, and through Config.Peers on the other instances), so the very
+// next route request sees the CRM's state.
 package crmsync
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/notify"
 	"github.com/callrouter/callrouter/internal/phone"
 	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store"
@@ -36,10 +38,12 @@ var (
 	brokenTotal     = metrics.NewCounter(`callrouter_sync_integrations_broken_total`)
 	liveLookups     = metrics.NewCounter(`callrouter_live_lookups_total`)
 	liveErrors      = metrics.NewCounter(`callrouter_live_lookup_errors_total`)
+	staleSkipped    = metrics.NewCounter(`callrouter_sync_stale_entities_skipped_total`)
 )
 
 // Engine syncs CRMs into the phone index. It is safe for concurrent use;
-// syncs of one tenant are serialized.
+// sync cycles of one tenant are serialized, while webhooks and live
+// lookups apply alongside a running cycle (see order).
 type Engine struct {
 	store    store.Store
 	cache    *cache.Cache
@@ -49,11 +53,13 @@ type Engine struct {
 	deps     crm.Deps
 	log      *zap.Logger
 	now      func() time.Time
+	peers    notify.Publisher
 
 	mu      sync.Mutex
 	sources map[string]*conn // by tenant
 	limits  map[string]*crm.Limiters
-	locks   map[string]*sync.Mutex
+	locks   map[string]*sync.Mutex // by tenant: one sync cycle at a time
+	orders  map[string]*order      // by tenant: the order of index writes
 	kick    func(tenantID string)
 }
 
@@ -83,13 +89,17 @@ type Config struct {
 	Deps crm.Deps
 	Log  *zap.Logger
 	Now  func() time.Time
+	// Peers, when set, hears the cache keys of every applied batch, so the
+	// other instances on the database drop them too.
+	Peers notify.Publisher
 }
 
 // New returns an Engine.
 func New(cfg Config) *Engine {
 	e := &Engine{store: cfg.Store, cache: cfg.Cache, tenants: cfg.Tenants, adapters: map[string]crm.Adapter{},
-		box: cfg.Box, deps: cfg.Deps, log: cfg.Log, now: cfg.Now,
-		sources: map[string]*conn{}, limits: map[string]*crm.Limiters{}, locks: map[string]*sync.Mutex{}}
+		box: cfg.Box, deps: cfg.Deps, log: cfg.Log, now: cfg.Now, peers: cfg.Peers,
+		sources: map[string]*conn{}, limits: map[string]*crm.Limiters{}, locks: map[string]*sync.Mutex{},
+		orders: map[string]*order{}}
 	for _, a := range cfg.Adapters {
 		e.adapters[a.Name] = a
 	}
@@ -188,6 +198,7 @@ func (e *Engine) Forget(tenantID string) {
 	e.mu.Unlock()
 }
 
+// lock returns the mutex that serializes a tenant's sync cycles.
 func (e *Engine) lock(tenantID string) *sync.Mutex {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -197,6 +208,86 @@ func (e *Engine) lock(tenantID string) *sync.Mutex {
 		e.locks[tenantID] = l
 	}
 	return l
+}
+
+// orderOf returns the write order of a tenant's index.
+func (e *Engine) orderOf(tenantID string) *order {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	o := e.orders[tenantID]
+	if o == nil {
+		o = &order{touched: map[store.EntityRef]touch{}, inflight: map[uint64]int{}}
+		e.orders[tenantID] = o
+	}
+	return o
+}
+
+// order keeps one tenant's index writes true to the order in which their
+// data was read from the CRM. Sync pages, webhooks and live lookups read
+// the CRM without a lock (a slow CRM must not hold a webhook behind a
+// 200-page sync) and write the index under mu, one batch at a time. A
+// writer skips an entity that another writer stored after this one began
+// reading, unless its own copy carries a strictly newer CRM update time:
+// so a sync page read before a webhook's change never undoes it, nor does
+// a webhook read before a sync page undo the page, whichever write reaches
+// the store first. This holds within one instance, as the per-tenant lock
+// it replaces did.
+type order struct {
+	mu       sync.Mutex
+	seq      uint64                    // writes so far
+	touched  map[store.EntityRef]touch // writes a read in flight may predate
+	inflight map[uint64]int            // begin's seq → reads in flight
+}
+
+// touch is the last write of one entity.
+type touch struct {
+	seq     uint64
+	updated time.Time // the CRM's update time of what was written; zero: unknown
+	deleted bool
+}
+
+// begin marks the start of a read from the CRM whose result will be
+// written; end must follow.
+func (o *order) begin() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.seq
+	o.inflight[s]++
+	return s
+}
+
+// end forgets a read begun at start, and the writes no read in flight can
+// predate.
+func (o *order) end(start uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.inflight[start]--; o.inflight[start] <= 0 {
+		delete(o.inflight, start)
+	}
+	if len(o.inflight) == 0 {
+		clear(o.touched)
+		return
+	}
+	oldest := uint64(1<<64 - 1)
+	for s := range o.inflight {
+		oldest = min(oldest, s)
+	}
+	for r, t := range o.touched {
+		if t.seq <= oldest {
+			delete(o.touched, r)
+		}
+	}
+}
+
+// stale reports whether another writer stored r after a read begun at
+// start, with nothing in this copy (updated, zero for a deletion) proving
+// it newer. Callers hold mu.
+func (o *order) stale(r store.EntityRef, start uint64, updated time.Time) bool {
+	t, ok := o.touched[r]
+	if !ok || t.seq <= start {
+		return false
+	}
+	return t.deleted || updated.IsZero() || t.updated.IsZero() || !updated.After(t.updated)
 }
 
 // Result reports one sync cycle.
@@ -214,7 +305,9 @@ type Result struct {
 // after every page, so a cycle cut short resumes where it stopped. A CRM
 // that rejects the credentials marks the integration broken with the CRM's
 // text and returns the *crm.AuthError. An inactive or broken integration
-// is not synced (nil error, zero Result).
+// is not synced (nil error, zero Result). Cycles of one tenant run one at a
+// time; webhooks and live lookups do not wait for them, and a page read
+// before their change does not undo it (see order).
 func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Result, error) {
 	l := e.lock(tenantID)
 	l.Lock()
@@ -228,17 +321,9 @@ func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Resul
 	}
 	res := Result{Phase: in.Phase}
 	phase, cursor, synced := in.Phase, in.Cursor, in.Synced
+	o := e.orderOf(tenantID)
 	for maxPages <= 0 || res.Pages < maxPages {
-		var b crm.Batch
-		if phase == store.PhaseFull {
-			b, err = src.Full(ctx, cursor)
-		} else {
-			b, err = src.Changes(ctx, cursor)
-		}
-		if err != nil {
-			return res, e.failed(ctx, in, phase, cursor, synced, err)
-		}
-		applied, deleted, err := e.apply(ctx, tenantID, src, b)
+		b, applied, deleted, err := e.page(ctx, tenantID, src, o, phase, cursor)
 		if err != nil {
 			return res, e.failed(ctx, in, phase, cursor, synced, err)
 		}
@@ -268,6 +353,24 @@ func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Resul
 	}
 	res.Phase = phase
 	return res, nil
+}
+
+// page reads one page of the cycle and writes it to the index. The tenant's
+// index is locked only while the page is written (order), so webhooks and
+// live lookups are applied while a slow CRM answers the page.
+func (e *Engine) page(ctx context.Context, tenantID string, src crm.Source, o *order, phase, cursor string) (b crm.Batch, applied, deleted int, err error) {
+	start := o.begin()
+	defer o.end(start)
+	if phase == store.PhaseFull {
+		b, err = src.Full(ctx, cursor)
+	} else {
+		b, err = src.Changes(ctx, cursor)
+	}
+	if err != nil {
+		return b, 0, 0, err
+	}
+	applied, deleted, err = e.apply(ctx, tenantID, src, b, o, start)
+	return b, applied, deleted, err
 }
 
 // changed reports whether an admin changed the integration since in was
@@ -328,8 +431,10 @@ func (e *Engine) failed(ctx context.Context, in store.Integration, phase, cursor
 
 // apply writes one batch to the index: refetched entities are read first,
 // every named entity's rows are replaced, and the cache keys of old and new
-// phones are invalidated.
-func (e *Engine) apply(ctx context.Context, tenantID string, src crm.Source, b crm.Batch) (applied, deleted int, err error) {
+// phones are invalidated. start is when the batch's read from the CRM
+// began (o.begin): entities another writer stored since are left as that
+// writer left them, unless the batch's copy is newer by the CRM's clock.
+func (e *Engine) apply(ctx context.Context, tenantID string, src crm.Source, b crm.Batch, o *order, start uint64) (applied, deleted int, err error) {
 	// A read can name more entities to read (amoCRM: the leads of a changed
 	// contact carry its phones); two rounds cover that, and the bound keeps
 	// a CRM that keeps answering with more from looping us.
@@ -351,6 +456,7 @@ func (e *Engine) apply(ctx context.Context, tenantID string, src crm.Source, b c
 	}
 	refs := make([]store.EntityRef, 0, len(b.Entities)+len(b.Deleted))
 	seen := make(map[store.EntityRef]int, cap(refs))
+	updated := make(map[store.EntityRef]time.Time, len(b.Entities))
 	var rows []domain.IndexEntry
 	now := e.now().UTC()
 	// Deletions first: an entity deleted and re-created in one batch keeps
@@ -368,29 +474,87 @@ func (e *Engine) apply(ctx context.Context, tenantID string, src crm.Source, b c
 			refs = append(refs, r)
 		}
 		seen[r] = 1
+		updated[r] = ent.UpdatedAt
 		rows = append(rows, e.rows(tenantID, country, ent, now)...)
 	}
-	for _, v := range seen {
-		if v == 1 {
+	// Later entries of one entity in a batch win, as in the CRM's order.
+	rows = lastPerKey(rows)
+
+	o.mu.Lock()
+	refs, rows = o.fresh(refs, rows, start, updated)
+	for _, r := range refs {
+		if seen[r] == 1 {
 			applied++
 		} else {
 			deleted++
 		}
 	}
-	// Later entries of one entity in a batch win, as in the CRM's order.
-	rows = lastPerKey(rows)
-	removed, err := e.store.ReplaceEntities(ctx, tenantID, refs, rows)
+	var removed []string
+	if len(refs) > 0 {
+		removed, err = e.store.ReplaceEntities(ctx, tenantID, refs, rows)
+	}
+	if err == nil {
+		o.seq++
+		for _, r := range refs {
+			o.touched[r] = touch{seq: o.seq, updated: updated[r], deleted: seen[r] != 1}
+		}
+	}
+	o.mu.Unlock()
 	if err != nil {
 		return 0, 0, fmt.Errorf("apply batch of %s: %w", tenantID, err)
+	}
+	if len(refs) == 0 {
+		return 0, 0, nil
 	}
 	suffixes := removed
 	for _, r := range rows {
 		suffixes = append(suffixes, r.Suffix)
 	}
 	e.cache.Invalidate(tenantID, suffixes...)
+	if e.peers != nil {
+		// The batch is committed; failing it makes a sync page or a webhook
+		// retry, which applies and announces it again.
+		if err := e.peers.Publish(ctx, notify.Keys(tenantID, suffixes)); err != nil {
+			return 0, 0, fmt.Errorf("announce batch of %s: %w", tenantID, err)
+		}
+	}
 	entitiesApplied.Add(applied)
 	entitiesDeleted.Add(deleted)
 	return applied, deleted, nil
+}
+
+// fresh drops from a batch read since start the entities that are stale
+// (another writer stored them since), with their rows. Callers hold mu.
+func (o *order) fresh(refs []store.EntityRef, rows []domain.IndexEntry, start uint64, updated map[store.EntityRef]time.Time) ([]store.EntityRef, []domain.IndexEntry) {
+	if len(o.touched) == 0 {
+		return refs, rows
+	}
+	var skip map[store.EntityRef]bool
+	for _, r := range refs {
+		if o.stale(r, start, updated[r]) {
+			if skip == nil {
+				skip = map[store.EntityRef]bool{}
+			}
+			skip[r] = true
+		}
+	}
+	if skip == nil {
+		return refs, rows
+	}
+	staleSkipped.Add(len(skip))
+	keptRefs := make([]store.EntityRef, 0, len(refs)-len(skip))
+	for _, r := range refs {
+		if !skip[r] {
+			keptRefs = append(keptRefs, r)
+		}
+	}
+	keptRows := make([]domain.IndexEntry, 0, len(rows))
+	for _, row := range rows {
+		if !skip[store.EntityRef{Kind: row.Kind, ID: row.EntityID}] {
+			keptRows = append(keptRows, row)
+		}
+	}
+	return keptRefs, keptRows
 }
 
 // rows turns a CRM entity into index rows, one per distinct valid phone.
@@ -439,10 +603,11 @@ func lastPerKey(rows []domain.IndexEntry) []domain.IndexEntry {
 // Webhook applies a CRM change notification for a tenant. EINVALID when
 // the body is not a notification of the tenant's CRM, ENOTFOUND without an
 // integration; an inactive integration ignores it.
+//
+// It does not wait for a sync cycle in progress: only the index write is
+// ordered with the cycle's pages (see order), so a notification is applied
+// within the time its CRM reads take.
 func (e *Engine) Webhook(ctx context.Context, tenantID, contentType string, body []byte) error {
-	l := e.lock(tenantID)
-	l.Lock()
-	defer l.Unlock()
 	src, in, err := e.source(ctx, tenantID)
 	if err != nil {
 		return err
@@ -450,11 +615,14 @@ func (e *Engine) Webhook(ctx context.Context, tenantID, contentType string, body
 	if in.State != store.IntegrationActive {
 		return nil
 	}
+	o := e.orderOf(tenantID)
+	start := o.begin()
+	defer o.end(start)
 	b, err := src.Webhook(ctx, contentType, body)
 	if err != nil {
 		return err
 	}
-	if _, _, err := e.apply(ctx, tenantID, src, b); err != nil {
+	if _, _, err := e.apply(ctx, tenantID, src, b, o, start); err != nil {
 		var ae *crm.AuthError
 		if errors.As(err, &ae) {
 			return e.failed(ctx, in, in.Phase, in.Cursor, in.Synced, err)
@@ -480,13 +648,16 @@ func (e *Engine) Lookup(ctx context.Context, tenantID, number string) ([]domain.
 	if in.State != store.IntegrationActive {
 		return nil, nil
 	}
+	o := e.orderOf(tenantID)
+	start := o.begin()
+	defer o.end(start)
 	found, err := src.FindByPhone(ctx, number)
 	if err != nil {
 		liveErrors.Inc()
 		return nil, err
 	}
 	if len(found) > 0 {
-		if _, _, err := e.apply(ctx, tenantID, src, crm.Batch{Entities: found}); err != nil {
+		if _, _, err := e.apply(ctx, tenantID, src, crm.Batch{Entities: found}, o, start); err != nil {
 			liveErrors.Inc()
 			return nil, err
 		}
@@ -558,7 +729,10 @@ func (e *Engine) Writer(ctx context.Context, tenantID string) (crm.Writer, error
 // Index puts entities callrouter created in the CRM into the phone index
 // and invalidates their cache keys, as a webhook about them would.
 func (e *Engine) Index(ctx context.Context, tenantID string, ents []crm.Entity) error {
-	_, _, err := e.apply(ctx, tenantID, nil, crm.Batch{Entities: ents})
+	o := e.orderOf(tenantID)
+	start := o.begin()
+	defer o.end(start)
+	_, _, err := e.apply(ctx, tenantID, nil, crm.Batch{Entities: ents}, o, start)
 	return err
 }
 

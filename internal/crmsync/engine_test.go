@@ -38,6 +38,14 @@ type world struct {
 
 func newWorld(t *testing.T, st store.Store, crmName string, fake crmtest.Fake) *world {
 	t.Helper()
+	return newWorldAt(t, st, crmName, fake, fake.URL(), nil)
+}
+
+// newWorldAt is newWorld with the integration's base URL at baseURL (a
+// crmtest.Proxy in front of the fake) and, when sleep is set, the CRM
+// client's backoffs and Retry-After waits recorded instead of slept.
+func newWorldAt(t *testing.T, st store.Store, crmName string, fake crmtest.Fake, baseURL string, sleep *crmtest.NoSleep) *world {
+	t.Helper()
 	ctx := context.Background()
 	c, err := cache.New(cache.Config{MaxItems: 1 << 14, NegativeTTL: time.Minute})
 	if err != nil {
@@ -51,8 +59,12 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake crmtest.Fake) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box})
-	svc := admin.New(st, reg, c, admin.WithCRMs(engine))
+	deps := crm.Deps{Transport: crm.NewTransport(true)} // the fakes listen on loopback
+	if sleep != nil {
+		deps.Sleep = sleep.Sleep
+	}
+	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Deps: deps})
+	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
 	if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","live_lookup":true,"route_budget_ms":2000}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +73,7 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake crmtest.Fake) *
 			t.Fatal(err)
 		}
 	}
-	body, _ := json.Marshal(map[string]any{"crm": crmName, "base_url": fake.URL(), "credentials": fake.Creds()})
+	body, _ := json.Marshal(map[string]any{"crm": crmName, "base_url": baseURL, "credentials": fake.Creds()})
 	if _, err := svc.PutIntegration(ctx, "test", "acme", body); err != nil {
 		t.Fatalf("connect %s: %v", crmName, err)
 	}
@@ -214,7 +226,7 @@ func TestSyncDueRespectsTheCRMsMinInterval(t *testing.T) {
 		t.Fatalf("SyncDue right after a sync: %+v, %v, %d requests; want nothing asked of Zoho", res, err, fake.Meter().Count()-before)
 	}
 	later := crmsync.New(crmsync.Config{Store: w.st, Cache: w.cache, Tenants: w.reg, Adapters: adapters.All(), Box: w.box,
-		Now: func() time.Time { return time.Now().Add(6 * time.Minute) }})
+		Now: func() time.Time { return time.Now().Add(6 * time.Minute) }, Deps: crm.Deps{Transport: crm.NewTransport(true)}})
 	res, err = later.SyncDue(context.Background(), "acme", 0)
 	if err != nil || res.Pages == 0 || !res.Done {
 		t.Fatalf("SyncDue after the interval: %+v, %v; want a cycle", res, err)

@@ -62,13 +62,18 @@ const (
 // Tenant is one PBX project: its routing settings, the hash of its webhook
 // secret and its default owner (the "senior manager").
 type Tenant struct {
-	ID           string
-	Name         string
-	Settings     Settings
-	SecretHash   []byte // SHA-256 of the webhook secret; the secret itself is never stored
-	DefaultOwner string // CRM user id of the default owner, empty when unset
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	ID         string
+	Name       string
+	Settings   Settings
+	SecretHash []byte // SHA-256 of the webhook secret; the secret itself is never stored
+	// PrevSecretHash is the SHA-256 of the secret the last rotation
+	// replaced, still accepted until PrevSecretUntil; nil when there is none.
+	// Only a rotation (store.Security) writes them.
+	PrevSecretHash  []byte
+	PrevSecretUntil time.Time
+	DefaultOwner    string // CRM user id of the default owner, empty when unset
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // Employee maps a CRM user to the place the PBX can ring: a SIP login or a

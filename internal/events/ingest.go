@@ -2,7 +2,9 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -12,54 +14,198 @@ import (
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
-// Enqueuer puts the job that processes a partition into the transaction
-// that stores its event (jobs.Runner).
+// Enqueuer puts the jobs that process partitions into the transaction
+// that stores their events (jobs.Runner).
 type Enqueuer interface {
-	// EnqueueTx inserts the partition's job in tx, the store's open
+	// EnqueueTx inserts one job per partition in tx, the store's open
 	// transaction.
-	EnqueueTx(ctx context.Context, tx any, p store.Partition) error
+	EnqueueTx(ctx context.Context, tx any, parts []store.Partition) error
 }
 
 // MaxRejectedBody is how much of a refused body is kept for inspection.
 const MaxRejectedBody = 64 << 10
 
-// Ingest stores call events durably.
+// Group commit limits. A batch is whatever arrived while the previous
+// commit ran, so a lone event waits for nothing and a burst shares one
+// transaction (one fsync on SQLite, one round trip on PostgreSQL).
+const (
+	maxBatch      = 256
+	commitTimeout = 10 * time.Second
+)
+
+// ErrIngestClosed is returned by Store after Close.
+var ErrIngestClosed = errors.New("events: ingest closed")
+
+// Ingest stores call events durably, committing the events that arrive
+// together in one transaction.
 type Ingest struct {
 	store store.Events
 	enq   Enqueuer
 	now   func() time.Time
+
+	mu     sync.RWMutex // held for reading while sending to reqs, for writing by Close
+	closed bool
+	reqs   chan *pending
+	quit   chan struct{}
+	wg     sync.WaitGroup
 }
 
-// NewIngest returns an Ingest storing into st and enqueuing with enq; now
-// is the clock (nil: time.Now).
-func NewIngest(st store.Events, enq Enqueuer, now func() time.Time) *Ingest {
+// pending is one event waiting for its batch's commit; done is buffered so
+// a committer never blocks on a caller that gave up.
+type pending struct {
+	ev   domain.CallEvent
+	done chan ingested
+}
+
+type ingested struct {
+	store.Inserted
+	err error
+}
+
+// NewIngest returns an Ingest storing into st and enqueuing with enq, with
+// committers transactions committing in parallel (1 suits SQLite's single
+// writer; a PostgreSQL pool can take more; < 1 means 1); now is the clock
+// (nil: time.Now). Close stops it.
+func NewIngest(st store.Events, enq Enqueuer, now func() time.Time, committers int) *Ingest {
 	if now == nil {
 		now = time.Now
 	}
-	return &Ingest{store: st, enq: enq, now: now}
+	committers = max(committers, 1)
+	g := &Ingest{store: st, enq: enq, now: now, reqs: make(chan *pending, maxBatch*committers), quit: make(chan struct{})}
+	g.wg.Add(committers)
+	for range committers {
+		go g.commitLoop()
+	}
+	return g
 }
 
-// Store keeps an event of tenant t and its processing job in one
-// transaction and returns the event's id; the same (uniqueid, kind) again
-// returns the first id and stores nothing. Errors come from the store (an
-// internal error means nothing was stored).
-func (g *Ingest) Store(ctx context.Context, t *tenant.Config, in Incoming) (string, error) {
-	ev := domain.CallEvent{TenantID: t.ID, UniqueID: in.UniqueID, Kind: in.Kind, Fields: in.Fields,
-		Partition:  Partition(in.Kind, in.UniqueID, in.Fields, t.Settings.DefaultCountry),
-		ReceivedAt: g.now()}
-	id, created, err := g.store.InsertEvent(ctx, ev, func(ctx context.Context, tx any) error {
-		return g.enq.EnqueueTx(ctx, tx, store.Partition{TenantID: t.ID, Partition: ev.Partition})
-	})
-	if err != nil {
-		return "", fmt.Errorf("store event: %w", err)
+// Close stores what was handed in before it and stops the committers;
+// later Store calls get ErrIngestClosed.
+func (g *Ingest) Close() {
+	g.mu.Lock()
+	if !g.closed {
+		g.closed = true
+		close(g.quit)
 	}
-	if created {
-		counter("callrouter_events_received_total", t.ID).Inc()
-	} else {
-		counter("callrouter_events_duplicate_total", t.ID).Inc()
-	}
-	return id, nil
+	g.mu.Unlock()
+	g.wg.Wait()
 }
+
+// Store keeps an event of tenant t and its processing job durably and
+// returns the event's id once they are committed; the same (uniqueid, kind)
+// again returns the first id and stores nothing. Errors come from the store
+// (an error means this event was not acknowledged, though it may have been
+// stored: the PBX's retry then finds it), ctx, or ErrIngestClosed.
+func (g *Ingest) Store(ctx context.Context, t *tenant.Config, in Incoming) (string, error) {
+	p := &pending{done: make(chan ingested, 1), ev: domain.CallEvent{TenantID: t.ID, UniqueID: in.UniqueID,
+		Kind: in.Kind, Fields: in.Fields, Partition: Partition(in.Kind, in.UniqueID, in.Fields, t.Settings.DefaultCountry),
+		ReceivedAt: g.now()}}
+	g.mu.RLock()
+	if g.closed {
+		g.mu.RUnlock()
+		return "", ErrIngestClosed
+	}
+	select {
+	case g.reqs <- p:
+	case <-ctx.Done():
+		g.mu.RUnlock()
+		return "", fmt.Errorf("store event: %w", ctx.Err())
+	}
+	g.mu.RUnlock()
+	select {
+	case r := <-p.done:
+		if r.err != nil {
+			return "", fmt.Errorf("store event: %w", r.err)
+		}
+		if r.Created {
+			counter("callrouter_events_received_total", t.ID).Inc()
+		} else {
+			counter("callrouter_events_duplicate_total", t.ID).Inc()
+		}
+		return r.ID, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("store event: %w", ctx.Err())
+	}
+}
+
+// commitLoop takes the first waiting event, everything else already
+// waiting up to maxBatch, and commits them together. After Close it
+// commits what is left and returns.
+func (g *Ingest) commitLoop() {
+	defer g.wg.Done()
+	batch := make([]*pending, 0, maxBatch)
+	for {
+		select {
+		case p := <-g.reqs:
+			batch = append(batch[:0], p)
+		case <-g.quit:
+			for {
+				select {
+				case p := <-g.reqs:
+					g.commit([]*pending{p})
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case p := <-g.reqs:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		g.commit(batch)
+	}
+}
+
+// commit stores a batch. A batch refused for what one event names (a
+// tenant deleted meanwhile) is retried one event at a time, so that event
+// fails alone; any other failure (the database is down) fails them all.
+func (g *Ingest) commit(batch []*pending) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	batchSize.Update(float64(len(batch)))
+	evs := make([]domain.CallEvent, len(batch))
+	for i, p := range batch {
+		evs[i] = p.ev
+	}
+	res, err := g.store.InsertEvents(ctx, evs, g.enqueue)
+	if err == nil {
+		for i, p := range batch {
+			p.done <- ingested{Inserted: res[i]}
+		}
+		return
+	}
+	if len(batch) == 1 || domain.ErrorCode(err) != domain.ENOTFOUND {
+		for _, p := range batch {
+			p.done <- ingested{err: err}
+		}
+		return
+	}
+	for _, p := range batch {
+		g.commit([]*pending{p})
+	}
+}
+
+// enqueue inserts one job per distinct partition of the stored events.
+func (g *Ingest) enqueue(ctx context.Context, tx any, stored []domain.CallEvent) error {
+	parts := make([]store.Partition, 0, len(stored))
+	seen := make(map[store.Partition]bool, len(stored))
+	for _, ev := range stored {
+		p := store.Partition{TenantID: ev.TenantID, Partition: ev.Partition}
+		if !seen[p] {
+			seen[p] = true
+			parts = append(parts, p)
+		}
+	}
+	return g.enq.EnqueueTx(ctx, tx, parts)
+}
+
+// batchSize is the number of events per group commit.
+var batchSize = metrics.NewHistogram("callrouter_events_ingest_batch_size")
 
 // Reject keeps a refused body (its first MaxRejectedBody bytes) with the
 // reason it was refused.

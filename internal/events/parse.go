@@ -96,15 +96,15 @@ func put(fields map[string]string, k, v string) error {
 		return domain.Errorf(domain.EINVALID, "body: field name %q… longer than %d bytes", clip(k), MaxKeyBytes)
 	}
 	if len(v) > MaxValueBytes {
+		if k == "" {
+			return domain.Errorf(domain.EINVALID, "body: a field without a name has a value longer than %d bytes", MaxValueBytes)
+		}
 		return domain.Errorf(domain.EINVALID, "%s: value longer than %d bytes", clip(k), MaxValueBytes)
 	}
 	if _, dup := fields[k]; !dup && len(fields) >= MaxFields {
 		return domain.Errorf(domain.EINVALID, "body: more than %d fields", MaxFields)
 	}
-	if !utf8.ValidString(v) {
-		v = strings.ToValidUTF8(v, "\uFFFD")
-	}
-	fields[strings.ToValidUTF8(k, "\uFFFD")] = v
+	fields[text(k)] = text(v)
 	return nil
 }
 
@@ -112,7 +112,17 @@ func clip(s string) string {
 	if len(s) > 40 {
 		s = s[:40]
 	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	return text(s)
+}
+
+// text makes s valid UTF-8 without NUL bytes: the CRM must not receive
+// broken text, and PostgreSQL refuses a NUL in text (a NUL in a call id
+// would fail the event's whole batch there).
+func text(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func parseForm(fields map[string]string, body []byte) error {

@@ -60,11 +60,13 @@ type queue struct {
 	parts []store.Partition
 }
 
-func (q *queue) EnqueueTx(_ context.Context, tx any, p store.Partition) error {
+func (q *queue) EnqueueTx(_ context.Context, tx any, parts []store.Partition) error {
 	if tx == nil {
 		panic("enqueue outside the event's transaction")
 	}
-	q.Enqueue(context.Background(), p)
+	for _, p := range parts {
+		q.Enqueue(context.Background(), p)
+	}
 	return nil
 }
 
@@ -123,10 +125,10 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settin
 		t.Fatal(err)
 	}
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
-		Deps: crm.Deps{Sleep: (&crmtest.NoSleep{}).Sleep}})
+		Deps: crm.Deps{Sleep: (&crmtest.NoSleep{}).Sleep, Transport: crm.NewTransport(true)}})
 	clk := &clock{t: time.Now()}
 	q := &queue{}
-	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithEvents(events.NewReplay(st, q.Enqueue, clk.Now)))
+	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true), admin.WithEvents(events.NewReplay(st, q.Enqueue, clk.Now)))
 	var body map[string]any
 	if err := json.Unmarshal([]byte(settings), &body); err != nil {
 		t.Fatal(err)
@@ -156,7 +158,8 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settin
 	}
 	w := &world{t: t, st: st, engine: engine, reg: reg, cache: c, admin: svc, fake: fake, queue: q, clock: clk,
 		route: lookup.New(c, st, time.Second), crmSide: engine}
-	w.ingest = events.NewIngest(st, q, clk.Now)
+	w.ingest = events.NewIngest(st, q, clk.Now, 1)
+	t.Cleanup(w.ingest.Close)
 	w.proc = events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Now: clk.Now})
 	w.sync()
 	return w

@@ -1,21 +1,19 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/domain"
 )
-
-// adminActor is recorded in the audit log for changes made with the admin
-// token.
-const adminActor = "admin-token"
 
 // adminTimeout bounds one admin request's store work; imports are the
 // longest.
@@ -24,15 +22,31 @@ const adminTimeout = 2 * time.Minute
 // serveAdmin dispatches /admin/v1/... . Each case parses the path and body,
 // calls the admin service and renders its answer.
 func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
-	if !s.checkAdmin(ctx) {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="callrouter admin"`)
-		writeErrorCode(ctx, fasthttp.StatusUnauthorized, domain.EUNAUTHORIZED, "authorization: missing or wrong admin bearer token")
+	who, ok := s.authenticate(ctx)
+	if !ok {
 		return
 	}
 	method := string(ctx.Method())
+	if !permitted(ctx, who, method) {
+		return
+	}
+	if method == fasthttp.MethodHead {
+		method = fasthttp.MethodGet // fasthttp leaves the body out of the answer
+	}
+	actor := who.Actor
 	body := ctx.PostBody()
-	seg := strings.Split(strings.Trim(string(ctx.Path()[len(pathAdmin):]), "/"), "/")
-	if seg[0] != "tenants" {
+	path := ctx.Path()[len(pathAdmin):]
+	if !utf8.Valid(path) || bytes.IndexByte(path, 0) >= 0 {
+		writeErrorCode(ctx, fasthttp.StatusBadRequest, domain.EINVALID, "path: must be UTF-8 without NUL characters")
+		return
+	}
+	seg := strings.Split(strings.Trim(string(path), "/"), "/")
+	switch seg[0] {
+	case "tenants":
+	case "tokens", "audit":
+		s.serveInstanceAdmin(ctx, actor, method, seg, body)
+		return
+	default:
 		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such admin endpoint")
 		return
 	}
@@ -53,7 +67,7 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		case fasthttp.MethodGet:
 			s.reply(ctx, 200)(a.Tenants(c))
 		case fasthttp.MethodPost:
-			s.reply(ctx, 201)(a.CreateTenant(c, adminActor, body))
+			s.reply(ctx, 201)(a.CreateTenant(c, actor, body))
 		default:
 			notAllowed(ctx, "GET, POST")
 		}
@@ -62,7 +76,7 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		case fasthttp.MethodGet:
 			s.reply(ctx, 200)(a.Tenant(c, seg[1]))
 		case fasthttp.MethodPatch:
-			s.reply(ctx, 200)(a.PatchTenant(c, adminActor, seg[1], body))
+			s.reply(ctx, 200)(a.PatchTenant(c, actor, seg[1], body))
 		default:
 			notAllowed(ctx, "GET, PATCH")
 		}
@@ -71,7 +85,7 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		case fasthttp.MethodGet:
 			s.reply(ctx, 200)(a.DefaultOwner(c, seg[1]))
 		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.SetDefaultOwner(c, adminActor, seg[1], body))
+			s.reply(ctx, 200)(a.SetDefaultOwner(c, actor, seg[1], body))
 		default:
 			notAllowed(ctx, "GET, PUT")
 		}
@@ -82,9 +96,9 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		case fasthttp.MethodGet:
 			s.reply(ctx, 200)(a.Employee(c, seg[1], seg[3]))
 		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.PutEmployee(c, adminActor, seg[1], seg[3], body))
+			s.reply(ctx, 200)(a.PutEmployee(c, actor, seg[1], seg[3], body))
 		case fasthttp.MethodDelete:
-			s.noContent(ctx, a.DeleteEmployee(c, adminActor, seg[1], seg[3]))
+			s.noContent(ctx, a.DeleteEmployee(c, actor, seg[1], seg[3]))
 		default:
 			notAllowed(ctx, "GET, PUT, DELETE")
 		}
@@ -95,9 +109,9 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		case fasthttp.MethodGet:
 			s.reply(ctx, 200)(a.Stop(c, seg[1], seg[3]))
 		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.PutStop(c, adminActor, seg[1], seg[3], body))
+			s.reply(ctx, 200)(a.PutStop(c, actor, seg[1], seg[3], body))
 		case fasthttp.MethodDelete:
-			s.noContent(ctx, a.DeleteStop(c, adminActor, seg[1], seg[3]))
+			s.noContent(ctx, a.DeleteStop(c, actor, seg[1], seg[3]))
 		default:
 			notAllowed(ctx, "GET, PUT, DELETE")
 		}
@@ -109,21 +123,23 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 				writeError(ctx, s.log, err)
 				return
 			}
-			s.reply(ctx, 200)(a.Import(c, adminActor, seg[1], format, body))
+			s.reply(ctx, 200)(a.Import(c, actor, seg[1], format, body))
 		})
 	case len(seg) == 3 && seg[2] == "integration":
 		switch method {
 		case fasthttp.MethodGet:
 			s.reply(ctx, 200)(a.Integration(c, seg[1]))
 		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.PutIntegration(c, adminActor, seg[1], body))
+			s.reply(ctx, 200)(a.PutIntegration(c, actor, seg[1], body))
 		default:
 			notAllowed(ctx, "GET, PUT")
 		}
 	case len(seg) == 4 && seg[2] == "integration" && (seg[3] == "activate" || seg[3] == "deactivate"):
 		s.only(ctx, fasthttp.MethodPost, func() {
-			s.reply(ctx, 200)(a.SetActive(c, adminActor, seg[1], seg[3] == "activate", body))
+			s.reply(ctx, 200)(a.SetActive(c, actor, seg[1], seg[3] == "activate", body))
 		})
+	case len(seg) == 4 && seg[2] == "secret" && seg[3] == "rotate":
+		s.only(ctx, fasthttp.MethodPost, func() { s.reply(ctx, 200)(a.RotateSecret(c, actor, seg[1], body)) })
 	case len(seg) == 3 && seg[2] == "crm-users":
 		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.CRMUsers(c, seg[1])) })
 	case len(seg) == 3 && seg[2] == "status":
@@ -140,6 +156,38 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		})
 	case len(seg) == 4 && seg[2] == "events":
 		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Event(c, seg[1], seg[3])) })
+	default:
+		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such admin endpoint")
+	}
+}
+
+// serveInstanceAdmin serves the admin calls that belong to no tenant:
+// admin tokens and the whole audit log.
+func (s *Server) serveInstanceAdmin(ctx *fasthttp.RequestCtx, actor, method string, seg []string, body []byte) {
+	if len(body) > maxAdminBodyBytes {
+		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 1 MiB")
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	a := s.admin
+	switch {
+	case len(seg) == 1 && seg[0] == "audit":
+		s.only(ctx, fasthttp.MethodGet, func() {
+			limit, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("limit")))
+			s.reply(ctx, 200)(a.AuditAll(c, limit))
+		})
+	case len(seg) == 1 && seg[0] == "tokens":
+		switch method {
+		case fasthttp.MethodGet:
+			s.reply(ctx, 200)(a.Tokens(c))
+		case fasthttp.MethodPost:
+			s.reply(ctx, 201)(a.CreateToken(c, actor, body))
+		default:
+			notAllowed(ctx, "GET, POST")
+		}
+	case len(seg) == 2 && seg[0] == "tokens":
+		s.only(ctx, fasthttp.MethodDelete, func() { s.noContent(ctx, a.RevokeToken(c, actor, seg[1])) })
 	default:
 		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such admin endpoint")
 	}
@@ -174,7 +222,11 @@ func (s *Server) noContent(ctx *fasthttp.RequestCtx, err error) {
 }
 
 func (s *Server) only(ctx *fasthttp.RequestCtx, method string, f func()) {
-	if string(ctx.Method()) != method {
+	m := string(ctx.Method())
+	if m == fasthttp.MethodHead {
+		m = fasthttp.MethodGet
+	}
+	if m != method {
 		notAllowed(ctx, method)
 		return
 	}

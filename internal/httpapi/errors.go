@@ -34,7 +34,9 @@ func statusOf(code string) int {
 // are logged with their detail and shown to the client as "internal error".
 func writeError(ctx *fasthttp.RequestCtx, log *zap.Logger, err error) {
 	code := domain.ErrorCode(err)
-	if code == domain.EINTERNAL {
+	// Unavailable (the store refuses writes: a full disk) needs ops as much
+	// as an internal error does.
+	if code == domain.EINTERNAL || code == domain.EUNAVAILABLE {
 		log.Error("request failed", zap.ByteString("path", ctx.Path()), zap.Error(err))
 	}
 	writeErrorCode(ctx, statusOf(code), code, domain.ErrorMessage(err))

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"context"
 	"net/url"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -61,18 +63,35 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
 	defer cancel()
 	in, err := events.Parse(contentType, query, body)
 	if err != nil {
-		if rerr := s.events.Reject(c, t.ID, domain.ErrorMessage(err), contentType, body); rerr != nil {
+		// The reason may quote the body; the one kept is the one answered.
+		code, reason := domain.ErrorCode(err), storableText(domain.ErrorMessage(err))
+		if rerr := s.events.Reject(c, t.ID, reason, storableText(contentType), body); rerr != nil {
 			s.log.Error("keep rejected event", zap.String("tenant", t.ID), zap.Error(rerr))
 		}
-		writeError(ctx, s.log, err)
+		writeErrorCode(ctx, statusOf(code), code, reason)
 		return
 	}
 	id, err := s.events.Store(c, t, in)
 	if err != nil {
 		s.log.Error("store call event", zap.String("tenant", t.ID), zap.Error(err))
-		writeErrorCode(ctx, fasthttp.StatusServiceUnavailable, domain.EUNAVAILABLE, "store: the event could not be stored; it was not accepted")
+		msg := "store: the event could not be stored; it was not accepted"
+		if domain.ErrorCode(err) == domain.EUNAVAILABLE {
+			// The store says why (a full disk), which ops need to hear.
+			msg = domain.ErrorMessage(err) + "; the event was not accepted"
+		}
+		writeErrorCode(ctx, fasthttp.StatusServiceUnavailable, domain.EUNAVAILABLE, msg)
 		return
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBodyString(`{"id":` + jsonString(id) + `}`)
+}
+
+// storableText returns s as valid UTF-8 without NUL bytes: PostgreSQL
+// refuses both in text, and a rejected body's reason and content type are
+// kept as text.
+func storableText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }

@@ -19,11 +19,11 @@ type flakyEvents struct {
 	down atomic.Bool
 }
 
-func (f *flakyEvents) InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func(context.Context, any) error) (string, bool, error) {
+func (f *flakyEvents) InsertEvents(ctx context.Context, evs []domain.CallEvent, enqueue func(context.Context, any, []domain.CallEvent) error) ([]store.Inserted, error) {
 	if f.down.Load() {
-		return "", false, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+		return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
 	}
-	return f.Events.InsertEvent(ctx, ev, enqueue)
+	return f.Events.InsertEvents(ctx, evs, enqueue)
 }
 
 // recordingQueue records the partitions whose jobs were enqueued, and
@@ -33,12 +33,12 @@ type recordingQueue struct {
 	parts []store.Partition
 }
 
-func (q *recordingQueue) EnqueueTx(_ context.Context, tx any, p store.Partition) error {
+func (q *recordingQueue) EnqueueTx(_ context.Context, tx any, parts []store.Partition) error {
 	if tx == nil {
 		return errors.New("no transaction")
 	}
 	q.mu.Lock()
-	q.parts = append(q.parts, p)
+	q.parts = append(q.parts, parts...)
 	q.mu.Unlock()
 	return nil
 }

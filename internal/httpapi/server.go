@@ -7,8 +7,10 @@ package httpapi
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"time"
 
@@ -46,7 +48,26 @@ type Config struct {
 	Log            *zap.Logger
 	// Now is the clock for request timing; time.Now when nil.
 	Now func() time.Time
+	// ReadTimeout bounds reading one request, headers and body, from its
+	// first byte (from the accept for a connection's first request), so a
+	// client that trickles it is cut; DefaultReadTimeout when zero.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response, so a client that does not
+	// read it is cut; DefaultWriteTimeout when zero.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request; DefaultIdleTimeout when zero.
+	IdleTimeout time.Duration
 }
+
+// Connection timeouts used when Config leaves them zero. A PBX sends a
+// route request of a few hundred bytes and its budget is 300 ms by
+// default, so seconds are generous for any honest client.
+const (
+	DefaultReadTimeout  = 5 * time.Second
+	DefaultWriteTimeout = 5 * time.Second
+	DefaultIdleTimeout  = 60 * time.Second
+)
 
 // Server holds the handlers' dependencies.
 type Server struct {
@@ -59,6 +80,8 @@ type Server struct {
 	adminHash [sha256.Size]byte
 	log       *zap.Logger
 	now       func() time.Time
+	// timeouts of the connections FastHTTP serves: read, write, idle.
+	timeouts [3]time.Duration
 }
 
 // New returns a Server. Register Decorate with the tenant registry so every
@@ -75,7 +98,21 @@ func New(cfg Config) *Server {
 	if s.ready == nil {
 		s.ready = func() bool { return true }
 	}
+	s.timeouts = [3]time.Duration{cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout}
+	for i, d := range [3]time.Duration{DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout} {
+		if s.timeouts[i] <= 0 {
+			s.timeouts[i] = d
+		}
+	}
 	return s
+}
+
+// FastHTTP returns a fasthttp server for s.Handler as NewFastHTTP makes it,
+// with the connection timeouts of s's Config.
+func (s *Server) FastHTTP() *fasthttp.Server {
+	hs := NewFastHTTP(s.Handler, s.log)
+	hs.ReadTimeout, hs.WriteTimeout, hs.IdleTimeout = s.timeouts[0], s.timeouts[1], s.timeouts[2]
+	return hs
 }
 
 // NewFastHTTP returns a fasthttp server for h with the timeouts and limits a
@@ -86,25 +123,52 @@ func NewFastHTTP(h fasthttp.RequestHandler, log *zap.Logger) *fasthttp.Server {
 		Handler:               h,
 		Name:                  "callrouter",
 		NoDefaultServerHeader: true,
-		ReadTimeout:           5 * time.Second,
-		WriteTimeout:          5 * time.Second,
-		IdleTimeout:           60 * time.Second,
+		ReadTimeout:           DefaultReadTimeout,
+		WriteTimeout:          DefaultWriteTimeout,
+		IdleTimeout:           DefaultIdleTimeout,
 		MaxRequestBodySize:    MaxBodyBytes,
-		CloseOnShutdown:       true,
-		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-				writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "body: larger than the server accepts")
-				return
-			}
-			writeErrorCode(ctx, fasthttp.StatusBadRequest, "invalid", "request: cannot be parsed")
-		},
-		Logger: zapPrintf{log},
+		// No endpoint takes multipart forms; pre-parsing one would spill
+		// large parts to temporary files and fail odd ones before a
+		// handler could answer.
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		ErrorHandler:                 serveReadError,
+		Logger:                       zapPrintf{log},
+	}
+}
+
+// serveReadError answers a request fasthttp could not read. A connection
+// that failed while a request was awaited (nothing sent before the read
+// timeout, a client trickling bytes, a reset) is closed without an answer,
+// as net/http does: fasthttp would otherwise write an error response, and
+// on a connection a client dialed but then kept idle in its pool that
+// answer arrives before any request ("Unsolicited response received on
+// idle HTTP channel"). Closing here makes fasthttp's own write fail
+// silently.
+func serveReadError(ctx *fasthttp.RequestCtx, err error) {
+	var opErr *net.OpError
+	var netErr net.Error
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &opErr) || errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, io.ErrUnexpectedEOF):
+		if c := ctx.Conn(); c != nil {
+			_ = c.Close() // the connection is being dropped; its error says nothing more
+		}
+	case errors.As(err, &small):
+		writeErrorCode(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, domain.ETOOLARGE, "headers: larger than the server accepts")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than the server accepts")
+	default:
+		writeErrorCode(ctx, fasthttp.StatusBadRequest, domain.EINVALID, "request: cannot be parsed")
 	}
 }
 
 type zapPrintf struct{ l *zap.Logger }
 
-func (z zapPrintf) Printf(format string, args ...any) { z.l.Sugar().Debugf(format, args...) }
+// Printf logs at debug level, with request secrets masked (see redactLog).
+func (z zapPrintf) Printf(format string, args ...any) {
+	z.l.Debug(redactLog(fmt.Sprintf(format, args...)))
+}
 
 var (
 	pathPBX     = []byte("/pbx/")
@@ -178,17 +242,6 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// checkAdmin checks the bearer token in constant time.
-func (s *Server) checkAdmin(ctx *fasthttp.RequestCtx) bool {
-	auth := ctx.Request.Header.Peek("Authorization")
-	const prefix = "Bearer "
-	if len(auth) <= len(prefix) || !bytes.EqualFold(auth[:len(prefix)], []byte(prefix)) {
-		return false
-	}
-	sum := sha256.Sum256(bytes.TrimSpace(auth[len(prefix):]))
-	return subtle.ConstantTimeCompare(sum[:], s.adminHash[:]) == 1
-}
-
 // Endpoints as counted in callrouter_http_requests_total.
 const (
 	epRoute = iota
@@ -203,7 +256,7 @@ const (
 
 var (
 	endpointNames = [numEndpoints]string{"route", "crm_webhook", "events", "admin", "health", "metrics", "other"}
-	statusCodes   = [...]int{200, 201, 204, 400, 401, 404, 405, 409, 413, 500, 503}
+	statusCodes   = [...]int{200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 500, 503}
 	// requestCounters is indexed by endpoint, then by position in statusCodes;
 	// the last column counts any other status.
 	requestCounters [numEndpoints][len(statusCodes) + 1]*metrics.Counter

@@ -55,8 +55,10 @@ func newEnv(t *testing.T) *env {
 	sum := sha256.Sum256([]byte(testAdminToken))
 	evs := &flakyEvents{Events: st}
 	q := &recordingQueue{}
+	ingest := events.NewIngest(evs, q, nil, 1)
+	t.Cleanup(ingest.Close)
 	srv := New(Config{Tenants: reg, Router: lookup.New(c, st, time.Second), Admin: admin.New(st, reg, c),
-		Events: events.NewIngest(evs, q, nil), Ready: c.Ready, AdminTokenHash: sum[:], Log: zap.NewNop()})
+		Events: ingest, Ready: c.Ready, AdminTokenHash: sum[:], Log: zap.NewNop()})
 	hs := NewFastHTTP(srv.Handler, zap.NewNop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

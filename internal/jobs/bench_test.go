@@ -39,7 +39,8 @@ func BenchmarkEventIngest(b *testing.B) {
 				b.Fatal(err)
 			}
 			t := reg.Lookup("acme")
-			g := events.NewIngest(st, r, nil)
+			g := events.NewIngest(st, r, nil, 4)
+			defer g.Close()
 			var seq atomic.Int64
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -1,9 +1,10 @@
 // Package jobs runs callrouter's background work on River, in the same way
-// on both store backends: CRM sync cycles are per-tenant jobs, unique while
-// pending or running, and a periodic job that only River's elected leader
-// inserts enqueues one for every active integration each interval. Jobs
-// live in the database, so a sync interrupted by a crash or a deploy is
-// picked up again by whichever instance is alive.
+// on both store backends: CRM sync cycles are per-tenant jobs, run by one
+// instance at a time under the tenant's sync lease, and a periodic job that
+// only River's elected leader inserts enqueues one for every active
+// integration each interval (unless one waits already). Jobs and sync
+// positions live in the database, so a sync interrupted by a crash or a
+// deploy is picked up again by whichever instance is alive.
 package jobs
 
 import (
@@ -21,7 +22,6 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
-	"github.com/riverqueue/river/rivertype"
 	"go.uber.org/zap"
 
 	"github.com/callrouter/callrouter/internal/crm"
@@ -38,20 +38,35 @@ type SyncArgs struct {
 // Kind implements river.JobArgs.
 func (SyncArgs) Kind() string { return "crm_sync" }
 
-// InsertOpts makes sync jobs unique per tenant while one is waiting or
-// running, so ticks, kicks and continuations never pile up. Completed jobs
-// are left out of the uniqueness check (River's default includes them), or
-// a tenant would get one cycle per job retention period.
+// InsertOpts: sync jobs are not unique in River (see leasedSync: a job
+// left running by a killed instance would block its tenant's sync for an
+// hour); the sync lease keeps two cycles of a tenant from running at once,
+// and the tick adds no job for a tenant that has one waiting.
 func (SyncArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: queueCRM, MaxAttempts: 10, UniqueOpts: river.UniqueOpts{ByArgs: true,
-		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
-			rivertype.JobStateRunning, rivertype.JobStateScheduled}}}
+	return river.InsertOpts{Queue: queueCRM, MaxAttempts: 10}
 }
 
-// EventArgs drains the waiting call events of one client of one tenant.
+// EventArgs drains the waiting call events of some clients of one tenant.
+// One job carries the clients of one group commit (up to
+// partitionsPerJob), because a River insert per client cost more than the
+// rest of storing an event.
 type EventArgs struct {
 	TenantID  string `json:"tenant_id"`
-	Partition string `json:"partition"`
+	Partition string `json:"partition,omitempty"`
+	// Partitions are more clients to drain, in order.
+	Partitions []string `json:"partitions,omitempty"`
+}
+
+// partitionsPerJob bounds one event job, so a large batch still spreads
+// over workers and instances.
+const partitionsPerJob = 32
+
+// partitions returns every client the job drains.
+func (a EventArgs) partitions() []string {
+	if a.Partition == "" {
+		return a.Partitions
+	}
+	return append([]string{a.Partition}, a.Partitions...)
 }
 
 // Kind implements river.JobArgs.
@@ -114,6 +129,15 @@ type Config struct {
 	SweepInterval time.Duration
 	SweepAge      time.Duration
 	Log           *zap.Logger
+	// Instance names this instance: River's client id (river_leader and
+	// attempted_by show it) and the holder of its sync leases. River makes
+	// one up when empty.
+	Instance string
+	// Leases, when set, make one instance at a time run a tenant's sync
+	// cycle; SyncLeaseTTL (default 10s) is how soon a survivor takes over
+	// the sync of a crashed instance.
+	Leases       store.SyncLeases
+	SyncLeaseTTL time.Duration
 }
 
 func (c *Config) defaults() {
@@ -141,6 +165,9 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = zap.NewNop()
 	}
+	if c.SyncLeaseTTL <= 0 {
+		c.SyncLeaseTTL = 10 * time.Second
+	}
 }
 
 // Runner is a started or startable River client with callrouter's workers.
@@ -148,7 +175,7 @@ type Runner struct {
 	start    func(context.Context) error
 	stop     func(context.Context) error
 	insert   func(context.Context, river.JobArgs) error
-	insertTx func(ctx context.Context, tx any, a river.JobArgs) error
+	insertTx func(ctx context.Context, tx any, as []river.JobArgs) error
 	log      *zap.Logger
 }
 
@@ -179,15 +206,19 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 	var client *river.Client[TTx]
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[SyncArgs]) error {
-		return syncJob(ctx, cfg, job.Args.TenantID)
+		return leasedSync(ctx, cfg, job.ID, job.Args.TenantID)
 	}))
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, _ *river.Job[tickArgs]) error {
 		ins, err := cfg.Store.ListIntegrations(ctx)
 		if err != nil {
 			return fmt.Errorf("list integrations: %w", err)
 		}
+		waiting, err := waitingSyncs(ctx, client)
+		if err != nil {
+			return err
+		}
 		for _, in := range ins {
-			if in.State != store.IntegrationActive {
+			if in.State != store.IntegrationActive || waiting[in.TenantID] {
 				continue
 			}
 			if _, err := client.Insert(ctx, SyncArgs{TenantID: in.TenantID}, nil); err != nil {
@@ -206,11 +237,7 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 	if cfg.Events != nil {
 		queues[queueEvents] = river.QueueConfig{MaxWorkers: cfg.EventWorkers}
 		river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[EventArgs]) error {
-			err := cfg.Events.Drain(ctx, job.Args.TenantID, job.Args.Partition)
-			if errors.Is(err, events.ErrBusy) {
-				return river.JobSnooze(time.Second)
-			}
-			return err
+			return drainAll(ctx, cfg.Events, job.Args)
 		}))
 		river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, _ *river.Job[sweepArgs]) error {
 			return sweep(ctx, cfg, func(ctx context.Context, a river.JobArgs) error {
@@ -223,6 +250,7 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 			&river.PeriodicJobOpts{RunOnStart: true}))
 	}
 	client, err = river.NewClient(driver, &river.Config{
+		ID:                cfg.Instance,
 		Logger:            logger,
 		FetchPollInterval: cfg.PollInterval,
 		JobTimeout:        15 * time.Minute,
@@ -240,12 +268,20 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 			_, err := client.Insert(ctx, a, nil)
 			return err
 		},
-		insertTx: func(ctx context.Context, tx any, a river.JobArgs) error {
+		insertTx: func(ctx context.Context, tx any, as []river.JobArgs) error {
 			t, ok := tx.(TTx)
 			if !ok {
 				return fmt.Errorf("jobs: enqueue in a %T transaction, want %T", tx, *new(TTx))
 			}
-			_, err := client.InsertTx(ctx, t, a, nil)
+			if len(as) == 1 {
+				_, err := client.InsertTx(ctx, t, as[0], nil)
+				return err
+			}
+			params := make([]river.InsertManyParams, len(as))
+			for i, a := range as {
+				params[i].Args = a
+			}
+			_, err := client.InsertManyTx(ctx, t, params)
 			return err
 		},
 		log: cfg.Log,
@@ -286,11 +322,58 @@ func sweep(ctx context.Context, cfg Config, insert func(context.Context, river.J
 	return nil
 }
 
-// EnqueueTx inserts the job of an event partition in tx, the store's open
-// transaction (*sql.Tx on SQLite, pgx.Tx on PostgreSQL), so the event and
-// its job commit together.
-func (r *Runner) EnqueueTx(ctx context.Context, tx any, p store.Partition) error {
-	return r.insertTx(ctx, tx, EventArgs{TenantID: p.TenantID, Partition: p.Partition})
+// EnqueueTx inserts the jobs of event partitions in tx, the store's open
+// transaction (*sql.Tx on SQLite, pgx.Tx on PostgreSQL), so the events and
+// their jobs commit together. Errors come from River.
+func (r *Runner) EnqueueTx(ctx context.Context, tx any, parts []store.Partition) error {
+	return r.insertTx(ctx, tx, eventJobs(parts))
+}
+
+// eventJobs groups partitions into jobs per tenant, at most
+// partitionsPerJob each, keeping their order.
+func eventJobs(parts []store.Partition) []river.JobArgs {
+	var (
+		jobs []river.JobArgs
+		open = map[string]int{} // tenant → index of its job being filled
+	)
+	for _, p := range parts {
+		i, ok := open[p.TenantID]
+		if !ok || len(jobs[i].(EventArgs).Partitions) == partitionsPerJob {
+			i = len(jobs)
+			open[p.TenantID] = i
+			jobs = append(jobs, EventArgs{TenantID: p.TenantID})
+		}
+		a := jobs[i].(EventArgs)
+		a.Partitions = append(a.Partitions, p.Partition)
+		jobs[i] = a
+	}
+	return jobs
+}
+
+// drainAll drains each of a job's partitions. A partition whose lease is
+// taken (another drain runs) snoozes the job a second, after the others
+// are done; draining a finished partition again costs one query. Other
+// errors are returned after the other partitions had their turn, for
+// River to retry.
+func drainAll(ctx context.Context, d Drainer, a EventArgs) error {
+	var busy bool
+	var first error
+	for _, p := range a.partitions() {
+		err := d.Drain(ctx, a.TenantID, p)
+		switch {
+		case errors.Is(err, events.ErrBusy):
+			busy = true
+		case err != nil && first == nil:
+			first = err
+		}
+	}
+	if first != nil {
+		return first
+	}
+	if busy {
+		return river.JobSnooze(time.Second)
+	}
+	return nil
 }
 
 // Enqueue inserts the job of an event partition (after a resend).

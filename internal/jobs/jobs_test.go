@@ -63,8 +63,9 @@ func TestRiverSyncsActiveIntegrations(t *testing.T) {
 			key := make([]byte, secret.KeySize)
 			rand.Read(key)
 			box, _ := secret.New(key)
-			engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box})
-			svc := admin.New(st, reg, c, admin.WithCRMs(engine))
+			engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
+				Deps: crm.Deps{Transport: crm.NewTransport(true)}}) // the fakes listen on loopback
+			svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
 			for _, id := range []string{"acme", "idle"} {
 				if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"`+id+`","default_country":"UA"}`)); err != nil {
 					t.Fatal(err)

@@ -4,6 +4,7 @@
 package secret
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -15,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/callrouter/callrouter/internal/domain"
 )
 
 // KeySize is the length of a key in bytes.
@@ -54,8 +57,9 @@ func (b *Box) Seal(plaintext, aad []byte) []byte {
 }
 
 // ErrOpen is returned for a value that does not open with this key and aad:
-// tampered with, moved, or sealed under another key.
-var ErrOpen = errors.New("secret: cannot decrypt (wrong key or tampered value)")
+// tampered with, moved, or sealed under another key. Its text names the
+// key, since a changed key is the usual cause.
+var ErrOpen = errors.New("secret: cannot decrypt: ROUTER_SECRET_KEY (or the secret.key file) is not the key this value was sealed with, or the value was tampered with")
 
 // Open decrypts what Seal returned for the same aad. ErrOpen otherwise.
 func (b *Box) Open(sealed, aad []byte) ([]byte, error) {
@@ -118,4 +122,46 @@ func LoadOrCreateKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("write secret key file: %w", err)
 	}
 	return k, nil
+}
+
+// Meta is the part of the store VerifyKey keeps its check value in.
+type Meta interface {
+	GetMeta(ctx context.Context, key string) (string, error)
+	SetMetaIfAbsent(ctx context.Context, key, value string) (bool, error)
+}
+
+// metaKeyCheck holds a value sealed with the key in use, so a start with
+// another key is caught before anything is sealed or opened with it.
+const metaKeyCheck = "secret_key_check"
+
+var checkAAD = []byte("callrouter key check")
+
+// VerifyKey checks that b's key is the one the store's secrets were sealed
+// with, by opening a check value the first start stored (and storing it
+// when there is none). It returns an error naming ROUTER_SECRET_KEY when
+// the key differs, and the store's errors wrapped.
+func VerifyKey(ctx context.Context, b *Box, meta Meta) error {
+	for attempt := 0; attempt < 3; attempt++ {
+		v, err := meta.GetMeta(ctx, metaKeyCheck)
+		if err == nil {
+			sealed, derr := base64.StdEncoding.DecodeString(v)
+			if derr != nil {
+				return fmt.Errorf("secret key check: stored check value is corrupt: %w", derr)
+			}
+			if _, err := b.Open(sealed, checkAAD); err != nil {
+				return errors.New("ROUTER_SECRET_KEY: this is not the key the stored CRM credentials were sealed with " +
+					"(instances sharing a database must share one key; a lost key means reconnecting every CRM)")
+			}
+			return nil
+		}
+		if domain.ErrorCode(err) != domain.ENOTFOUND {
+			return fmt.Errorf("secret key check: %w", err)
+		}
+		sealed := b.Seal([]byte("ok"), checkAAD)
+		if _, err := meta.SetMetaIfAbsent(ctx, metaKeyCheck, base64.StdEncoding.EncodeToString(sealed)); err != nil {
+			return fmt.Errorf("secret key check: %w", err)
+		}
+		// Read it back: another instance may have stored its own first.
+	}
+	return errors.New("secret key check: the check value could not be stored")
 }

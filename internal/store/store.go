@@ -1,5 +1,6 @@
 // Package store defines callrouter's storage: tenants, employees, the stop
-// list, the phone index, the admin audit log and instance metadata. The
+// list, the phone index, the admin audit log, admin tokens and instance
+// metadata. The
 // sqlite and postgres subpackages implement it; storetest holds the one
 // conformance suite both must pass.
 //
@@ -27,6 +28,8 @@ type Store interface {
 	Meta
 	Integrations
 	Events
+	Security
+	SyncLeases
 	// Close releases the connections.
 	Close() error
 }
@@ -193,14 +196,16 @@ type Meta interface {
 // Events stores call events, the bodies the events endpoint rejected, and
 // the CRM writes the events made.
 type Events interface {
-	// InsertEvent stores ev (ID, ReceivedAt and State are set by the store)
-	// unless the tenant already has an event with its UniqueID and Kind, and
-	// then calls enqueue inside the same transaction, so the job that will
-	// process the event commits with it or not at all. It returns the
-	// stored event's id and whether this call stored it; a duplicate returns
-	// the first one's id and calls nothing. ENOTFOUND if the tenant does not
-	// exist; enqueue's error aborts the transaction and is returned.
-	InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func(ctx context.Context, tx any) error) (id string, created bool, err error)
+	// InsertEvents stores evs (ID, ReceivedAt and State are set by the
+	// store) in one transaction, each unless its tenant already has an event
+	// with its UniqueID and Kind, an earlier one of evs included. It then
+	// calls enqueue inside the same transaction with the events this call
+	// stored, in order, so the jobs that will process them commit with them
+	// or not at all; enqueue is not called when nothing was stored. It
+	// returns, for each of evs, the stored event's id and whether this call
+	// stored it (a duplicate gets the first one's id). ENOTFOUND if a tenant
+	// does not exist; on any error, enqueue's included, nothing is stored.
+	InsertEvents(ctx context.Context, evs []domain.CallEvent, enqueue func(ctx context.Context, tx any, stored []domain.CallEvent) error) ([]Inserted, error)
 	// Event returns one event. ENOTFOUND.
 	Event(ctx context.Context, tenantID, id string) (domain.CallEvent, error)
 	// NextEvent returns the oldest waiting event of a tenant's partition.
@@ -249,10 +254,92 @@ type Partition struct {
 	Partition string
 }
 
+// Inserted is what InsertEvents did with one event.
+type Inserted struct {
+	ID      string
+	Created bool
+}
+
 // NewID returns a random identifier for stored rows such as call events:
 // 32 hex digits, unguessable, so an id says nothing about volume.
 func NewID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
 	return hex.EncodeToString(b[:])
+}
+
+// Admin token scopes.
+const (
+	ScopeRead  = "read"  // GET and HEAD on the admin API
+	ScopeAdmin = "admin" // everything
+)
+
+// AdminToken is an admin API token as stored: its SHA-256, never the token.
+type AdminToken struct {
+	ID        string
+	Name      string
+	Scope     string // ScopeRead or ScopeAdmin
+	Hash      []byte // SHA-256 of the token
+	CreatedAt time.Time
+	RevokedAt time.Time // zero while the token is valid
+}
+
+// Security stores what guards the endpoints: webhook secret rotations and
+// admin tokens.
+type Security interface {
+	// RotateTenantSecret makes newHash the tenant's webhook secret hash and
+	// keeps the hash it replaces as the previous secret, accepted until
+	// prevUntil; a zero prevUntil keeps no previous secret. It sets
+	// UpdatedAt. ENOTFOUND if the tenant does not exist.
+	RotateTenantSecret(ctx context.Context, tenantID string, newHash []byte, prevUntil time.Time) error
+	// CreateAdminToken stores tok with CreatedAt set to the store's clock
+	// and returns it as stored. ECONFLICT if its id or hash exists.
+	CreateAdminToken(ctx context.Context, tok AdminToken) (AdminToken, error)
+	// AdminTokenByHash returns the token whose hash is hash, revoked or
+	// not. ENOTFOUND if none.
+	AdminTokenByHash(ctx context.Context, hash []byte) (AdminToken, error)
+	// ListAdminTokens returns every token, revoked ones too, oldest first.
+	ListAdminTokens(ctx context.Context) ([]AdminToken, error)
+	// RevokeAdminToken marks a token revoked at the store's clock and
+	// returns it; revoking a revoked token keeps its first RevokedAt.
+	// ENOTFOUND if absent.
+	RevokeAdminToken(ctx context.Context, id string) (AdminToken, error)
+}
+
+// Scale-out: several instances on one database.
+
+// SyncLeases make one instance at a time run a tenant's CRM sync cycle,
+// whichever instance's job queue picked the cycle up; a crashed holder's
+// lease runs out, so a survivor resumes the sync from its stored position.
+type SyncLeases interface {
+	// LeaseSync makes holder the one syncing the tenant's CRM for ttl, if
+	// nobody else holds an unexpired lease, and reports whether it does; a
+	// holder renews its own lease the same way. ENOTFOUND if the tenant does
+	// not exist.
+	LeaseSync(ctx context.Context, tenantID, holder string, ttl time.Duration) (bool, error)
+	// ReleaseSync ends holder's lease; someone else's is left alone.
+	ReleaseSync(ctx context.Context, tenantID, holder string) error
+}
+
+// ChangeLog is an ordered log of change announcements (cache keys and
+// configuration to reload) for instances that share a database that cannot
+// notify them (SQLite; PostgreSQL uses LISTEN/NOTIFY). Readers poll it.
+type ChangeLog interface {
+	// AppendChanges appends payloads in order, in one transaction.
+	AppendChanges(ctx context.Context, payloads []string) error
+	// ChangesAfter returns up to limit entries with Seq > after, in order.
+	ChangesAfter(ctx context.Context, after int64, limit int) ([]LoggedChange, error)
+	// LastChange returns the Seq of the newest entry, 0 when the log has
+	// never had one.
+	LastChange(ctx context.Context) (int64, error)
+	// TrimChanges removes the entries appended before before. Seqs are never
+	// reused, so a reader that finds a gap after its position knows it
+	// missed trimmed entries.
+	TrimChanges(ctx context.Context, before time.Time) error
+}
+
+// LoggedChange is one entry of a ChangeLog.
+type LoggedChange struct {
+	Seq     int64
+	Payload string
 }

@@ -51,13 +51,37 @@ type Config struct {
 	Ext any
 
 	secretHash [sha256.Size]byte
+	// prevHash is the secret a rotation replaced, accepted while now() is
+	// before prevUntil; hasPrev is 1 when there is one (an int, to take
+	// part in the constant-time comparison).
+	prevHash  [sha256.Size]byte
+	prevUntil time.Time
+	hasPrev   int
+	now       func() time.Time
 }
 
-// CheckKey reports whether key is the tenant's webhook secret, in constant
-// time. It does not allocate.
+// CheckKey reports whether key is the tenant's webhook secret, or the
+// secret a rotation replaced while its grace period lasts. Both hashes are
+// compared in constant time, whichever matches. It does not allocate.
 func (c *Config) CheckKey(key []byte) bool {
 	sum := sha256.Sum256(key)
-	return subtle.ConstantTimeCompare(sum[:], c.secretHash[:]) == 1
+	cur := subtle.ConstantTimeCompare(sum[:], c.secretHash[:])
+	prev := subtle.ConstantTimeCompare(sum[:], c.prevHash[:]) & c.hasPrev
+	if cur == 1 {
+		return true
+	}
+	// The clock is read only for a key that is not the current secret,
+	// which keeps it off the hot path of every accepted request.
+	return prev == 1 && c.now().Before(c.prevUntil)
+}
+
+// PreviousSecretUntil returns when the secret the last rotation replaced
+// stops being accepted; zero when there is none.
+func (c *Config) PreviousSecretUntil() time.Time {
+	if c.hasPrev == 0 {
+		return time.Time{}
+	}
+	return c.prevUntil
 }
 
 // HashSecret returns the stored form of a webhook secret.
@@ -67,6 +91,8 @@ func HashSecret(secret string) []byte {
 }
 
 // Build derives a Config from a tenant, its employees and its stop list.
+// The previous secret's grace period is judged by time.Now; a Registry
+// uses its own clock.
 func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *Config {
 	s := t.Settings
 	s.Normalize()
@@ -82,11 +108,16 @@ func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *C
 		DefaultOwner:      t.DefaultOwner,
 		Stops:             make(map[string]struct{}, len(stops)),
 		Staff:             make(map[string]string, 2*len(emps)),
+		now:               time.Now,
 	}
 	if r, ok := phone.RegionFor(s.DefaultCountry); ok {
 		c.Region = r
 	}
 	copy(c.secretHash[:], t.SecretHash)
+	if len(t.PrevSecretHash) > 0 && !t.PrevSecretUntil.IsZero() {
+		copy(c.prevHash[:], t.PrevSecretHash)
+		c.prevUntil, c.hasPrev = t.PrevSecretUntil, 1
+	}
 	for _, e := range emps {
 		if target := e.Target(); target != "" {
 			c.Targets[e.CRMUserID] = target
@@ -115,15 +146,26 @@ type Source interface {
 type Registry struct {
 	src      Source
 	decorate func(*Config)
+	now      func() time.Time
 
 	mu  sync.Mutex // serializes rebuilds so a slow reload cannot undo a newer one
 	cur atomic.Pointer[map[string]*Config]
 }
 
+// Option configures a Registry.
+type Option func(*Registry)
+
+// WithNow sets the clock that decides whether a replaced webhook secret is
+// still in its grace period (time.Now by default).
+func WithNow(now func() time.Time) Option { return func(r *Registry) { r.now = now } }
+
 // NewRegistry returns an empty registry reading from src. decorate, when not
 // nil, is called on every Config before it is published.
-func NewRegistry(src Source, decorate func(*Config)) *Registry {
-	r := &Registry{src: src, decorate: decorate}
+func NewRegistry(src Source, decorate func(*Config), opts ...Option) *Registry {
+	r := &Registry{src: src, decorate: decorate, now: time.Now}
+	for _, o := range opts {
+		o(r)
+	}
 	m := map[string]*Config{}
 	r.cur.Store(&m)
 	return r
@@ -204,6 +246,7 @@ func (r *Registry) build(ctx context.Context, t domain.Tenant) (*Config, error) 
 		return nil, fmt.Errorf("load stop list of %s: %w", t.ID, err)
 	}
 	c := Build(t, emps, stops)
+	c.now = r.now
 	if r.decorate != nil {
 		r.decorate(c)
 	}

@@ -502,7 +502,7 @@ func TestUsers(t *testing.T) {
 	}
 	f.SetUsers(users)
 	// Long-lived token, and a base URL pasted with the API path.
-	src, err := amocrm.New(crm.Config{BaseURL: f.URL() + "/api/v4/", Creds: f.LongLivedCreds()}, crm.Deps{})
+	src, err := amocrm.New(crm.Config{BaseURL: f.URL() + "/api/v4/", Creds: f.LongLivedCreds()}, crm.Deps{Transport: crm.NewTransport(true)})
 	if err != nil {
 		t.Fatal(err)
 	}

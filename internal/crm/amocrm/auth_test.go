@@ -79,7 +79,7 @@ func TestRefreshBeforeExpiry(t *testing.T) {
 	// the next refresh works, while the old token is refused.
 	e.fake.ExpireAccessTokens()
 	restarted, err := amocrm.New(crm.Config{BaseURL: e.fake.URL(), Creds: e.fake.RefreshOnlyCreds()},
-		crm.Deps{Tokens: e.store, Sleep: e.sleep.Sleep, Now: e.clock.Now})
+		crm.Deps{Tokens: e.store, Sleep: e.sleep.Sleep, Now: e.clock.Now, Transport: crm.NewTransport(true)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestRefreshBeforeExpiry(t *testing.T) {
 		t.Errorf("after a restart: %v, refreshes = %d; want the stored refresh token traded", err, e.fake.Refreshes())
 	}
 	stale, err := amocrm.New(crm.Config{BaseURL: e.fake.URL(), Creds: e.fake.RefreshOnlyCreds()},
-		crm.Deps{Tokens: crmtest.NewTokenStore(seeded), Sleep: e.sleep.Sleep, Now: e.clock.Now})
+		crm.Deps{Tokens: crmtest.NewTokenStore(seeded), Sleep: e.sleep.Sleep, Now: e.clock.Now, Transport: crm.NewTransport(true)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func (e *env) connect(t *testing.T, creds json.RawMessage) {
 	if err := amocrm.Adapter.Check(creds); err != nil {
 		t.Fatalf("Check(fake creds): %v", err)
 	}
-	deps := crm.Deps{Sleep: e.sleep.Sleep, Now: e.clock.Now}
+	deps := crm.Deps{Sleep: e.sleep.Sleep, Now: e.clock.Now, Transport: crm.NewTransport(true)}
 	e.store = nil
 	if tok, ok := amocrm.Adapter.Seed(creds); ok {
 		e.store = crmtest.NewTokenStore(tok)

@@ -144,8 +144,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/domain"
 )
@@ -221,7 +219,7 @@ type Source struct {
 	http *crm.HTTP
 	// tel limits the telephony methods, which retailCRM counts apart from
 	// the rest of the API.
-	tel *rate.Limiter
+	tel *crm.Limiter
 	now func() time.Time
 	// site is the store code creates are sent with; "" lets retailCRM
 	// use the key's only store.

@@ -30,7 +30,7 @@ func connect(t *testing.T, f *retailcrmfake.Server) (crm.Source, *crmtest.NoSlee
 func connectWith(t *testing.T, baseURL string, creds json.RawMessage) (crm.Source, *crmtest.NoSleep) {
 	t.Helper()
 	ns := &crmtest.NoSleep{}
-	src, err := retailcrm.Adapter.New(crm.Config{CRM: "retailcrm", BaseURL: baseURL, Creds: creds}, crm.Deps{Sleep: ns.Sleep})
+	src, err := retailcrm.Adapter.New(crm.Config{CRM: "retailcrm", BaseURL: baseURL, Creds: creds}, crm.Deps{Sleep: ns.Sleep, Transport: crm.NewTransport(true)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -73,7 +73,7 @@ func newEnv(t *testing.T, creds func(*uspacyfake.Server) json.RawMessage) *env {
 func (e *env) connect(t *testing.T) crm.Source {
 	t.Helper()
 	src, err := uspacy.Adapter.New(crm.Config{CRM: "uspacy", BaseURL: e.fake.URL(), Creds: e.creds},
-		crm.Deps{Tokens: e.store, Now: e.clock.Now, Sleep: e.sleep.Sleep})
+		crm.Deps{Tokens: e.store, Now: e.clock.Now, Sleep: e.sleep.Sleep, Transport: crm.NewTransport(true)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

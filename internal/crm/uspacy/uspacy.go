@@ -125,8 +125,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/domain"
 )
@@ -222,7 +220,7 @@ var _ crm.Source = (*source)(nil)
 type source struct {
 	api   *crm.HTTP // CRM calls, with the bearer token
 	auth  *crm.HTTP // sign-in and refresh, which carry their own credentials
-	lim   *rate.Limiter
+	lim   *crm.Limiter
 	creds Credentials
 	now   func() time.Time
 }
@@ -241,9 +239,9 @@ func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
 	s := &source{
 		creds: c,
 		now:   deps.Now,
-		// One limiter for every request, CRM calls (through limitedAuth)
-		// and token calls alike: a refresh in the middle of a sync counts
-		// against the same account limit as the sync.
+		// One limiter for every request, CRM calls and token calls alike:
+		// a refresh in the middle of a sync counts against the same
+		// account limit as the sync.
 		lim: deps.Limiter("api", rps),
 	}
 	if s.now == nil {
@@ -251,7 +249,7 @@ func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
 	}
 	oauth := crm.NewOAuth(deps.Tokens, s.refresh, nil, time.Minute, deps.Now)
 	s.api, err = crm.NewHTTP(crm.HTTPConfig{
-		CRM: name, BaseURL: cfg.BaseURL, Auth: limitedAuth{oauth, s.lim}, ErrorText: errorText,
+		CRM: name, BaseURL: cfg.BaseURL, Auth: oauth, Limiter: s.lim, ErrorText: errorText,
 		Transport: deps.Transport, Sleep: deps.Sleep,
 	})
 	if err != nil {
@@ -276,34 +274,9 @@ func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
 	return s, nil
 }
 
-// get sends a GET; limitedAuth keeps it to the account's rate.
+// get sends a GET, within the account's rate.
 func (s *source) get(ctx context.Context, path string, q url.Values) (*crm.Response, error) {
 	return s.api.Do(ctx, crm.Request{Method: http.MethodGet, Path: path, Query: q})
-}
-
-// limitedAuth authorizes a request and then waits for its turn under the
-// account's rate limit, so that the request leaves right after its turn.
-// crm.HTTP waits for the limit before authorizing; a request that then
-// blocks in Authorize (on a refresh, its own or another caller's) would go
-// out late, bunched with the requests that took the following turns, and a
-// CRM counting per second would see more than the limit.
-type limitedAuth struct {
-	*crm.OAuth
-	lim *rate.Limiter
-}
-
-// Authorize sets the access token on req, refreshing it first if needed,
-// and then waits for the rate limit. Errors: those of crm.OAuth.Authorize,
-// or the context's when it ends while waiting.
-func (a limitedAuth) Authorize(ctx context.Context, req *http.Request) (string, error) {
-	tok, err := a.OAuth.Authorize(ctx, req)
-	if err != nil {
-		return "", err
-	}
-	if err := a.lim.Wait(ctx); err != nil {
-		return "", err
-	}
-	return tok, nil
 }
 
 // serverTime returns the CRM's clock from an answer's Date header, our own

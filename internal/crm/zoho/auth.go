@@ -32,6 +32,10 @@ type refresher struct {
 }
 
 func newRefresher(c Credentials, transport http.RoundTripper, now func() time.Time) *refresher {
+	if transport == nil {
+		// accounts_url comes from the credentials: guard it like base URLs.
+		transport = crm.NewTransport(false)
+	}
 	return &refresher{
 		endpoint:     c.AccountsURL + "/oauth/v2/token",
 		clientID:     c.ClientID,

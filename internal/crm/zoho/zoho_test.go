@@ -56,7 +56,7 @@ func setup(t *testing.T) *env {
 	}
 	e.store = crmtest.NewTokenStore(tok)
 	src, err := zoho.Adapter.New(crm.Config{CRM: "zoho", BaseURL: e.fake.URL(), Creds: e.fake.Creds()},
-		crm.Deps{Tokens: e.store, Sleep: e.sleep.Sleep, Now: e.clock.Now})
+		crm.Deps{Tokens: e.store, Sleep: e.sleep.Sleep, Now: e.clock.Now, Transport: crm.NewTransport(true)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -758,7 +758,7 @@ func TestBadClientSecret(t *testing.T) {
 	// The first request refreshes before it is sent (no access token yet).
 	// NoSleep: crm.HTTP currently retries an Authorize error like a
 	// transport error, with backoff.
-	src, err := zoho.New(crm.Config{BaseURL: e.fake.URL(), Creds: b}, crm.Deps{Tokens: e.store, Now: e.clock.Now, Sleep: e.sleep.Sleep})
+	src, err := zoho.New(crm.Config{BaseURL: e.fake.URL(), Creds: b}, crm.Deps{Tokens: e.store, Now: e.clock.Now, Sleep: e.sleep.Sleep, Transport: crm.NewTransport(true)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -856,7 +856,7 @@ func TestFakeIsAFake(t *testing.T) {
 	var f crmtest.Fake = zohofake.New(t)
 	f.Put(crm.Entity{Kind: domain.KindContact, ID: "c1", Name: "Jane", Phones: []string{"+380501234567"}, OwnerID: "u1", Open: true})
 	tok, _ := zoho.Seed(f.Creds())
-	src, err := zoho.Adapter.New(crm.Config{CRM: "zoho", BaseURL: f.URL(), Creds: f.Creds()}, crm.Deps{Tokens: crmtest.NewTokenStore(tok)})
+	src, err := zoho.Adapter.New(crm.Config{CRM: "zoho", BaseURL: f.URL(), Creds: f.Creds()}, crm.Deps{Tokens: crmtest.NewTokenStore(tok), Transport: crm.NewTransport(true)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,44 +15,81 @@ import (
 
 const eventColumns = `id, tenant_id, unique_id, kind, partition, fields, received_at, state, note, attempts, retry_at, processed_at`
 
-// InsertEvent stores ev unless its (tenant, uniqueid, kind) is stored, and
-// calls enqueue with the pgx.Tx of the insert. ENOTFOUND for an unknown
-// tenant.
-func (db *DB) InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func(ctx context.Context, tx any) error) (string, bool, error) {
-	fields, err := json.Marshal(ev.Fields)
-	if err != nil {
-		return "", false, fmt.Errorf("postgres: encode event fields: %w", err)
+// InsertEvents stores each of evs unless its (tenant, uniqueid, kind) is
+// stored, in one transaction, and calls enqueue with its pgx.Tx and the
+// events stored. The inserts travel in one batch, one round trip, and the
+// ids of duplicates in a second. ENOTFOUND for an unknown tenant.
+func (db *DB) InsertEvents(ctx context.Context, evs []domain.CallEvent, enqueue func(ctx context.Context, tx any, stored []domain.CallEvent) error) ([]store.Inserted, error) {
+	if len(evs) == 0 {
+		return nil, nil
 	}
-	if ev.ID == "" {
-		ev.ID = store.NewID()
-	}
-	var (
-		id      string
-		created bool
-	)
-	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO call_events (`+eventColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'waiting', '', 0, $7, NULL)
-			ON CONFLICT (tenant_id, unique_id, kind) DO NOTHING RETURNING id`,
-			ev.ID, ev.TenantID, ev.UniqueID, string(ev.Kind), ev.Partition, string(fields),
-			db.stampOr(ev.ReceivedAt)).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return tx.QueryRow(ctx, `SELECT id FROM call_events WHERE tenant_id = $1 AND unique_id = $2 AND kind = $3`,
-				ev.TenantID, ev.UniqueID, string(ev.Kind)).Scan(&id)
+	out := make([]store.Inserted, len(evs))
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		evs := append([]domain.CallEvent(nil), evs...)
+		var b pgx.Batch
+		for i := range evs {
+			fields, err := json.Marshal(evs[i].Fields)
+			if err != nil {
+				return fmt.Errorf("encode event fields: %w", err)
+			}
+			if evs[i].ID == "" {
+				evs[i].ID = store.NewID()
+			}
+			ev := evs[i]
+			b.Queue(`INSERT INTO call_events (`+eventColumns+`)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, 'waiting', '', 0, $7, NULL)
+				ON CONFLICT (tenant_id, unique_id, kind) DO NOTHING RETURNING id`,
+				ev.ID, ev.TenantID, ev.UniqueID, string(ev.Kind), ev.Partition, string(fields), db.stampOr(ev.ReceivedAt))
 		}
-		if err != nil {
+		res := tx.SendBatch(ctx, &b)
+		var dups []int
+		for i := range evs {
+			err := res.QueryRow().Scan(&out[i].ID)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				dups = append(dups, i)
+			case err != nil:
+				res.Close()
+				return err
+			default:
+				out[i].Created = true
+			}
+		}
+		if err := res.Close(); err != nil {
 			return err
 		}
-		created = true
-		if enqueue != nil {
-			return enqueue(ctx, tx)
+		if len(dups) > 0 {
+			var b pgx.Batch
+			for _, i := range dups {
+				b.Queue(`SELECT id FROM call_events WHERE tenant_id = $1 AND unique_id = $2 AND kind = $3`,
+					evs[i].TenantID, evs[i].UniqueID, string(evs[i].Kind))
+			}
+			res := tx.SendBatch(ctx, &b)
+			for _, i := range dups {
+				if err := res.QueryRow().Scan(&out[i].ID); err != nil {
+					res.Close()
+					return err
+				}
+			}
+			if err := res.Close(); err != nil {
+				return err
+			}
 		}
-		return nil
+		if enqueue == nil || len(dups) == len(evs) {
+			return nil
+		}
+		stored := make([]domain.CallEvent, 0, len(evs)-len(dups))
+		for i, ev := range evs {
+			if out[i].Created {
+				stored = append(stored, ev)
+			}
+		}
+		return enqueue(ctx, tx, stored)
 	})
 	if err != nil {
-		return "", false, mapErr(err, "insert event", "event", ev.TenantID)
+		return nil, mapErr(err, "insert events", "event", evs[0].TenantID)
 	}
-	return id, created, nil
+	return out, nil
 }
 
 func scanEvent(row pgx.Row) (domain.CallEvent, error) {

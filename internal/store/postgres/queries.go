@@ -30,7 +30,7 @@ func (db *DB) CreateTenant(ctx context.Context, t domain.Tenant) error {
 	return mapErr(err, "create tenant", fmt.Sprintf("tenant %q", t.ID), t.ID)
 }
 
-const tenantColumns = `id, name, settings, secret_hash, default_owner, created_at, updated_at`
+const tenantColumns = `id, name, settings, secret_hash, default_owner, created_at, updated_at, prev_secret_hash, prev_secret_until`
 
 // Tenant returns one tenant. ENOTFOUND if absent.
 func (db *DB) Tenant(ctx context.Context, id string) (domain.Tenant, error) {
@@ -69,10 +69,12 @@ func (db *DB) UpdateTenant(ctx context.Context, t domain.Tenant) error {
 
 func scanTenant(row pgx.Row) (domain.Tenant, error) {
 	var (
-		t        domain.Tenant
-		settings []byte
+		t         domain.Tenant
+		settings  []byte
+		prevUntil *time.Time
 	)
-	if err := row.Scan(&t.ID, &t.Name, &settings, &t.SecretHash, &t.DefaultOwner, &t.CreatedAt, &t.UpdatedAt); err != nil {
+	if err := row.Scan(&t.ID, &t.Name, &settings, &t.SecretHash, &t.DefaultOwner, &t.CreatedAt, &t.UpdatedAt,
+		&t.PrevSecretHash, &prevUntil); err != nil {
 		return domain.Tenant{}, err
 	}
 	if err := json.Unmarshal(settings, &t.Settings); err != nil {
@@ -80,6 +82,11 @@ func scanTenant(row pgx.Row) (domain.Tenant, error) {
 	}
 	if len(t.SecretHash) == 0 {
 		t.SecretHash = nil
+	}
+	if len(t.PrevSecretHash) == 0 || prevUntil == nil {
+		t.PrevSecretHash = nil
+	} else {
+		t.PrevSecretUntil = prevUntil.UTC()
 	}
 	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
 	return t, nil

@@ -14,45 +14,63 @@ import (
 
 const eventColumns = `id, tenant_id, unique_id, kind, partition, fields, received_at, state, note, attempts, retry_at, processed_at`
 
-// InsertEvent stores ev unless its (tenant, uniqueid, kind) is stored, and
-// calls enqueue with the *sql.Tx of the insert. ENOTFOUND for an unknown
-// tenant.
-func (db *DB) InsertEvent(ctx context.Context, ev domain.CallEvent, enqueue func(ctx context.Context, tx any) error) (string, bool, error) {
-	fields, err := json.Marshal(ev.Fields)
-	if err != nil {
-		return "", false, fmt.Errorf("sqlite: encode event fields: %w", err)
+// InsertEvents stores each of evs unless its (tenant, uniqueid, kind) is
+// stored, in one transaction, and calls enqueue with its *sql.Tx and the
+// events stored. ENOTFOUND for an unknown tenant.
+func (db *DB) InsertEvents(ctx context.Context, evs []domain.CallEvent, enqueue func(ctx context.Context, tx any, stored []domain.CallEvent) error) ([]store.Inserted, error) {
+	if len(evs) == 0 {
+		return nil, nil
 	}
-	if ev.ID == "" {
-		ev.ID = store.NewID()
-	}
+	tenantOf := evs[0].TenantID
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return "", false, mapErr(err, "insert event", "", ev.TenantID)
+		return nil, mapErr(err, "insert events", "", tenantOf)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	var id string
-	err = tx.QueryRowContext(ctx, `INSERT INTO call_events (`+eventColumns+`)
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO call_events (`+eventColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', '', 0, ?, NULL)
-		ON CONFLICT (tenant_id, unique_id, kind) DO NOTHING RETURNING id`,
-		ev.ID, ev.TenantID, ev.UniqueID, string(ev.Kind), ev.Partition, string(fields),
-		micros(db.stampOr(ev.ReceivedAt)), micros(db.stampOr(ev.ReceivedAt))).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = tx.QueryRowContext(ctx, `SELECT id FROM call_events WHERE tenant_id = ? AND unique_id = ? AND kind = ?`,
-			ev.TenantID, ev.UniqueID, string(ev.Kind)).Scan(&id)
-		return id, false, mapErr(err, "insert event", "event", ev.TenantID)
-	}
+		ON CONFLICT (tenant_id, unique_id, kind) DO NOTHING RETURNING id`)
 	if err != nil {
-		return "", false, mapErr(err, "insert event", "event", ev.TenantID)
+		return nil, mapErr(err, "insert events", "", tenantOf)
 	}
-	if enqueue != nil {
-		if err := enqueue(ctx, tx); err != nil {
-			return "", false, err
+	defer ins.Close()
+	out := make([]store.Inserted, len(evs))
+	var stored []domain.CallEvent
+	for i, ev := range evs {
+		fields, err := json.Marshal(ev.Fields)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: encode event fields: %w", err)
+		}
+		if ev.ID == "" {
+			ev.ID = store.NewID()
+		}
+		at := micros(db.stampOr(ev.ReceivedAt))
+		err = ins.QueryRowContext(ctx, ev.ID, ev.TenantID, ev.UniqueID, string(ev.Kind), ev.Partition, string(fields), at, at).Scan(&out[i].ID)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = tx.QueryRowContext(ctx, `SELECT id FROM call_events WHERE tenant_id = ? AND unique_id = ? AND kind = ?`,
+				ev.TenantID, ev.UniqueID, string(ev.Kind)).Scan(&out[i].ID)
+			if err != nil {
+				return nil, mapErr(err, "insert events", "event", ev.TenantID)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, mapErr(err, "insert events", "event", ev.TenantID)
+		}
+		out[i].Created = true
+		stored = append(stored, ev)
+	}
+	if enqueue != nil && len(stored) > 0 {
+		if err := enqueue(ctx, tx, stored); err != nil {
+			// The jobs share the transaction and the file: a full disk
+			// refuses them as it does the events.
+			return nil, mapErr(err, "insert events: enqueue", "", tenantOf)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return "", false, mapErr(err, "insert event", "", ev.TenantID)
+		return nil, mapErr(err, "insert events", "", tenantOf)
 	}
-	return id, true, nil
+	return out, nil
 }
 
 func scanEvent(s scanner) (domain.CallEvent, error) {

@@ -26,7 +26,7 @@ func (db *DB) CreateTenant(ctx context.Context, t domain.Tenant) error {
 	return mapErr(err, "create tenant", fmt.Sprintf("tenant %q", t.ID), t.ID)
 }
 
-const tenantColumns = `id, name, settings, secret_hash, default_owner, created_at, updated_at`
+const tenantColumns = `id, name, settings, secret_hash, default_owner, created_at, updated_at, prev_secret_hash, prev_secret_until`
 
 // Tenant returns one tenant. ENOTFOUND if absent.
 func (db *DB) Tenant(ctx context.Context, id string) (domain.Tenant, error) {
@@ -81,8 +81,10 @@ func scanTenant(s scanner) (domain.Tenant, error) {
 		t                domain.Tenant
 		settings         string
 		created, updated int64
+		prevUntil        int64
 	)
-	if err := s.Scan(&t.ID, &t.Name, &settings, &t.SecretHash, &t.DefaultOwner, &created, &updated); err != nil {
+	if err := s.Scan(&t.ID, &t.Name, &settings, &t.SecretHash, &t.DefaultOwner, &created, &updated,
+		&t.PrevSecretHash, &prevUntil); err != nil {
 		return domain.Tenant{}, err
 	}
 	if err := json.Unmarshal([]byte(settings), &t.Settings); err != nil {
@@ -90,6 +92,11 @@ func scanTenant(s scanner) (domain.Tenant, error) {
 	}
 	if len(t.SecretHash) == 0 {
 		t.SecretHash = nil
+	}
+	if len(t.PrevSecretHash) == 0 || prevUntil == 0 {
+		t.PrevSecretHash = nil
+	} else {
+		t.PrevSecretUntil = fromMicros(prevUntil)
 	}
 	t.CreatedAt, t.UpdatedAt = fromMicros(created), fromMicros(updated)
 	return t, nil

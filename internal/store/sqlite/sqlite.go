@@ -284,6 +284,8 @@ func (db *DB) applyMigration(ctx context.Context, version, body string) error {
 // mapErr is the one place SQLite errors become store errors. what names the
 // row for ENOTFOUND (no rows) and ECONFLICT (duplicate key); tenantID names
 // the parent a foreign-key violation is about; op prefixes anything else.
+// A write refused for want of space (SQLITE_FULL: the disk, or a
+// max_page_count) is EUNAVAILABLE, saying so.
 func mapErr(err error, op, what, tenantID string) error {
 	if err == nil {
 		return nil
@@ -302,6 +304,12 @@ func mapErr(err error, op, what, tenantID string) error {
 			return domain.Errorf(domain.ECONFLICT, "%s already exists", what)
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 			return domain.Errorf(domain.ENOTFOUND, "tenant %q not found", tenantID)
+		}
+		if se.Code()&0xff == sqlite3.SQLITE_FULL {
+			// Nothing of the write was kept, and nothing will be until an
+			// operator frees space: a condition to report as such (503),
+			// not an internal error.
+			return domain.Errorf(domain.EUNAVAILABLE, "sqlite: database or disk is full: %s was not stored; free space on the database's volume", op)
 		}
 	}
 	return fmt.Errorf("sqlite: %s: %w", op, err)

@@ -18,9 +18,25 @@ func callEvent(tenant, uniqueID string, kind domain.EventKind, partition string)
 		Fields: map[string]string{"uniqueid": uniqueID, "caller": partition, "odd": "\x00ü\"'"}}
 }
 
+// insertOne stores one event through InsertEvents.
+func (e *env) insertOne(ev domain.CallEvent, enqueue func(ctx context.Context, tx any) error) (string, bool, error) {
+	var enq func(context.Context, any, []domain.CallEvent) error
+	if enqueue != nil {
+		enq = func(ctx context.Context, tx any, _ []domain.CallEvent) error { return enqueue(ctx, tx) }
+	}
+	got, err := e.s.InsertEvents(e.ctx, []domain.CallEvent{ev}, enq)
+	if err != nil {
+		return "", false, err
+	}
+	if len(got) != 1 {
+		return "", false, fmt.Errorf("InsertEvents of one event returned %d results", len(got))
+	}
+	return got[0].ID, got[0].Created, nil
+}
+
 func (e *env) insert(t *testing.T, ev domain.CallEvent) (string, bool) {
 	t.Helper()
-	id, created, err := e.s.InsertEvent(e.ctx, ev, nil)
+	id, created, err := e.insertOne(ev, nil)
 	if err != nil {
 		t.Fatalf("InsertEvent(%s/%s): %v", ev.UniqueID, ev.Kind, err)
 	}
@@ -57,7 +73,7 @@ func testEventInsertOnce(t *testing.T, e *env) {
 	}
 	_, err = e.s.Event(e.ctx, "b", id)
 	wantCode(t, err, domain.ENOTFOUND, "event of another tenant")
-	_, _, err = e.s.InsertEvent(e.ctx, callEvent("nobody", "x", domain.EventCallEnd, "1"), nil)
+	_, _, err = e.insertOne(callEvent("nobody", "x", domain.EventCallEnd, "1"), nil)
 	wantCode(t, err, domain.ENOTFOUND, "event of an unknown tenant")
 }
 
@@ -65,7 +81,7 @@ func testEventEnqueueInTx(t *testing.T, e *env) {
 	e.tenant(t, "a")
 	calls := 0
 	boom := errors.New("queue full")
-	_, _, err := e.s.InsertEvent(e.ctx, callEvent("a", "c1", domain.EventCallEnd, "p"), func(_ context.Context, tx any) error {
+	_, _, err := e.insertOne(callEvent("a", "c1", domain.EventCallEnd, "p"), func(_ context.Context, tx any) error {
 		calls++
 		if tx == nil {
 			t.Error("enqueue got no transaction")
@@ -78,14 +94,14 @@ func testEventEnqueueInTx(t *testing.T, e *env) {
 	if _, err := e.s.NextEvent(e.ctx, "a", "p"); domain.ErrorCode(err) != domain.ENOTFOUND {
 		t.Fatalf("the event of a failed enqueue must not be stored, NextEvent = %v", err)
 	}
-	id, created, err := e.s.InsertEvent(e.ctx, callEvent("a", "c1", domain.EventCallEnd, "p"), func(context.Context, any) error {
+	id, created, err := e.insertOne(callEvent("a", "c1", domain.EventCallEnd, "p"), func(context.Context, any) error {
 		calls++
 		return nil
 	})
 	if err != nil || !created {
 		t.Fatalf("retry after a failed enqueue: created=%v err=%v", created, err)
 	}
-	if _, _, err := e.s.InsertEvent(e.ctx, callEvent("a", "c1", domain.EventCallEnd, "p"), func(context.Context, any) error {
+	if _, _, err := e.insertOne(callEvent("a", "c1", domain.EventCallEnd, "p"), func(context.Context, any) error {
 		calls++
 		return nil
 	}); err != nil {
@@ -256,6 +272,76 @@ func testEventRejected(t *testing.T, e *env) {
 		"rejected body of an unknown tenant")
 }
 
+// testEventBatch is group commit: several events in one transaction,
+// duplicates inside the batch and against stored events found, the jobs
+// enqueued for the stored ones only, in order, and a batch naming an
+// unknown tenant storing nothing.
+func testEventBatch(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	e.tenant(t, "b")
+	old, _ := e.insert(t, callEvent("a", "old", domain.EventCallEnd, "p1"))
+	batch := []domain.CallEvent{
+		callEvent("a", "n1", domain.EventCallEnd, "p1"),
+		callEvent("a", "old", domain.EventCallEnd, "p1"),
+		callEvent("b", "n1", domain.EventCallEnd, "p2"),
+		callEvent("a", "n1", domain.EventCallEnd, "p1"),
+		callEvent("a", "n2", domain.EventCallStart, "p3"),
+	}
+	var (
+		calls  int
+		stored []string
+	)
+	got, err := e.s.InsertEvents(e.ctx, batch, func(_ context.Context, tx any, evs []domain.CallEvent) error {
+		calls++
+		if tx == nil {
+			t.Error("enqueue got no transaction")
+		}
+		for _, ev := range evs {
+			if ev.ID == "" {
+				t.Errorf("enqueued event %s has no id", ev.UniqueID)
+			}
+			stored = append(stored, ev.TenantID+"/"+ev.UniqueID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(batch) {
+		t.Fatalf("%d results for %d events", len(got), len(batch))
+	}
+	created := fmt.Sprint(got[0].Created, got[1].Created, got[2].Created, got[3].Created, got[4].Created)
+	if created != "true false true false true" {
+		t.Fatalf("created flags %s, want true false true false true", created)
+	}
+	if got[1].ID != old || got[3].ID != got[0].ID || got[0].ID == got[2].ID || got[4].ID == got[0].ID {
+		t.Fatalf("ids %+v: a duplicate must carry the first event's id (old %s)", got, old)
+	}
+	if calls != 1 || fmt.Sprint(stored) != "[a/n1 b/n1 a/n2]" {
+		t.Fatalf("enqueue called %d times with %v, want once with [a/n1 b/n1 a/n2]", calls, stored)
+	}
+	for i, want := range []string{"a", "a", "b", "a", "a"} {
+		ev, err := e.s.Event(e.ctx, want, got[i].ID)
+		if err != nil || ev.UniqueID != batch[i].UniqueID || ev.State != "waiting" {
+			t.Fatalf("event %d (%s): %+v, %v", i, got[i].ID, ev, err)
+		}
+	}
+	next, err := e.s.NextEvent(e.ctx, "a", "p1")
+	if err != nil || next.ID != old {
+		t.Fatalf("NextEvent(p1) = %s, %v; want the older event %s first", next.ID, err, old)
+	}
+
+	_, err = e.s.InsertEvents(e.ctx, []domain.CallEvent{callEvent("a", "n9", domain.EventCallEnd, "p9"),
+		callEvent("nobody", "n9", domain.EventCallEnd, "p9")}, nil)
+	wantCode(t, err, domain.ENOTFOUND, "a batch with an event of an unknown tenant")
+	if _, err := e.s.NextEvent(e.ctx, "a", "p9"); domain.ErrorCode(err) != domain.ENOTFOUND {
+		t.Fatalf("a failed batch must store nothing, NextEvent(p9) = %v", err)
+	}
+	if res, err := e.s.InsertEvents(e.ctx, nil, nil); err != nil || len(res) != 0 {
+		t.Fatalf("empty batch: %v, %v", res, err)
+	}
+}
+
 func testEventConcurrentDuplicates(t *testing.T, e *env) {
 	e.tenant(t, "a")
 	var (
@@ -268,7 +354,7 @@ func testEventConcurrentDuplicates(t *testing.T, e *env) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id, c, err := e.s.InsertEvent(e.ctx, callEvent("a", "same", domain.EventCallEnd, "p"), func(context.Context, any) error { return nil })
+			id, c, err := e.insertOne(callEvent("a", "same", domain.EventCallEnd, "p"), func(context.Context, any) error { return nil })
 			if err != nil {
 				t.Error(err)
 				return

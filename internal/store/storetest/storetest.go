@@ -74,6 +74,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Integration/TokenConcurrent", testIntegrationTokenConcurrent},
 		{"Event/InsertOnce", testEventInsertOnce},
 		{"Event/EnqueueInTx", testEventEnqueueInTx},
+		{"Event/Batch", testEventBatch},
 		{"Event/PartitionOrder", testEventPartitionOrder},
 		{"Event/FinishAndAttempts", testEventFinishAndAttempts},
 		{"Event/WaitingPartitions", testEventWaitingPartitions},
@@ -82,8 +83,12 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Event/ConcurrentDuplicates", testEventConcurrentDuplicates},
 		{"Write/BeginFinish", testWriteBeginFinish},
 		{"Event/Lease", testEventLease},
+		{"Sync/Lease", testSyncLease},
+		{"Sync/LeaseConcurrent", testSyncLeaseConcurrent},
 		{"Meta/GetSet", testMetaGetSet},
 		{"Meta/SetIfAbsentConcurrent", testMetaSetIfAbsentConcurrent},
+		{"Security/SecretRotate", testSecretRotate},
+		{"Security/AdminTokens", testAdminTokens},
 		{"Concurrent", testConcurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,95 @@
+package jobs_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/callrouter/callrouter/internal/admin"
+	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/crm/adapters"
+	"github.com/callrouter/callrouter/internal/crm/retailcrm/retailcrmfake"
+	"github.com/callrouter/callrouter/internal/crmsync"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/jobs"
+	"github.com/callrouter/callrouter/internal/secret"
+	"github.com/callrouter/callrouter/internal/store"
+	"github.com/callrouter/callrouter/internal/store/storetest"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+// A sync lease held by an instance that died (it stopped renewing) keeps
+// every other instance off the tenant's CRM until it runs out; then a
+// survivor's job takes the sync over and finishes it, with no tick or
+// River rescue needed, on both backends.
+func TestSyncLeaseOfADeadHolderRunsOut(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			st := b.Open(t)
+			c, err := cache.New(cache.Config{MaxItems: 1 << 12, NegativeTTL: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			reg := tenant.NewRegistry(st, nil)
+			key := make([]byte, secret.KeySize)
+			rand.Read(key)
+			box, _ := secret.New(key)
+			engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
+				Deps: crm.Deps{Transport: crm.NewTransport(true)}})
+			svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
+			if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
+				t.Fatal(err)
+			}
+			fake := retailcrmfake.New(t)
+			for i := 0; i < 150; i++ {
+				fake.Put(crm.Entity{Kind: domain.KindContact, ID: itoa(1000 + i), Phones: []string{"+38067" + pad7(i)}, OwnerID: "7", Open: true})
+			}
+			body, _ := json.Marshal(map[string]any{"crm": "retailcrm", "base_url": fake.URL(), "credentials": fake.Creds()})
+			if _, err := svc.PutIntegration(ctx, "test", "acme", body); err != nil {
+				t.Fatal(err)
+			}
+			const held = 3 * time.Second
+			if ok, err := st.LeaseSync(ctx, "acme", "dead-instance/1", held); err != nil || !ok {
+				t.Fatalf("take the dead holder's lease: %v %v", ok, err)
+			}
+			expires := time.Now().Add(held)
+
+			r, err := runner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: time.Second, PagesPerJob: 1,
+				PollInterval: 100 * time.Millisecond, Instance: "survivor", Leases: st, SyncLeaseTTL: time.Second, Log: zaptest.NewLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := r.Stop(sctx); err != nil {
+					t.Errorf("stop: %v", err)
+				}
+			}()
+
+			// Ticks and snoozed jobs keep trying meanwhile; none may reach
+			// the CRM while the lease holds.
+			for time.Until(expires) > 300*time.Millisecond {
+				if n := fake.Meter().Count(); n > 0 {
+					t.Fatalf("%d CRM requests while another instance's lease held", n)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			waitFor(t, "the survivor takes the sync over and finishes it", 30*time.Second, func() bool {
+				n, _ := st.CountIndex(ctx, "acme")
+				in, _ := st.Integration(ctx, "acme")
+				return n == 150 && in.Phase == store.PhaseIncremental
+			})
+		})
+	}
+}

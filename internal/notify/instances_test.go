@@ -1,0 +1,153 @@
+package notify_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/admin"
+	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/crmsync"
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/notify"
+	"github.com/callrouter/callrouter/internal/store/postgres"
+	"github.com/callrouter/callrouter/internal/store/storetest"
+	"github.com/callrouter/callrouter/internal/tenant"
+)
+
+// instance is one router process's in-memory state and services, wired as
+// `router serve` wires them.
+type instance struct {
+	reg    *tenant.Registry
+	admin  *admin.Service
+	engine *crmsync.Engine
+	router *lookup.Service
+}
+
+func newInstance(t *testing.T, url, schema, origin string) *instance {
+	t.Helper()
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, url, postgres.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := cache.New(cache.Config{MaxItems: 1 << 12, NegativeTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	reg := tenant.NewRegistry(st, nil)
+	bus, err := notify.NewPostgres(ctx, st.Pool(), notify.Config{Origin: origin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Start(ctx, notify.Local{Tenants: reg, Cache: c}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Close() })
+	if err := reg.LoadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &instance{
+		reg:    reg,
+		admin:  admin.New(st, reg, c, admin.WithPeers(bus)),
+		engine: crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Peers: bus}),
+		router: lookup.New(c, st, time.Second),
+	}
+}
+
+// route asks the instance where to send a call from caller.
+func (in *instance) route(caller string) string {
+	t := in.reg.Lookup("acme")
+	if t == nil {
+		return "(no tenant)"
+	}
+	r := in.router.Route(context.Background(), t, []byte(caller), time.Now())
+	return r.Target + "/" + r.Reason.String()
+}
+
+// within fails unless b routes caller to want within a second of the
+// change, and returns how long it took.
+func within(t *testing.T, what string, b *instance, caller, want string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		got := b.route(caller)
+		if got == want {
+			d := time.Since(start)
+			t.Logf("%s: on instance b after %s", what, d)
+			return d
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("%s: instance b still routes %s to %s after 1s, want %s", what, caller, got, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Two instances on one PostgreSQL schema: an admin change (employee SIP,
+// default owner, stop-list-free settings) and a phone-index change (import,
+// a CRM entity applied by the sync engine) made on instance a change what
+// instance b answers within a second, although b had the old answers in
+// its cache and registry.
+func TestTwoInstancesSeeEachOthersChanges(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	schema := storetest.FreshSchema(t, url)
+	ctx := context.Background()
+	a := newInstance(t, url, schema, "a")
+	b := newInstance(t, url, schema, "b")
+
+	if _, err := a.admin.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","on_miss":"default_owner"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for id, sip := range map[string]string{"501": "anna_sip", "502": "boris_sip", "503": "olga_sip"} {
+		if _, err := a.admin.PutEmployee(ctx, "test", "acme", id, []byte(`{"sip":"`+sip+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.admin.SetDefaultOwner(ctx, "test", "acme", []byte(`{"crm_user_id":"503"}`)); err != nil {
+		t.Fatal(err)
+	}
+	var worst time.Duration
+	note := func(d time.Duration) { worst = max(worst, d) }
+	note(within(t, "tenant created with its default owner", b, "380671234567", "olga_sip/default_owner"))
+
+	// b has the caller cached as unknown; an import on a indexes it.
+	if _, err := a.admin.Import(ctx, "test", "acme", "csv", []byte("phone,owner_crm_user_id\n067 123 45 67,501\n")); err != nil {
+		t.Fatal(err)
+	}
+	note(within(t, "imported contact", b, "380671234567", "anna_sip/owner"))
+
+	if _, err := a.admin.PutEmployee(ctx, "test", "acme", "501", []byte(`{"sip":"anna_new"}`)); err != nil {
+		t.Fatal(err)
+	}
+	note(within(t, "employee SIP change", b, "380671234567", "anna_new/owner"))
+
+	b.route("380509999999") // cached as unknown: the default owner answers
+	if _, err := a.admin.SetDefaultOwner(ctx, "test", "acme", []byte(`{"crm_user_id":"502"}`)); err != nil {
+		t.Fatal(err)
+	}
+	note(within(t, "default owner change", b, "380509999999", "boris_sip/default_owner"))
+
+	// What a sync page, a CRM webhook, a live lookup or a new lead of a call
+	// event does: the engine applies CRM entities to the index.
+	if err := a.engine.Index(ctx, "acme", []crm.Entity{{Kind: domain.KindLead, ID: "7001", Phones: []string{"+380 67 123 45 67"},
+		OwnerID: "502", Open: true, UpdatedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	note(within(t, "CRM lead indexed", b, "380671234567", "boris_sip/owner"))
+	if err := a.engine.Index(ctx, "acme", []crm.Entity{{Kind: domain.KindLead, ID: "7001", Phones: []string{"+380 67 123 45 67"},
+		OwnerID: "502", Open: false, UpdatedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	note(within(t, "CRM lead closed", b, "380671234567", "anna_new/owner"))
+
+	if _, err := a.admin.PatchTenant(ctx, "test", "acme", []byte(`{"on_miss":"next"}`)); err != nil {
+		t.Fatal(err)
+	}
+	note(within(t, "settings change", b, "380509999999", "/no_match"))
+	t.Logf("slowest propagation: %s", worst)
+}
