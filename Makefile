@@ -15,7 +15,7 @@ FUZZMINTIME ?= 200x
 
 export POSTGRES_URL
 
-.PHONY: all build run test unit lint fmt vet staticcheck fuzz fuzz-short bench bench-quick bench-micro clean tools
+.PHONY: all build run test unit lint fmt vet staticcheck fuzz fuzz-short bench bench-quick bench-micro soak soak-quick clean tools
 
 all: build
 
@@ -73,6 +73,16 @@ bench:
 ## bench-quick: the same table from short runs and 20k phones (≤ 60 s), into bench/results/quick
 bench-quick:
 	cd bench && $(GO) test -count=1 -v -run '^TestSuite$$' -timeout 5m . -args -suite=quick -suite.out=results/quick
+
+## soak: 10 min of mixed load (routes 2k req/s, call events to a fake amoCRM) through a
+## graceful restart and a crash; nothing lost; writes bench/results/soak.md
+## (PostgreSQL: make soak SOAKFLAGS=-soak.backend=postgres)
+soak:
+	cd bench && $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 20m . -args -soak=10m $(SOAKFLAGS)
+
+## soak-quick: the same checks over 45 s
+soak-quick:
+	cd bench && $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 5m . -args -soak=45s -soak.out=results/quick/soak.md $(SOAKFLAGS)
 
 ## bench-micro: the in-process micro-benchmarks, benchstat-comparable
 ## (normalize, cache get, route decision, request and event parsing)
