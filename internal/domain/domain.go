@@ -19,6 +19,23 @@ const (
 	KindCompany EntityKind = "company"
 )
 
+// InternKind returns k as the package's constant when it is one of the
+// kinds above, so that a million cached rows share four strings instead
+// of holding one copy each.
+func InternKind(k EntityKind) EntityKind {
+	switch k {
+	case KindLead:
+		return KindLead
+	case KindDeal:
+		return KindDeal
+	case KindContact:
+		return KindContact
+	case KindCompany:
+		return KindCompany
+	}
+	return k
+}
+
 // ParseKind returns the EntityKind named s. Known kinds come back as the
 // package's constants, so millions of scanned rows share four strings
 // instead of holding a copy each; unknown kinds are returned as they are

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestSettingsNormalizeFillsDefaults(t *testing.T) {
@@ -73,5 +74,18 @@ func TestErrorHelpers(t *testing.T) {
 func TestEmployeeTargetPrefersSIP(t *testing.T) {
 	if (Employee{SIP: "s", Phone: "1"}).Target() != "s" || (Employee{Phone: "1"}).Target() != "1" || (Employee{}).Target() != "" {
 		t.Fatal("Target")
+	}
+}
+
+func TestInternKindSharesTheConstant(t *testing.T) {
+	for _, k := range []EntityKind{KindLead, KindDeal, KindContact, KindCompany} {
+		copied := EntityKind(string([]byte(k)))
+		got := InternKind(copied)
+		if got != k || unsafe.StringData(string(got)) != unsafe.StringData(string(k)) {
+			t.Errorf("InternKind(%q) does not return the package's constant", k)
+		}
+	}
+	if got := InternKind("ticket"); got != "ticket" {
+		t.Errorf("an unknown kind must come back unchanged, got %q", got)
 	}
 }
