@@ -184,6 +184,7 @@ type proc struct {
 	name    string
 	cmd     *exec.Cmd
 	addr    string
+	debug   string // router's pprof address (--debug-listen), once logged
 	started time.Time
 	mu      sync.Mutex
 	tail    []string // last lines of its output, for failures
@@ -217,6 +218,11 @@ func startProc(t *testing.T, name string, cmd *exec.Cmd) *proc {
 				p.tail = p.tail[1:]
 			}
 			p.mu.Unlock()
+			if a, ok := debugAddr(line); ok {
+				p.mu.Lock()
+				p.debug = a
+				p.mu.Unlock()
+			}
 			if a, ok := listeningAddr(line); ok {
 				select {
 				case addr <- a:
@@ -253,6 +259,47 @@ func listeningAddr(line string) (string, bool) {
 		return l.Addr, true
 	}
 	return "", false
+}
+
+func debugAddr(line string) (string, bool) {
+	if !strings.Contains(line, `"debug listening"`) {
+		return "", false
+	}
+	var l struct {
+		Addr string `json:"addr"`
+	}
+	if json.Unmarshal([]byte(line), &l) == nil && l.Addr != "" {
+		return l.Addr, true
+	}
+	return "", false
+}
+
+// profile fetches a CPU profile of d from the router's pprof listener
+// into path, in the background; wait on the returned channel.
+func (p *proc) profile(d time.Duration, path string) <-chan error {
+	done := make(chan error, 1)
+	p.mu.Lock()
+	addr := p.debug
+	p.mu.Unlock()
+	go func() {
+		if addr == "" {
+			done <- fmt.Errorf("%s has no debug listener", p.name)
+			return
+		}
+		c := &http.Client{Timeout: d + 30*time.Second}
+		resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(path, b, 0o644)
+		}
+		done <- err
+	}()
+	return done
 }
 
 func (p *proc) output() string {
