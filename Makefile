@@ -68,7 +68,7 @@ fuzz-short:
 ## its target, the ceiling and the baselines (1M phones, ≤ 10 min); writes
 ## bench/results/{results.md,results.json,latency.png}
 bench:
-	cd bench && $(GO) test -count=1 -v -run '^TestSuite$$' -timeout 15m . -args -suite=full -suite.out=results
+	cd bench && $(GO) test -count=1 -v -run '^TestSuite$$' -timeout 15m . -args -suite=full -suite.profile -suite.out=results
 
 ## bench-quick: the same table from short runs and 20k phones (≤ 60 s), into bench/results/quick
 bench-quick:

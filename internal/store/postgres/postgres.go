@@ -11,6 +11,8 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"path"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,6 +81,12 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	if err != nil {
 		// pgconn redacts the password from its parse errors.
 		return nil, domain.Errorf(domain.EINVALID, "postgres: %v", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default, max(4, CPUs), leaves the event committers, the
+		// job queue and route misses queueing for each other on a small
+		// machine; connections are cheap next to that wait.
+		pcfg.MaxConns = int32(max(12, 4*runtime.GOMAXPROCS(0)))
 	}
 	if cfg.schema != "" {
 		pcfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{cfg.schema}.Sanitize()
