@@ -185,6 +185,7 @@ type proc struct {
 	cmd     *exec.Cmd
 	addr    string
 	debug   string // router's pprof address (--debug-listen), once logged
+	db      string // the router's --db
 	started time.Time
 	mu      sync.Mutex
 	tail    []string // last lines of its output, for failures
