@@ -9,7 +9,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 FUZZTIME    ?= 60s
-SHORTFUZZTIME ?= 3s
+SHORTFUZZTIME ?= 5s
 # Shrinking a new input for the default 60 s would stall short runs.
 FUZZMINTIME ?= 200x
 
