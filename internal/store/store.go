@@ -42,8 +42,10 @@ type Tenants interface {
 	Tenant(ctx context.Context, id string) (domain.Tenant, error)
 	// ListTenants returns every tenant ordered by id.
 	ListTenants(ctx context.Context) ([]domain.Tenant, error)
-	// UpdateTenant replaces name, settings, secret hash and default owner of
-	// t.ID and sets UpdatedAt. ENOTFOUND if absent.
+	// UpdateTenant replaces name, settings and default owner of t.ID and
+	// sets UpdatedAt. The webhook secret is left alone: it changes only
+	// through RotateTenantSecret, so a settings change racing a rotation
+	// cannot bring the old secret back. ENOTFOUND if absent.
 	UpdateTenant(ctx context.Context, t domain.Tenant) error
 }
 

@@ -52,18 +52,18 @@ func (db *DB) ListTenants(ctx context.Context) ([]domain.Tenant, error) {
 	return out, nil
 }
 
-// UpdateTenant replaces name, settings, secret hash and default owner of
-// t.ID and sets UpdatedAt to the store's clock; CreatedAt is kept.
-// ENOTFOUND if absent.
+// UpdateTenant replaces name, settings and default owner of t.ID and sets
+// UpdatedAt to the store's clock; CreatedAt and the webhook secrets are
+// kept (RotateTenantSecret changes those). ENOTFOUND if absent.
 func (db *DB) UpdateTenant(ctx context.Context, t domain.Tenant) error {
 	settings, err := json.Marshal(t.Settings)
 	if err != nil {
 		return fmt.Errorf("postgres: update tenant: encode settings: %w", err)
 	}
 	tag, err := db.pool.Exec(ctx, `UPDATE tenants
-		SET name = $2, settings = $3, secret_hash = $4, default_owner = $5, updated_at = $6
+		SET name = $2, settings = $3, default_owner = $4, updated_at = $5
 		WHERE id = $1`,
-		t.ID, t.Name, settings, blob(t.SecretHash), t.DefaultOwner, db.stamp())
+		t.ID, t.Name, settings, t.DefaultOwner, db.stamp())
 	return mustAffect(tag, err, "update tenant", fmt.Sprintf("tenant %q", t.ID), t.ID)
 }
 

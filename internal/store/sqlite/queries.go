@@ -59,18 +59,18 @@ func (db *DB) ListTenants(ctx context.Context) ([]domain.Tenant, error) {
 	return out, nil
 }
 
-// UpdateTenant replaces name, settings, secret hash and default owner of
-// t.ID and sets UpdatedAt to the store's clock; CreatedAt is kept.
-// ENOTFOUND if absent.
+// UpdateTenant replaces name, settings and default owner of t.ID and sets
+// UpdatedAt to the store's clock; CreatedAt and the webhook secrets are
+// kept (RotateTenantSecret changes those). ENOTFOUND if absent.
 func (db *DB) UpdateTenant(ctx context.Context, t domain.Tenant) error {
 	settings, err := json.Marshal(t.Settings)
 	if err != nil {
 		return fmt.Errorf("sqlite: update tenant: encode settings: %w", err)
 	}
 	res, err := db.w.ExecContext(ctx, `UPDATE tenants
-		SET name = ?, settings = ?, secret_hash = ?, default_owner = ?, updated_at = ?
+		SET name = ?, settings = ?, default_owner = ?, updated_at = ?
 		WHERE id = ?`,
-		t.Name, string(settings), blob(t.SecretHash), t.DefaultOwner, micros(db.stamp()), t.ID)
+		t.Name, string(settings), t.DefaultOwner, micros(db.stamp()), t.ID)
 	return mustAffect(res, err, "update tenant", fmt.Sprintf("tenant %q", t.ID), t.ID)
 }
 

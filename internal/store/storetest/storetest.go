@@ -271,7 +271,8 @@ func testTenantUpdate(t *testing.T, e *env) {
 	tn.Name = "Acme Renamed"
 	tn.Settings.DefaultCountry = "UA"
 	tn.Settings.RouteBudgetMS = 450
-	tn.SecretHash = []byte("rotated")
+	hash := tn.SecretHash
+	tn.SecretHash = []byte("not through UpdateTenant")
 	tn.DefaultOwner = "u-7"
 	tn.CreatedAt = time.Unix(5, 0) // ignored: creation time is kept
 	if err := e.s.UpdateTenant(e.ctx, tn); err != nil {
@@ -282,9 +283,10 @@ func testTenantUpdate(t *testing.T, e *env) {
 		t.Fatalf("Tenant: %v", err)
 	}
 	tn.CreatedAt, tn.UpdatedAt = stamp(start), stamp(e.clock.Now())
+	tn.SecretHash = hash // the secret changes only by rotation
 	same(t, "Tenant after update", fmtTenant, []domain.Tenant{got}, []domain.Tenant{tn})
 
-	// Clearing the default owner and the hash must stick too.
+	// Clearing the default owner must stick too, and still not touch the hash.
 	tn.DefaultOwner, tn.SecretHash = "", nil
 	if err := e.s.UpdateTenant(e.ctx, tn); err != nil {
 		t.Fatalf("UpdateTenant clearing fields: %v", err)
@@ -293,8 +295,8 @@ func testTenantUpdate(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatalf("Tenant: %v", err)
 	}
-	if got.DefaultOwner != "" || len(got.SecretHash) != 0 {
-		t.Fatalf("cleared fields came back as owner=%q hash=%x", got.DefaultOwner, got.SecretHash)
+	if got.DefaultOwner != "" || string(got.SecretHash) != string(hash) {
+		t.Fatalf("after clearing: owner=%q hash=%x, want no owner and the hash kept (%x)", got.DefaultOwner, got.SecretHash, hash)
 	}
 }
 
