@@ -84,17 +84,6 @@ func (l *Limiter) take() (ok bool, wake <-chan struct{}, wait time.Duration) {
 	return false, l.wake, wait
 }
 
-// Wait takes a turn for a request whose answer is not awaited through the
-// limiter; its slot is freed at once, as if answered now.
-func (l *Limiter) Wait(ctx context.Context) error {
-	release, err := l.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	release()
-	return nil
-}
-
 func (l *Limiter) release() {
 	l.mu.Lock()
 	l.inflight--

@@ -53,19 +53,7 @@ func TestRiverSyncsActiveIntegrations(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			st := b.Open(t)
-			c, err := cache.New(cache.Config{MaxItems: 1 << 12, NegativeTTL: time.Minute})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			reg := tenant.NewRegistry(st, nil)
-			key := make([]byte, secret.KeySize)
-			rand.Read(key)
-			box, _ := secret.New(key)
-			engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
-				Deps: crm.Deps{Transport: crm.NewTransport(true)}}) // the fakes listen on loopback
-			svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
+			st, engine, svc := syncWorld(t, b)
 			for _, id := range []string{"acme", "idle"} {
 				if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"`+id+`","default_country":"UA"}`)); err != nil {
 					t.Fatal(err)
@@ -135,4 +123,26 @@ func pad(i, width int) string {
 		s = "0" + s
 	}
 	return s
+}
+
+// syncWorld is a store of backend b with the sync engine (over a cache)
+// and admin service the sync tests drive; the fake CRMs listen on loopback.
+func syncWorld(t *testing.T, b storetest.Backend) (store.Store, *crmsync.Engine, *admin.Service) {
+	t.Helper()
+	st := b.Open(t)
+	c, err := cache.New(cache.Config{MaxItems: 1 << 12, NegativeTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	reg := tenant.NewRegistry(st, nil)
+	key := make([]byte, secret.KeySize)
+	rand.Read(key)
+	box, err := secret.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
+		Deps: crm.Deps{Transport: crm.NewTransport(true)}})
+	return st, engine, admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
 }

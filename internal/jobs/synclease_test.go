@@ -2,25 +2,18 @@ package jobs_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/callrouter/callrouter/internal/admin"
-	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/crm"
-	"github.com/callrouter/callrouter/internal/crm/adapters"
 	"github.com/callrouter/callrouter/internal/crm/retailcrm/retailcrmfake"
-	"github.com/callrouter/callrouter/internal/crmsync"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/jobs"
-	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/storetest"
-	"github.com/callrouter/callrouter/internal/tenant"
 )
 
 // A sync lease held by an instance that died (it stopped renewing) keeps
@@ -31,19 +24,7 @@ func TestSyncLeaseOfADeadHolderRunsOut(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			st := b.Open(t)
-			c, err := cache.New(cache.Config{MaxItems: 1 << 12, NegativeTTL: time.Minute})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			reg := tenant.NewRegistry(st, nil)
-			key := make([]byte, secret.KeySize)
-			rand.Read(key)
-			box, _ := secret.New(key)
-			engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
-				Deps: crm.Deps{Transport: crm.NewTransport(true)}})
-			svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
+			st, engine, svc := syncWorld(t, b)
 			if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
 				t.Fatal(err)
 			}
