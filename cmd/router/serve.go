@@ -82,7 +82,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.adminToken, "admin-token", env("ROUTER_ADMIN_TOKEN", ""), "admin API bearer token; when empty one is generated at first start, printed once and only its hash stored (ROUTER_ADMIN_TOKEN)")
 	fs.StringVar(&c.logFormat, "log-format", env("ROUTER_LOG_FORMAT", "json"), "json or console (ROUTER_LOG_FORMAT)")
 	fs.StringVar(&c.logLevel, "log-level", env("ROUTER_LOG_LEVEL", "info"), "debug, info, warn or error (ROUTER_LOG_LEVEL)")
-	fs.Int64Var(&c.cacheItems, "cache-items", envInt("ROUTER_CACHE_ITEMS", 0), "route cache capacity in phone keys; 0 sizes it from the index (ROUTER_CACHE_ITEMS)")
+	fs.Int64Var(&c.cacheItems, "cache-items", envInt("ROUTER_CACHE_ITEMS", 0), "capacity in keys of the run-time overlay (unknown callers remembered, and keys too large for the flat index); 0 = 262144 (ROUTER_CACHE_ITEMS)")
 	fs.DurationVar(&c.negativeTTL, "negative-ttl", envDuration("ROUTER_NEGATIVE_TTL", 30*time.Second), "how long an unknown caller is remembered as unknown (ROUTER_NEGATIVE_TTL)")
 	fs.DurationVar(&c.storeTimeout, "store-timeout", envDuration("ROUTER_STORE_TIMEOUT", 2*time.Second), "bound of a store read on a cache miss (ROUTER_STORE_TIMEOUT)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("ROUTER_SHUTDOWN_TIMEOUT", 15*time.Second), "how long shutdown waits for in-flight requests (ROUTER_SHUTDOWN_TIMEOUT)")
@@ -153,15 +153,12 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		return err
 	}
 	reg := tenant.NewRegistry(st, httpapi.Decorate)
-	rows, err := st.CountIndex(ctx, "")
-	if err != nil {
-		return fmt.Errorf("count phone index: %w", err)
-	}
 	items := cfg.cacheItems
 	if items == 0 {
-		// Headroom for imports and negative entries; TinyLFU admission only
-		// refuses keys when the cache is full.
-		items = max(int64(rows)*2, 1<<20)
+		// The flat index holds every indexed key however many; ristretto
+		// only remembers unknown callers, and TinyLFU evicts the rarest of
+		// them when an attacker dials random numbers.
+		items = 1 << 18
 	}
 	c, err := cache.New(cache.Config{MaxItems: items, NegativeTTL: cfg.negativeTTL})
 	if err != nil {
@@ -216,7 +213,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		return fmt.Errorf("listen %s: %w", cfg.listen, err)
 	}
 	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("instance", instance), zap.Int("tenants", reg.Len()),
-		zap.Int("index_rows", rows), zap.Int64("cache_items", items))
+		zap.Int64("cache_items", items))
 	if listening != nil {
 		listening <- ln.Addr().String()
 	}
@@ -260,11 +257,10 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 }
 
 func warm(ctx context.Context, c *cache.Cache, st store.Store, log *zap.Logger) {
-	// Warm-up turns the scan's rows into a million small objects while
-	// discarding as many: collecting more often meanwhile keeps the peak
-	// resident set near the cache's own size (measured at 1M phones: about
-	// 85 MB less than at the default), and handing the garbage back when
-	// done leaves the instance at that size, not at the warm-up's peak.
+	// Warm-up discards the scan's rows as fast as it packs them into the
+	// flat index: collecting more often meanwhile keeps the peak resident
+	// set near the index's own size, and handing the garbage back when done
+	// leaves the instance at that size, not at the warm-up's peak.
 	defer debug.SetGCPercent(debug.SetGCPercent(25))
 	defer debug.FreeOSMemory()
 	for attempt := 1; ; attempt++ {

@@ -1,7 +1,17 @@
-// Package cache holds the phone index in memory for the route hot path: a
-// ristretto cache keyed by tenant and national-suffix key, with positive
-// entries (the index rows of that key) and negative entries (no row, kept for
-// a TTL), warmed from the store at start and invalidated on every write.
+// Package cache holds the phone index in memory for the route hot path,
+// keyed by tenant and national-suffix key, with positive entries (the index
+// rows of that key) and negative entries (no row, kept for a TTL), warmed
+// from the store at start and invalidated on every write.
+//
+// Positive entries live in a flat index (flat.go): records packed into one
+// byte slab and an open-addressing table of uint64 slots, read without locks
+// or allocation and invisible to the garbage collector, which at a million
+// keys used to mark three million small objects every cycle. Ristretto, the
+// mandated cache, keeps what is bounded only by its own admission policy:
+// negative entries (any caller can make one, so they must be evictable) and
+// the rare key whose fields do not fit the flat layout. Changes never write
+// a record twice: an invalidation kills the key's slot, a fill appends a new
+// record, and the index compacts itself when the dead outweigh the living.
 //
 // Like CoreDNS's cache plugin it counts hits, misses and negative hits, and
 // it never is the source of truth: a miss always falls back to the store.
@@ -9,10 +19,10 @@ package cache
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +65,8 @@ var (
 	fills        = metrics.NewCounter(`callrouter_cache_fills_total`)
 	staleFills   = metrics.NewCounter(`callrouter_cache_fills_discarded_total`)
 	invalidates  = metrics.NewCounter(`callrouter_cache_invalidations_total`)
+	indexKeys    = metrics.NewGauge(`callrouter_cache_index_keys`, nil)
+	indexBytes   = metrics.NewGauge(`callrouter_cache_index_bytes`, nil)
 )
 
 // Stats are the cache's counters since the process started.
@@ -78,8 +90,9 @@ func ReadStats() Stats {
 
 // Config sizes a Cache.
 type Config struct {
-	// MaxItems bounds the number of keys; size it well above the index so
-	// TinyLFU admission never has to refuse a warm-up key.
+	// MaxItems bounds the keys ristretto holds: negative entries and keys
+	// too large for the flat index. The flat index itself holds every
+	// indexed key and is bounded by the index.
 	MaxItems int64
 	// NegativeTTL is how long a "no row" answer is served before the store
 	// is asked again.
@@ -90,6 +103,7 @@ type Config struct {
 
 // Cache is the in-memory phone index. It is safe for concurrent use.
 type Cache struct {
+	flat   *flat
 	rc     *ristretto.Cache[uint64, *Entry]
 	seed   maphash.Seed
 	negTTL time.Duration
@@ -111,10 +125,9 @@ func New(cfg Config) (*Cache, error) {
 		return nil, errors.New("cache: MaxItems must be positive")
 	}
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *Entry]{
-		// Ristretto wants ten counters per item it will hold when full;
-		// callrouter sizes MaxItems at twice the index, so five per slot
-		// is ten per indexed key, at half the sketch's memory.
-		NumCounters: max(cfg.MaxItems*5, 1024),
+		// Ristretto wants about ten counters per item it will hold when
+		// full.
+		NumCounters: max(cfg.MaxItems*10, 1024),
 		MaxCost:     cfg.MaxItems,
 		BufferItems: 64,
 		// Costs are item counts: without this ristretto adds its own per-item
@@ -130,42 +143,41 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Cache{rc: rc, seed: maphash.MakeSeed(), negTTL: cfg.NegativeTTL, now: cfg.Now}, nil
+	seed := maphash.MakeSeed()
+	return &Cache{flat: newFlat(seed), rc: rc, seed: seed, negTTL: cfg.NegativeTTL, now: cfg.Now}, nil
 }
 
 // Close stops the cache's goroutines.
 func (c *Cache) Close() { c.rc.Close() }
 
-// key hashes tenant and suffix. Collisions are harmless: Get compares the
-// entry's own tenant and suffix before using it.
-func (c *Cache) key(tenant string, suffix []byte) uint64 {
-	return maphash.String(c.seed, tenant) ^ (maphash.Bytes(c.seed, suffix) * 0x9e3779b97f4a7c15)
-}
-
-// keyString is key for a string suffix; maphash gives equal hashes for equal
-// bytes whether they come as a string or a slice.
-func (c *Cache) keyString(tenant, suffix string) uint64 {
-	return maphash.String(c.seed, tenant) ^ (maphash.String(c.seed, suffix) * 0x9e3779b97f4a7c15)
-}
-
-// Get returns the entry for (tenant, suffix) and counts a hit, a negative
-// hit or a miss; an expired negative entry is a miss. It does not allocate.
-func (c *Cache) Get(tenant string, suffix []byte) (*Entry, bool) {
-	e, ok := c.rc.Get(c.key(tenant, suffix))
+// Get appends the rows cached for (tenant, suffix) to buf and counts a hit,
+// a negative hit or a miss. ok is false on a miss (an expired negative entry
+// is one); a negative hit returns no rows. The rows' strings point into the
+// index and stay valid as long as they are referenced. It does not allocate
+// while buf has room for the key's rows, so pass a small array's slice.
+func (c *Cache) Get(tenant string, suffix []byte, buf []Row) (rows []Row, ok bool) {
+	h := c.flat.hash(tenant, suffix)
+	if rows, ok := c.flat.get(h, tenant, suffix, buf); ok {
+		hits.Inc()
+		return rows, true
+	}
+	// Collisions are harmless: the entry's own tenant and suffix are
+	// compared before it is used.
+	e, ok := c.rc.Get(h)
 	if !ok || e.Tenant != tenant || e.Suffix != string(suffix) {
 		misses.Inc()
-		return nil, false
+		return buf, false
 	}
 	if e.Negative() {
 		if c.now().UnixNano() >= e.expires {
 			misses.Inc()
-			return nil, false
+			return buf, false
 		}
 		negativeHits.Inc()
-	} else {
-		hits.Inc()
+		return buf, true
 	}
-	return e, true
+	hits.Inc()
+	return append(buf, e.Rows...), true
 }
 
 // Epoch returns the invalidation epoch; pass it to Fill after reading the
@@ -175,7 +187,7 @@ func (c *Cache) Epoch() uint64 { return c.epoch.Load() }
 // Fill caches what the store said for (tenant, suffix): rows, or a negative
 // entry when rows is empty. It is discarded when an invalidation happened
 // since epoch was read, because the rows may predate that write; it reports
-// whether the entry was handed to ristretto (which may still drop it).
+// whether the entry was kept (ristretto may still drop a negative entry).
 func (c *Cache) Fill(epoch uint64, tenant, suffix string, rows []Row) bool {
 	c.fillMu.RLock()
 	defer c.fillMu.RUnlock()
@@ -184,13 +196,26 @@ func (c *Cache) Fill(epoch uint64, tenant, suffix string, rows []Row) bool {
 		return false
 	}
 	fills.Inc()
-	e := &Entry{Tenant: tenant, Suffix: suffix, Rows: rows}
-	k := c.keyString(tenant, suffix)
-	if len(rows) == 0 {
-		e.expires = c.now().Add(c.negTTL).UnixNano()
-		return c.rc.SetWithTTL(k, e, 1, 2*c.negTTL)
+	k := c.flat.hashString(tenant, suffix)
+	if len(rows) > 0 {
+		c.flat.mu.Lock()
+		ok := c.flat.put(tenant, suffix, rows)
+		c.flat.mu.Unlock()
+		if ok {
+			c.publishSize()
+			return true
+		}
+		return c.rc.Set(k, &Entry{Tenant: tenant, Suffix: suffix, Rows: rows}, 1)
 	}
-	return c.rc.Set(k, e, 1)
+	e := &Entry{Tenant: tenant, Suffix: suffix, expires: c.now().Add(c.negTTL).UnixNano()}
+	return c.rc.SetWithTTL(k, e, 1, 2*c.negTTL)
+}
+
+// publishSize updates the index gauges.
+func (c *Cache) publishSize() {
+	st := c.flat.stats()
+	indexKeys.Set(float64(st.Keys))
+	indexBytes.Set(float64(st.Bytes))
 }
 
 // Wait blocks until ristretto has applied every Set made before the call.
@@ -203,9 +228,13 @@ func (c *Cache) Invalidate(tenant string, suffixes ...string) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	c.epoch.Add(1)
+	c.flat.mu.Lock()
 	for _, s := range suffixes {
-		c.rc.Del(c.keyString(tenant, s))
+		h := c.flat.hashString(tenant, s)
+		c.flat.kill(h, tenant, s)
+		c.rc.Del(h)
 	}
+	c.flat.mu.Unlock()
 	invalidates.Add(len(suffixes))
 }
 
@@ -214,6 +243,9 @@ func (c *Cache) InvalidateAll() {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	c.epoch.Add(1)
+	c.flat.mu.Lock()
+	c.flat.reset(0)
+	c.flat.mu.Unlock()
 	c.rc.Clear()
 }
 
@@ -223,26 +255,6 @@ func (c *Cache) Ready() bool { return c.ready.Load() }
 // ErrIndexChanged is returned by Warm when the index was written during the
 // warm-up; the cache is emptied and the caller should warm again.
 var ErrIndexChanged = errors.New("cache warm-up: index changed during warm-up")
-
-// entryWithRow holds an entry and its first row in one allocation: most
-// keys have one row, and at a million keys each object saved is megabytes
-// of heap and of GC work.
-type entryWithRow struct {
-	e   Entry
-	row [1]Row
-}
-
-// newEntry returns an empty entry for (tenant, suffix) with room for one
-// row. The suffix shares the phone's bytes when it is the phone's tail, as
-// it is for every key the index computes.
-func newEntry(tenant, suffix, phone string) *Entry {
-	er := &entryWithRow{}
-	if strings.HasSuffix(phone, suffix) {
-		suffix = phone[len(phone)-len(suffix):]
-	}
-	er.e = Entry{Tenant: tenant, Suffix: suffix, Rows: er.row[:0]}
-	return &er.e
-}
 
 // compactRow makes a cached row of an index row, sharing the strings many
 // rows repeat: the entity kind and, through owners, the owner's id.
@@ -263,79 +275,125 @@ type Scanner func(ctx context.Context, fn func(domain.IndexEntry) error) error
 type WarmStats struct {
 	Rows     int           // index rows read
 	Keys     int           // (tenant, suffix) keys built
-	Present  int           // keys found in the cache after Wait
-	Retried  int           // keys set a second time after ristretto dropped them
+	Present  int           // keys found in the cache when read back
+	Retried  int           // overflow keys set a second time after ristretto dropped them
 	Duration time.Duration // wall time
 }
 
-// Warm loads the whole index through scan, waits for ristretto to apply
-// every Set, then reads every key back and sets again what was dropped. It
-// marks the cache ready when every key is present and returns an error
-// naming how many keys are missing otherwise (the cache is then still
-// correct, since misses fall back to the store, but slower).
+// Warm loads the whole index through scan into a new flat index built to
+// the side, installs it unless the index was written meanwhile, and reads
+// every key back. Keys too large for the flat layout go to ristretto and are
+// set again when its admission dropped them. It marks the cache ready when
+// every key is present and returns an error naming how many keys are missing
+// otherwise (the cache is then still correct, since misses fall back to the
+// store, but slower). ErrIndexChanged means a write raced the scan: the cache
+// is emptied and the caller should warm again.
 func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 	start := time.Now()
 	var (
-		st     WarmStats
-		keys   []*Entry
-		cur    *Entry
-		tenant string
-		owners = map[string]string{}
-		flush  = func() {
-			if cur != nil {
-				c.rc.Set(c.keyString(cur.Tenant, cur.Suffix), cur, 1)
-				keys = append(keys, cur)
+		st       WarmStats
+		b        = newFlatBuilder(c.seed)
+		overflow []*Entry
+		tenant   string
+		suffix   string
+		rows     []Row
+		owners   = map[string]string{}
+		flush    = func() {
+			if len(rows) == 0 {
+				return
 			}
+			st.Keys++
+			if !b.add(tenant, suffix, rows) {
+				e := &Entry{Tenant: tenant, Suffix: suffix, Rows: append([]Row(nil), rows...)}
+				overflow = append(overflow, e)
+			}
+			rows = rows[:0]
 		}
 	)
 	epoch := c.Epoch()
 	err := scan(ctx, func(r domain.IndexEntry) error {
 		st.Rows++
-		if cur == nil || r.TenantID != cur.Tenant || r.Suffix != cur.Suffix {
+		if r.TenantID != tenant || r.Suffix != suffix {
 			flush()
-			if r.TenantID != tenant {
-				tenant = r.TenantID // share one string per tenant across entries
-			}
-			cur = newEntry(tenant, r.Suffix, r.Phone)
+			tenant, suffix = r.TenantID, r.Suffix
 		}
-		cur.Rows = append(cur.Rows, compactRow(r, owners))
+		rows = append(rows, compactRow(r, owners))
 		return nil
 	})
 	if err != nil {
 		return st, fmt.Errorf("cache warm-up: %w", err)
 	}
 	flush()
-	st.Keys = len(keys)
-	c.rc.Wait()
 	// A write committed during the scan may have been invalidated before the
-	// scan's older copy of its key was set: the scan cannot be trusted then.
+	// scan's older copy of its key is installed: the scan cannot be trusted
+	// then. Checking and installing under the fill lock keeps an
+	// invalidation from falling in between.
+	c.fillMu.Lock()
 	if c.Epoch() != epoch {
+		c.fillMu.Unlock()
 		c.InvalidateAll()
 		return st, ErrIndexChanged
 	}
-	for attempt := 0; attempt < 3; attempt++ {
-		missing := 0
-		for _, e := range keys {
-			if _, ok := c.rc.Get(c.keyString(e.Tenant, e.Suffix)); !ok {
-				missing++
-				c.rc.Set(c.keyString(e.Tenant, e.Suffix), e, 1)
-			}
-		}
-		st.Retried += missing
-		if missing == 0 {
-			break
-		}
-		c.rc.Wait()
+	c.flat.mu.Lock()
+	b.install(c.flat)
+	c.flat.mu.Unlock()
+	for _, e := range overflow {
+		c.rc.Set(c.keyString(e.Tenant, e.Suffix), e, 1)
 	}
-	for _, e := range keys {
-		if _, ok := c.rc.Get(c.keyString(e.Tenant, e.Suffix)); ok {
-			st.Present++
+	c.fillMu.Unlock()
+	c.publishSize()
+
+	st.Present = c.verifyFlat()
+	if len(overflow) > 0 {
+		c.rc.Wait()
+		for attempt := 0; attempt < 3; attempt++ {
+			missing := 0
+			for _, e := range overflow {
+				if _, ok := c.rc.Get(c.keyString(e.Tenant, e.Suffix)); !ok {
+					missing++
+					c.rc.Set(c.keyString(e.Tenant, e.Suffix), e, 1)
+				}
+			}
+			st.Retried += missing
+			if missing == 0 {
+				break
+			}
+			c.rc.Wait()
+		}
+		for _, e := range overflow {
+			if _, ok := c.rc.Get(c.keyString(e.Tenant, e.Suffix)); ok {
+				st.Present++
+			}
 		}
 	}
 	st.Duration = time.Since(start)
 	if st.Present != st.Keys {
-		return st, fmt.Errorf("cache warm-up: %d of %d keys missing after Wait; raise the cache size", st.Keys-st.Present, st.Keys)
+		return st, fmt.Errorf("cache warm-up: %d of %d keys missing after the warm-up; raise the cache size", st.Keys-st.Present, st.Keys)
 	}
 	c.ready.Store(true)
 	return st, nil
+}
+
+// keyString is the key's hash for ristretto, the flat index's own.
+func (c *Cache) keyString(tenant, suffix string) uint64 { return c.flat.hashString(tenant, suffix) }
+
+// verifyFlat reads every record of the installed flat index back through
+// the reader's path and returns how many were found.
+func (c *Cache) verifyFlat() int {
+	v := c.flat.view.Load()
+	var buf [4]Row
+	found := 0
+	for _, s := range v.slots {
+		off := uint32(s)
+		if s == 0 || off == offDead {
+			continue
+		}
+		r := v.slab[off-1:]
+		tenant := v.tenants[binary.LittleEndian.Uint32(r)]
+		suffix := r[5 : 5+int(r[4])]
+		if _, ok := c.flat.get(c.flat.hash(tenant, suffix), tenant, suffix, buf[:0]); ok {
+			found++
+		}
+	}
+	return found
 }

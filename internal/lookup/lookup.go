@@ -128,8 +128,10 @@ func (s *Service) Route(ctx context.Context, t *tenant.Config, caller []byte, st
 		num = append(buf[:0], n...)
 	}
 	suffix := phone.SuffixBytes(num)
-	if e, ok := s.cache.Get(t.ID, suffix); ok {
-		return count(Decide(t, e.Rows, num))
+	// Most keys have one row; a key with more than four spills to the heap.
+	var rowBuf [4]cache.Row
+	if rows, ok := s.cache.Get(t.ID, suffix, rowBuf[:0]); ok {
+		return count(Decide(t, rows, num))
 	}
 	rows, reason, ok := s.miss(ctx, t, string(num), start.Add(t.Budget))
 	if !ok {

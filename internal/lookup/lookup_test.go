@@ -193,7 +193,7 @@ func TestRouteHangingStoreTimesOutAndStillFillsCache(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c.Wait()
-		if _, ok := c.Get("acme", []byte("671234567")); ok {
+		if _, ok := c.Get("acme", []byte("671234567"), nil); ok {
 			break
 		}
 		if time.Now().After(deadline) {
