@@ -115,3 +115,24 @@ func TestCheckKeyDoesNotAllocate(t *testing.T) {
 		t.Errorf("Build's Config: CheckKey(prev) = %v, want %v by time.Now", got, want)
 	}
 }
+
+// The last accepted key is remembered to skip the hash on the next request;
+// that memory must not let anything else in: a key of the same length that
+// differs, a prefix, or the remembered key after a rotation replaced it.
+func TestRememberedKeyAcceptsOnlyItself(t *testing.T) {
+	c := tenant.Build(domain.Tenant{ID: "a", Settings: domain.DefaultSettings(), SecretHash: tenant.HashSecret("secret-0001")}, nil, nil)
+	for range 2 { // the second round runs on the remembered key
+		if !c.CheckKey([]byte("secret-0001")) {
+			t.Fatal("current secret refused")
+		}
+		for _, k := range []string{"secret-0002", "secret-000", "secret-00011", ""} {
+			if c.CheckKey([]byte(k)) {
+				t.Fatalf("CheckKey(%q) accepted after %q was remembered", k, "secret-0001")
+			}
+		}
+	}
+	rotated := tenant.Build(domain.Tenant{ID: "a", Settings: domain.DefaultSettings(), SecretHash: tenant.HashSecret("secret-0002")}, nil, nil)
+	if rotated.CheckKey([]byte("secret-0001")) || !rotated.CheckKey([]byte("secret-0002")) {
+		t.Fatal("a rotated snapshot accepts the old remembered key or refuses the new one")
+	}
+}
