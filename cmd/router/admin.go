@@ -317,8 +317,16 @@ func settingsBody(pairs []string) (map[string]any, error) {
 			return nil, fmt.Errorf("admin: %q is not KEY=VALUE", p)
 		}
 		switch {
-		case k == "owner_order":
-			body[k] = strings.Split(v, ",")
+		case k == "owner_order" || k == "form_entities" || k == "form_phone_fields" || k == "form_email_fields":
+			body[k] = splitList(v)
+		case k == "matrix" || k == "form_mapping" || k == "call_mapping":
+			// Structured settings are given as JSON, e.g.
+			// matrix='{"incoming_missed_new":[]}'.
+			var raw json.RawMessage
+			if err := json.Unmarshal([]byte(v), &raw); err != nil {
+				return nil, fmt.Errorf("admin: %s: not JSON: %w", k, err)
+			}
+			body[k] = raw
 		case k == "pipeline_rules":
 			// PARAM=VALUE:PIPELINE;... e.g. pool_name=Context ads:7001
 			rules := []map[string]string{}
@@ -345,6 +353,17 @@ func settingsBody(pairs []string) (map[string]any, error) {
 		}
 	}
 	return body, nil
+}
+
+// splitList reads a comma-separated list; "" is the empty list.
+func splitList(v string) []string {
+	out := []string{}
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func readInput(name string) ([]byte, error) {

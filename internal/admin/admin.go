@@ -160,6 +160,9 @@ func (s *Service) PatchTenant(ctx context.Context, actor, id string, body []byte
 		Name *string `json:"name"`
 		domain.Settings
 	}{Settings: t.Settings}
+	// form_entities mirrors the matrix's form row: only a body that gives
+	// it may set the row through it, so the stored copy is set aside.
+	in.FormEntities = nil
 	if err := decodeStrict(body, &in); err != nil {
 		return TenantView{}, err
 	}

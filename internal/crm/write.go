@@ -92,6 +92,14 @@ type NewLead struct {
 	// CRM's default.
 	Pipeline string
 	UTM      UTM
+	// Fields are further CRM fields of the lead by the CRM's address (field
+	// id or code, API name), value as text: the tenant's call or form
+	// mapping.
+	Fields map[string]string
+	// ContactFields are those of the contact made with the lead.
+	ContactFields map[string]string
+	// Tags are tag names for CRMs that tag leads.
+	Tags []string
 }
 
 // Created is what CreateLead made.
@@ -159,3 +167,34 @@ func IsPermanent(err error) bool {
 // LeadKinds are the entity kinds a call is filed under, in the order a
 // known client's open ones are preferred.
 var LeadKinds = []domain.EntityKind{domain.KindLead, domain.KindDeal}
+
+// WriteContact is the kind of a contact created on its own (a matrix row
+// or a form that asks for a contact).
+const WriteContact WriteKind = "contact"
+
+// ContactWriter creates a contact on its own, for matrix rows and forms
+// that ask for a contact without a lead. Every adapter's Source
+// implements it.
+type ContactWriter interface {
+	// CreateContact creates a contact holding the phone and/or e-mail and
+	// returns it. Errors as Writer's; EINVALID when it has neither phone
+	// nor e-mail.
+	CreateContact(ctx context.Context, c NewContact) (Ref, error)
+}
+
+// NewContact is a contact to create.
+type NewContact struct {
+	Key string
+	// Phone is the client's number in E.164 digits without '+'; "" when
+	// only an e-mail is known.
+	Phone string
+	Email string
+	// Name is the contact's name; the phone or e-mail when "".
+	Name    string
+	OwnerID string
+	// Fields are further CRM fields by the CRM's address (field id or code,
+	// API name), value as text.
+	Fields map[string]string
+	// Tags are tag names for CRMs that tag contacts.
+	Tags []string
+}

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -25,6 +26,27 @@ type Settings struct {
 	// fields; the first matching rule wins, none matching leaves the CRM's
 	// default.
 	PipelineRules []PipelineRule `json:"pipeline_rules"`
+	// Matrix chooses what each kind of call, and a website form, creates
+	// in the CRM; rows left out keep DefaultMatrix's.
+	Matrix Matrix `json:"matrix"`
+	// FormEntities is the matrix's form row under the name the form
+	// settings use: the two are one setting, and a body that gives
+	// form_entities sets the form row.
+	FormEntities []string `json:"form_entities"`
+	// FormPhoneFields and FormEmailFields name the form fields the client's
+	// phone and e-mail are read from, first non-empty wins.
+	FormPhoneFields []string `json:"form_phone_fields"`
+	FormEmailFields []string `json:"form_email_fields"`
+	// FormMapping and CallMapping write form fields, Ringostat variables
+	// and constants into CRM fields of the entities forms and calls create.
+	FormMapping Mapping `json:"form_mapping"`
+	CallMapping Mapping `json:"call_mapping"`
+	// AmoUnsorted files amoCRM requests as unsorted leads for the managers
+	// to accept, as Ringostat's "requests" do.
+	AmoUnsorted bool `json:"amo_unsorted"`
+	// Language is the language of lead titles, task texts and call notes
+	// callrouter writes into the CRM.
+	Language string `json:"language"`
 }
 
 // PipelineRule sends leads of calls whose Param equals Value (ignoring
@@ -61,6 +83,7 @@ const (
 	DefaultCallbackDueMinutes = 60
 	MaxCallbackDueMinutes     = 7 * 24 * 60
 	MaxPipelineRules          = 100
+	MaxFormFieldNames         = 20
 )
 
 // DefaultCallerKeys are the request parameters the caller is read from when
@@ -81,8 +104,30 @@ func DefaultSettings() Settings {
 		OnUnmapped:     PolicyDefaultOwner,
 
 		CallbackDueMinutes: DefaultCallbackDueMinutes,
+		Matrix:             DefaultMatrix(),
+		FormEntities:       DefaultMatrix()[RowForm],
+		FormPhoneFields:    DefaultFormPhoneFields,
+		FormEmailFields:    DefaultFormEmailFields,
+		FormMapping:        Mapping{},
+		CallMapping:        Mapping{},
+		Language:           LangEN,
 	}
 }
+
+// Form field names the client's phone and e-mail are read from when a
+// tenant names none (seed 003).
+var (
+	DefaultFormPhoneFields = []string{"phone", "tel", "telephone"}
+	DefaultFormEmailFields = []string{"email"}
+)
+
+// Languages of the texts callrouter writes into the CRM.
+const (
+	LangUK = "uk"
+	LangRU = "ru"
+	LangEN = "en"
+	LangPL = "pl"
+)
 
 // Normalize fills empty fields with their defaults and canonicalizes case,
 // so stored settings are always complete.
@@ -119,6 +164,37 @@ func (s *Settings) Normalize() {
 		r := &s.PipelineRules[i]
 		r.Param, r.Value, r.Pipeline = strings.TrimSpace(r.Param), strings.TrimSpace(r.Value), strings.TrimSpace(r.Pipeline)
 	}
+	if s.FormEntities != nil {
+		if s.Matrix == nil {
+			s.Matrix = Matrix{}
+		}
+		s.Matrix[RowForm] = s.FormEntities
+	}
+	s.Matrix.normalize()
+	s.FormEntities = s.Matrix[RowForm]
+	s.FormPhoneFields = trimList(s.FormPhoneFields, d.FormPhoneFields)
+	s.FormEmailFields = trimList(s.FormEmailFields, d.FormEmailFields)
+	s.FormMapping.normalize()
+	s.CallMapping.normalize()
+	s.Language = strings.ToLower(strings.TrimSpace(s.Language))
+	if s.Language == "" {
+		s.Language = d.Language
+	}
+}
+
+// trimList trims the names of a list and drops empty ones; an empty list
+// takes def.
+func trimList(l, def []string) []string {
+	out := make([]string, 0, len(l))
+	for _, v := range l {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return slices.Clone(def)
+	}
+	return out
 }
 
 // Validate checks normalized settings and returns an EINVALID error naming
@@ -160,6 +236,33 @@ func (s Settings) Validate() error {
 	}
 	if len(s.PipelineRules) > MaxPipelineRules {
 		return Errorf(EINVALID, "pipeline_rules: at most %d rules, got %d", MaxPipelineRules, len(s.PipelineRules))
+	}
+	if err := s.Matrix.validate(); err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		name  string
+		names []string
+	}{{"form_phone_fields", s.FormPhoneFields}, {"form_email_fields", s.FormEmailFields}} {
+		if len(l.names) > MaxFormFieldNames {
+			return Errorf(EINVALID, "%s: at most %d names, got %d", l.name, MaxFormFieldNames, len(l.names))
+		}
+		for i, n := range l.names {
+			if len(n) > 128 {
+				return Errorf(EINVALID, "%s[%d]: longer than 128 bytes", l.name, i)
+			}
+		}
+	}
+	if err := s.FormMapping.validate("form_mapping"); err != nil {
+		return err
+	}
+	if err := s.CallMapping.validate("call_mapping"); err != nil {
+		return err
+	}
+	switch s.Language {
+	case LangUK, LangRU, LangEN, LangPL:
+	default:
+		return Errorf(EINVALID, "language: must be uk, ru, en or pl, got %q", clipKey(s.Language))
 	}
 	for i, r := range s.PipelineRules {
 		if !validKey(r.Param) {

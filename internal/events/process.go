@@ -297,21 +297,37 @@ func (r *run) matrix(ctx context.Context) (string, error) {
 			responsible = known.leadOwner
 		}
 	}
+	row := domain.CallRow(r.c.Outgoing, r.c.Answered, known.lead.ID != "")
+	want := r.t.Settings.Matrix.Row(row)
+	if want.Nothing() {
+		counter("callrouter_events_matrix_nothing_total", r.t.ID).Inc()
+		return "matrix row " + row + " creates nothing", nil
+	}
 	cl := known
-	if known.lead.ID == "" {
+	switch {
+	case want.Lead:
+		// A known client's row that asks for a lead gets a new one each
+		// call, linked to the client's contact.
 		if cl, err = r.lead(ctx, known, responsible); err != nil {
 			return "", err
 		}
-	} else if !r.c.UTM.Empty() {
+	case known.lead.ID != "" && !r.c.UTM.Empty():
 		if err := r.fillUTM(ctx, known.lead); err != nil {
 			return "", err
 		}
 	}
-	if err := r.call(ctx, cl, responsible); err != nil {
-		return "", err
+	if want.Contact && cl.contact.ID == "" {
+		if cl.contact, err = r.contact(ctx, responsible); err != nil {
+			return "", err
+		}
 	}
-	if missed {
-		if err := r.task(ctx, cl, responsible); err != nil {
+	if want.Call {
+		if err := r.call(ctx, cl, responsible); err != nil {
+			return "", err
+		}
+	}
+	if want.Task {
+		if err := r.task(ctx, cl, responsible, missed); err != nil {
 			return "", err
 		}
 	}
@@ -434,10 +450,13 @@ func (r *run) finish(ctx context.Context, key, id string) error {
 // event find them at once.
 func (r *run) lead(ctx context.Context, known client, owner string) (client, error) {
 	var made crm.Created
+	title := fmt.Sprintf(textsFor(r.t.Settings.Language).leadTitle, r.num)
 	stored, err := r.once(ctx, crm.WriteLead, crm.Ref{}, func(key string) (string, error) {
 		var err error
-		made, err = r.w.CreateLead(ctx, crm.NewLead{Key: key, Phone: r.num, Title: "+" + r.num, OwnerID: owner,
-			ContactID: known.contact.ID, Pipeline: r.t.Settings.Pipeline(r.ev.Fields), UTM: r.c.UTM})
+		made, err = r.w.CreateLead(ctx, crm.NewLead{Key: key, Phone: r.num, Title: title, OwnerID: owner,
+			ContactID: known.contact.ID, Pipeline: r.t.Settings.Pipeline(r.ev.Fields), UTM: r.c.UTM,
+			Fields:        r.t.Settings.CallMapping.Resolve(domain.MapDeal, r.ev.Fields),
+			ContactFields: r.t.Settings.CallMapping.Resolve(domain.MapContact, r.ev.Fields)})
 		if err != nil {
 			return "", err
 		}
@@ -447,7 +466,7 @@ func (r *run) lead(ctx context.Context, known client, owner string) (client, err
 		return client{}, err
 	}
 	made = decodeCreated(stored)
-	ents := []crm.Entity{{Kind: made.Lead.Kind, ID: made.Lead.ID, Name: "+" + r.num, Phones: []string{r.num},
+	ents := []crm.Entity{{Kind: made.Lead.Kind, ID: made.Lead.ID, Name: title, Phones: []string{r.num},
 		OwnerID: owner, Open: true, UpdatedAt: r.p.now()}}
 	if made.Contact.ID != "" && made.Contact.ID != known.contact.ID {
 		ents = append(ents, crm.Entity{Kind: domain.KindContact, ID: made.Contact.ID, Name: "+" + r.num,
@@ -502,6 +521,12 @@ func (r *run) call(ctx context.Context, cl client, user string) error {
 	if parent.ID == "" {
 		parent = cl.contact
 	}
+	if parent.ID == "" {
+		// A row without lead or contact for a new client leaves the call
+		// nothing to be filed under.
+		r.did = append(r.did, "call not filed: no lead or contact")
+		return nil
+	}
 	id, err := r.once(ctx, crm.WriteCall, parent, func(key string) (string, error) {
 		return r.w.CreateCall(ctx, crm.NewCall{Key: key, CallID: r.c.UniqueID, Outgoing: r.c.Outgoing, Answered: r.c.Answered,
 			Disposition: r.c.Disposition, Phone: r.num, Line: r.c.Line, Start: r.c.Start, Duration: r.c.Talk,
@@ -514,7 +539,9 @@ func (r *run) call(ctx context.Context, cl client, user string) error {
 	return nil
 }
 
-func (r *run) task(ctx context.Context, cl client, user string) error {
+// task creates the call's task: the call-back task of a missed call, or
+// the follow-up task a matrix row asks for.
+func (r *run) task(ctx context.Context, cl client, user string, missed bool) error {
 	minutes := r.t.Settings.CallbackDueMinutes
 	if minutes <= 0 {
 		minutes = domain.DefaultCallbackDueMinutes
@@ -523,9 +550,18 @@ func (r *run) task(ctx context.Context, cl client, user string) error {
 	if parent.ID == "" {
 		parent = cl.contact
 	}
+	if parent.ID == "" {
+		r.did = append(r.did, "task not created: no lead or contact")
+		return nil
+	}
+	tx := textsFor(r.t.Settings.Language)
+	text := tx.followUp
+	if missed {
+		text = tx.callBack
+	}
 	id, err := r.once(ctx, crm.WriteTask, parent, func(key string) (string, error) {
 		return r.w.CreateTask(ctx, crm.NewTask{Key: key, UserID: user, Phone: r.num, Lead: cl.lead, Contact: cl.contact,
-			Text: fmt.Sprintf("Call back +%s: missed call at %s", r.num, r.c.Start.UTC().Format("2006-01-02 15:04 UTC")),
+			Text: fmt.Sprintf(text, r.num, r.c.Start.UTC().Format("2006-01-02 15:04 UTC")),
 			Due:  r.p.now().Add(time.Duration(minutes) * time.Minute)})
 	})
 	if err != nil {
@@ -533,4 +569,29 @@ func (r *run) task(ctx context.Context, cl client, user string) error {
 	}
 	r.did = append(r.did, "task "+id)
 	return nil
+}
+
+// contact creates a contact alone for a client without one, when the
+// matrix asks for it without a lead, and indexes it.
+func (r *run) contact(ctx context.Context, owner string) (crm.Ref, error) {
+	cw, ok := r.w.(crm.ContactWriter)
+	if !ok {
+		r.did = append(r.did, "contact not created: this CRM adapter cannot create one alone")
+		return crm.Ref{}, nil
+	}
+	id, err := r.once(ctx, crm.WriteContact, crm.Ref{}, func(key string) (string, error) {
+		ref, err := cw.CreateContact(ctx, crm.NewContact{Key: key, Phone: r.num, Name: "+" + r.num, OwnerID: owner,
+			Fields: r.t.Settings.CallMapping.Resolve(domain.MapContact, r.ev.Fields)})
+		return ref.ID, err
+	})
+	if err != nil {
+		return crm.Ref{}, err
+	}
+	ref := crm.Ref{Kind: domain.KindContact, ID: id}
+	if err := r.p.crm.Index(ctx, r.t.ID, []crm.Entity{{Kind: domain.KindContact, ID: id, Name: "+" + r.num,
+		Phones: []string{r.num}, OwnerID: owner, Open: true, UpdatedAt: r.p.now()}}); err != nil {
+		return crm.Ref{}, fmt.Errorf("index the new contact: %w", err)
+	}
+	r.did = append(r.did, "contact "+id+" created")
+	return ref, nil
 }
