@@ -46,6 +46,7 @@ var (
 	suiteOut     = flag.String("suite.out", "results", "directory for results.md, results.json and latency.png")
 	suiteProfile = flag.Bool("suite.profile", false, "save CPU profiles of the router during the keep-alive hit runs (cpu-<backend>-hits.pprof in -suite.out)")
 	suitePhones  = flag.Int("suite.phones", 0, "phones in the indexed dataset (default 1,000,000 full, 20,000 quick)")
+	reportOnly   = flag.Bool("suite.report-only", false, "report missed targets without failing (make bench exits non-zero on a miss otherwise)")
 )
 
 const (
@@ -95,6 +96,7 @@ type suite struct {
 
 	ceilingProc             *proc
 	ceilingKA, ceilingClose float64
+	wrk                     string  // wrk's path
 	routerKA                float64 // SQLite router, hits, keep-alive: the naive-CRM ratio's numerator
 	seq                     atomic.Uint64
 }
@@ -110,6 +112,10 @@ func TestSuite(t *testing.T) {
 	s := &suite{t: t, p: p, ctx: context.Background(), rep: &report.Report{Title: "callrouter benchmark suite",
 		Started: time.Now().UTC(), Machine: report.Machine(), Mode: p.mode}}
 	began := time.Now()
+	loadStart := loadAverage()
+	if s.wrk, err = wrkPath(); err != nil {
+		t.Fatal(err)
+	}
 	s.bin = buildRouter(t)
 
 	s.micro()
@@ -125,6 +131,12 @@ func TestSuite(t *testing.T) {
 	s.rep.Note("Hit runs cycle through %d distinct indexed callers; miss runs use callers never seen before, so each is a store read.", min(hitSample, p.phones))
 	s.rep.Note("Open-loop latencies are coordinated-omission corrected (wrk2-style); closed-loop figures are the maximum throughput.")
 	s.rep.Note("Suite wall time: %s (mode %s, %d phones).", time.Since(began).Round(time.Second), p.mode, p.phones)
+	loadEnd := loadAverage()
+	s.rep.Note("Load average (1 min) %.2f at the start, %.2f at the end.", loadStart, loadEnd)
+	if busy := 0.5 * float64(runtimeCPUs()); loadStart > busy || loadEnd > busy {
+		s.rep.Note("WARNING: the machine was busy (load above %.1f): figures are lower and noisier than on an idle machine.", busy)
+		fmt.Printf("WARNING: load average %.2f at the start, %.2f at the end on %d CPUs: the machine was busy\n", loadStart, loadEnd, runtimeCPUs())
+	}
 
 	var md strings.Builder
 	if err := s.rep.Markdown(&md); err != nil {
@@ -137,6 +149,23 @@ func TestSuite(t *testing.T) {
 	}
 	pass, miss := s.rep.Counts()
 	fmt.Printf("%d targets met, %d missed; written: %s\n", pass, miss, strings.Join(paths, ", "))
+	if miss > 0 && !*reportOnly {
+		t.Errorf("%d of %d targets missed (-suite.report-only reports without failing)", miss, pass+miss)
+	}
+}
+
+// loadAverage is the 1-minute load average, 0 when /proc does not tell.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 func runtimeCPUs() int {
@@ -255,10 +284,10 @@ func (s *suite) backend(name, db string) {
 	full := s.p.phones >= 1_000_000
 	s.rep.Add(report.Row{Figure: fmt.Sprintf("warm start, %s indexed phones: cache ready", thousands(s.p.phones)), Backend: name,
 		Value: ready.Seconds(), Unit: "s", Detail: "process start → /readyz 200 (every key in the cache)",
-		Target: "≤ 5 s (1M phones)", Status: judge(full, ready <= 5*time.Second)})
+		Target: "≤ 3 s (1M phones)", Status: judge(full, ready <= 3*time.Second)})
 	s.rep.Add(report.Row{Figure: fmt.Sprintf("warm start, %s indexed phones: RSS once ready", thousands(s.p.phones)), Backend: name,
 		Value: rss, Unit: "MB", Detail: fmt.Sprintf("VmRSS 2 s after /readyz 200 (%.0f MB at it); peak during warm-up (VmHWM) %.0f MB", atReady, peak),
-		Target: "≤ 400 MB (1M phones)", Status: judge(full, rss <= 400)})
+		Target: "≤ 200 MB (1M phones)", Status: judge(full, rss <= 200)})
 
 	s.ceiling(name)
 	hits := hitURIs(ts.benchSecret, min(hitSample, s.p.phones), s.p.phones)
@@ -285,12 +314,13 @@ func (s *suite) backend(name, db string) {
 		Target: "≥ 90 % of the ceiling", Status: passIf(ka.Errors == 0 && ka.Throughput >= 0.9*s.ceilingKA)})
 	s.rep.Add(report.Row{Figure: "HTTP throughput, cache hits, Connection: close", Backend: name, Value: cl.Throughput, Unit: "req/s",
 		Detail: latencyDetail(cl), Ratio: cl.Throughput / s.ceilingClose, RatioTo: "bare fasthttp, close",
-		Target: "≥ 90 % of the ceiling", Status: passIf(cl.Errors == 0 && cl.Throughput >= 0.9*s.ceilingClose)})
+		Target: "≥ 95 % of the ceiling", Status: passIf(cl.Errors == 0 && cl.Throughput >= 0.95*s.ceilingClose)})
+	s.wrkHits(r, name, hits)
 
 	open := s.open(r.addr, name+" hits 10k/s", 10_000, 64, cycle(hits), hitCheck)
 	s.rep.Add(report.Row{Figure: "open loop 10k req/s, cache hits: p99", Backend: name, Value: ms(open.P99), Unit: "ms",
-		Detail: latencyDetail(open), Target: "p99 ≤ 1 ms, p99.9 ≤ 3 ms",
-		Status: passIf(open.Errors == 0 && open.P99 <= time.Millisecond && open.P999 <= 3*time.Millisecond && open.AchievedRate >= 9_500)})
+		Detail: latencyDetail(open), Target: "p99 ≤ 1 ms, p99.9 ≤ 2 ms",
+		Status: passIf(open.Errors == 0 && open.P99 <= time.Millisecond && open.P999 <= 2*time.Millisecond && open.AchievedRate >= 9_500)})
 	s.rep.AddSeries(name+" hits 10k/s", open.Percentiles)
 
 	missTarget := map[string]time.Duration{"sqlite": 2 * time.Millisecond, "postgres": 3 * time.Millisecond}[name]
@@ -578,8 +608,8 @@ func (s *suite) load(cfg loadgen.Config) loadgen.Result {
 	if res.Errors > 0 {
 		s.t.Logf("%s: %d errors, e.g. %v", cfg.Name, res.Errors, res.ErrorSamples)
 	}
-	fmt.Printf("%-32s %10.0f req/s  p50 %6.3f ms  p99 %7.3f ms  p99.9 %7.3f ms  max %8.3f ms  errors %d\n",
-		cfg.Name, res.Throughput, ms(res.P50), ms(res.P99), ms(res.P999), ms(res.Max), res.Errors)
+	// Progress only: the figures are printed once, in the table at the end.
+	fmt.Printf("ran %s\n", cfg.Name)
 	return res
 }
 
@@ -740,4 +770,39 @@ func fractionWithin(h *hdrhistogram.Histogram, limit time.Duration) float64 {
 		}
 	}
 	return float64(in) / float64(h.TotalCount())
+}
+
+// wrkHits measures the ceiling and the router's cache hits with wrk, an
+// external load generator, back to back, so the ratio does not rest on our
+// own generator alone.
+func (s *suite) wrkHits(r *proc, backend string, hits []string) {
+	script, err := wrkScript(s.t.TempDir(), hits)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	run := func(addr, name string, close bool) wrkResult {
+		d, conns := s.p.run, 64
+		if close {
+			d, conns = s.p.closeRun, 16
+		}
+		res, err := runWrk(s.wrk, addr, script, d, conns, close)
+		if err != nil {
+			s.t.Fatalf("%s: %v", name, err)
+		}
+		fmt.Printf("ran %s\n", name)
+		return res
+	}
+	for _, close := range []bool{false, true} {
+		mode, target := "keep-alive", 0.9
+		if close {
+			mode, target = "Connection: close", 0.95
+		}
+		ceil := run(s.ceilingProc.addr, "wrk ceiling "+mode, close)
+		got := run(r.addr, "wrk "+backend+" hits "+mode, close)
+		ratio := got.Throughput / ceil.Throughput
+		s.rep.Add(report.Row{Figure: "wrk: cache hits, " + mode, Backend: backend, Value: got.Throughput, Unit: "req/s",
+			Ratio: ratio, RatioTo: "wrk ceiling", Target: fmt.Sprintf("≥ %.0f %% of the ceiling", target*100),
+			Detail: fmt.Sprintf("ceiling %.0f req/s by wrk · latency avg/stdev/max %s · non-2xx %d", ceil.Throughput, got.Latency, got.Non2xx),
+			Status: passIf(got.Non2xx == 0 && ratio >= target)})
+	}
 }
