@@ -16,10 +16,15 @@ import (
 
 // module is one Zoho module that owns phones.
 type module struct {
-	name   string // API name, as in the URL path
-	kind   domain.EntityKind
-	fields string // the fields= parameter: Zoho requires one on lists
-	// search is false for modules Zoho cannot search by phone in practice.
+	name string // API name, as in the URL path
+	kind domain.EntityKind
+	// fields are the fields of Zoho's standard layout a read asks for
+	// (Zoho requires fields= on lists). A connected account's own layout
+	// (see view) drops those it lacks and adds its custom phone fields.
+	fields []string
+	// search is false for modules Zoho cannot search by phone in the
+	// standard layout (Deals have no phone field); such a module is
+	// searched only where the account added phone fields to it.
 	search bool
 	// allLeads asks for converted leads too (with their $converted flag):
 	// Zoho hides them by default, and a lead converted after the full sync
@@ -27,19 +32,23 @@ type module struct {
 	allLeads bool
 }
 
+// standardPhones are the phone fields of Zoho's standard layouts.
+var standardPhones = [...]string{"Phone", "Mobile", "Home_Phone", "Other_Phone"}
+
 // modules are synced in this order, the default owner order.
 var modules = [...]module{
 	{name: "Leads", kind: domain.KindLead, search: true, allLeads: true,
-		fields: "Full_Name,First_Name,Last_Name,Company,Phone,Mobile,Owner,Lead_Status,$converted,Modified_Time"},
-	// Zoho's standard Deals layout has no phone field; accounts that route
-	// by deal add Phone/Mobile ones, and Zoho's phone search does not reach
-	// deals reliably, so they are synced but not searched.
+		fields: []string{"Full_Name", "First_Name", "Last_Name", "Company", "Phone", "Mobile", "Owner", "Lead_Status", "$converted", "Modified_Time"}},
+	// A deal of the standard layout has no phone: it reaches its customer
+	// through the Contact_Name and Account_Name lookups, and is indexed
+	// under their phones (deals.go).
 	{name: "Deals", kind: domain.KindDeal,
-		fields: "Deal_Name,Stage,Phone,Mobile,Owner,Modified_Time"},
+		fields: []string{"Deal_Name", "Stage", "Contact_Name", "Account_Name", "Owner", "Modified_Time"}},
 	{name: "Contacts", kind: domain.KindContact, search: true,
-		fields: "Full_Name,First_Name,Last_Name,Phone,Mobile,Home_Phone,Other_Phone,Owner,Modified_Time"},
+		fields: []string{"Full_Name", "First_Name", "Last_Name", "Phone", "Mobile", "Home_Phone", "Other_Phone", "Owner", "Modified_Time"}},
+	// The standard Accounts layout has one phone field, Phone.
 	{name: "Accounts", kind: domain.KindCompany, search: true,
-		fields: "Account_Name,Phone,Mobile,Owner,Modified_Time"},
+		fields: []string{"Account_Name", "Phone", "Owner", "Modified_Time"}},
 }
 
 // moduleNamed returns the module with API name name (any case).
@@ -62,20 +71,33 @@ func moduleOf(k domain.EntityKind) (module, bool) {
 	return module{}, false
 }
 
-// query returns the parameters every read of m's records carries.
-func (m module) query() url.Values {
-	q := url.Values{"fields": {m.fields}}
-	if m.allLeads {
+// view is a module as one connected account has it: the fields its
+// layout has of those wanted, and its phone fields, custom ones included.
+type view struct {
+	module
+	fields []string
+	phones []string
+}
+
+// query returns the parameters every read of v's records carries.
+func (v view) query() url.Values {
+	q := url.Values{"fields": {strings.Join(v.fields, ",")}}
+	if v.allLeads {
 		q.Set("converted", "both")
 	}
 	return q
 }
 
+// searchable reports whether a phone search of the module can find
+// anything: it has phone fields in this account.
+func (v view) searchable() bool { return v.search || len(v.phones) > 0 }
+
 // closedLeadStatuses are the standard Lead_Status values of a lead nobody
 // works on any more.
 var closedLeadStatuses = [...]string{"Junk Lead", "Lost Lead", "Not Qualified"}
 
-// record is a Zoho record with the fields any module's list asks for.
+// record is a Zoho record with the fields any module's list asks for;
+// phones are read apart (view.phones).
 type record struct {
 	ID           zid        `json:"id"`
 	Owner        *lookup    `json:"Owner"`
@@ -85,10 +107,7 @@ type record struct {
 	Company      string     `json:"Company"`
 	DealName     string     `json:"Deal_Name"`
 	AccountName  lookupName `json:"Account_Name"`
-	Phone        string     `json:"Phone"`
-	Mobile       string     `json:"Mobile"`
-	HomePhone    string     `json:"Home_Phone"`
-	OtherPhone   string     `json:"Other_Phone"`
+	ContactName  lookupName `json:"Contact_Name"`
 	LeadStatus   string     `json:"Lead_Status"`
 	Stage        string     `json:"Stage"`
 	Converted    bool       `json:"$converted"`
@@ -102,8 +121,12 @@ type lookup struct {
 }
 
 // lookupName is a text field that is a lookup in some modules (Account_Name
-// is text in Accounts and a lookup to one in Contacts and Deals).
-type lookupName string
+// is text in Accounts and a lookup to one in Contacts and Deals): the
+// name, and the id when it is a lookup.
+type lookupName struct {
+	Name string
+	ID   zid
+}
 
 // UnmarshalJSON accepts a string, a lookup object or null.
 func (n *lookupName) UnmarshalJSON(b []byte) error {
@@ -112,7 +135,7 @@ func (n *lookupName) UnmarshalJSON(b []byte) error {
 		if err := json.Unmarshal(b, &l); err != nil {
 			return err
 		}
-		*n = lookupName(l.Name)
+		*n = lookupName{Name: l.Name, ID: l.ID}
 		return nil
 	}
 	var s *string
@@ -120,7 +143,7 @@ func (n *lookupName) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	if s != nil {
-		*n = lookupName(*s)
+		*n = lookupName{Name: *s}
 	}
 	return nil
 }
@@ -165,40 +188,69 @@ type pageInfo struct {
 	NextPageToken *string `json:"next_page_token"`
 }
 
-// entities decodes the records of a list answer of module m. A record that
-// does not decode is skipped rather than failing the whole page: one odd
-// custom value must not stop the index from filling. It also returns the
-// latest Modified_Time seen.
-func (m module) entities(data []json.RawMessage) ([]crm.Entity, time.Time) {
-	out := make([]crm.Entity, 0, len(data))
+// item is a decoded record: its entity and, for a deal, the contact and
+// account it reaches its customer through.
+type item struct {
+	ent              crm.Entity
+	contact, account string
+}
+
+// items decodes the records of a list answer of v. A record that does not
+// decode is skipped rather than failing the whole page: one odd custom
+// value must not stop the index from filling. It also returns the latest
+// Modified_Time seen. Deals still lack their customer's phones (see
+// source.finish).
+func (v view) items(data []json.RawMessage) ([]item, time.Time) {
+	out := make([]item, 0, len(data))
 	var latest time.Time
 	for _, raw := range data {
 		var r record
 		if err := json.Unmarshal(raw, &r); err != nil || r.ID == "" {
 			continue
 		}
-		e := m.entity(r)
-		if e.UpdatedAt.After(latest) {
-			latest = e.UpdatedAt
+		it := item{ent: v.entity(r, phonesOf(raw, v.phones))}
+		if v.kind == domain.KindDeal {
+			it.contact, it.account = string(r.ContactName.ID), string(r.AccountName.ID)
 		}
-		out = append(out, e)
+		if it.ent.UpdatedAt.After(latest) {
+			latest = it.ent.UpdatedAt
+		}
+		out = append(out, it)
 	}
 	return out, latest
 }
 
-// entity maps a record of module m.
-func (m module) entity(r record) crm.Entity {
-	e := crm.Entity{Kind: m.kind, ID: string(r.ID), Open: true}
+// phonesOf reads the phone fields of a raw record, distinct and in field
+// order.
+func phonesOf(raw json.RawMessage, fields []string) []string {
+	if len(fields) == 0 {
+		return nil
+	}
+	var vals map[string]json.RawMessage
+	if json.Unmarshal(raw, &vals) != nil {
+		return nil
+	}
+	var out []string
+	for _, f := range fields {
+		var p string
+		if json.Unmarshal(vals[f], &p) != nil {
+			continue
+		}
+		if p = strings.TrimSpace(p); p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// entity maps a record of module m with its phones.
+func (m module) entity(r record, phones []string) crm.Entity {
+	e := crm.Entity{Kind: m.kind, ID: string(r.ID), Open: true, Phones: phones}
 	if r.Owner != nil {
 		e.OwnerID = string(r.Owner.ID)
 	}
 	if t, err := time.Parse(time.RFC3339, r.ModifiedTime); err == nil {
 		e.UpdatedAt = t
-	}
-	for _, p := range [...]string{r.Phone, r.Mobile, r.HomePhone, r.OtherPhone} {
-		if p = strings.TrimSpace(p); p != "" && !slices.Contains(e.Phones, p) {
-			e.Phones = append(e.Phones, p)
-		}
 	}
 	switch m.kind {
 	case domain.KindLead:
@@ -220,7 +272,7 @@ func (m module) entity(r record) crm.Entity {
 	case domain.KindContact:
 		e.Name = personName(r)
 	case domain.KindCompany:
-		e.Name = string(r.AccountName)
+		e.Name = r.AccountName.Name
 	}
 	return e
 }

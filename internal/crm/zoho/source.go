@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -22,6 +23,9 @@ type source struct {
 	http         *crm.HTTP
 	now          func() time.Time
 	webhookToken string
+
+	metaMu  sync.Mutex
+	layouts map[string]layout // by module, read once per connection (fields.go)
 }
 
 var _ crm.Source = (*source)(nil)
@@ -34,7 +38,9 @@ const maxUserPages = 100
 
 // Get reads entities by reference, up to 100 a request per module;
 // references Zoho does not return (deleted, or never existed) come back in
-// Batch.Deleted. Errors: EINVALID for a kind this adapter does not sync,
+// Batch.Deleted. Deals come with their contact's and account's phones, and
+// contacts and accounts with their deals (their phones are the deals'
+// too). Errors: EINVALID for a kind this adapter does not sync,
 // *crm.AuthError when Zoho rejects the credentials, other CRM and
 // transport errors wrapped.
 func (s *source) Get(ctx context.Context, refs []crm.Ref) (crm.Batch, error) {
@@ -56,20 +62,28 @@ func (s *source) Get(ctx context.Context, refs []crm.Ref) (crm.Batch, error) {
 			byModule[m.name] = append(byModule[m.name], r.ID)
 		}
 	}
+	var items []item
 	for _, m := range order {
 		ids := byModule[m.name]
+		if len(ids) == 0 {
+			continue
+		}
+		v, err := s.view(ctx, m)
+		if err != nil {
+			return crm.Batch{}, err
+		}
 		for len(ids) > 0 {
 			chunk := ids[:min(len(ids), idsPerRead)]
 			ids = ids[len(chunk):]
-			ents, err := s.readIDs(ctx, m, chunk)
+			got, err := s.read(ctx, v, chunk)
 			if err != nil {
 				return crm.Batch{}, err
 			}
-			found := make(map[string]bool, len(ents))
-			for _, e := range ents {
-				found[e.ID] = true
+			found := make(map[string]bool, len(got))
+			for _, it := range got {
+				found[it.ent.ID] = true
 			}
-			b.Entities = append(b.Entities, ents...)
+			items = append(items, got...)
 			for _, id := range chunk {
 				if !found[id] {
 					b.Deleted = append(b.Deleted, crm.Ref{Kind: m.kind, ID: id})
@@ -77,81 +91,103 @@ func (s *source) Get(ctx context.Context, refs []crm.Ref) (crm.Batch, error) {
 			}
 		}
 	}
+	ents, err := s.withDeals(ctx, items)
+	if err != nil {
+		return crm.Batch{}, err
+	}
+	b.Entities = ents
 	return b, nil
 }
 
-// readIDs reads records of m by id.
-func (s *source) readIDs(ctx context.Context, m module, ids []string) ([]crm.Entity, error) {
-	q := m.query()
-	q.Set("ids", strings.Join(ids, ","))
-	resp, err := s.http.Do(ctx, crm.Request{Method: http.MethodGet, Path: apiPrefix + "/" + m.name, Query: q})
+// withDeals finishes items read together (deals get their customer's
+// phones) and adds the deals of the contacts and accounts among them, each
+// entity once.
+func (s *source) withDeals(ctx context.Context, items []item) ([]crm.Entity, error) {
+	known := map[crm.Ref][]string{}
+	for _, it := range items {
+		if it.ent.Kind == domain.KindContact || it.ent.Kind == domain.KindCompany {
+			known[crm.Ref{Kind: it.ent.Kind, ID: it.ent.ID}] = it.ent.Phones
+		}
+	}
+	ents, err := s.finish(ctx, items, known)
 	if err != nil {
-		return nil, fmt.Errorf("zoho: read %s by id: %w", m.name, err)
+		return nil, err
 	}
-	if resp.Status == http.StatusNoContent {
-		return nil, nil
+	deals, err := s.dealsOf(ctx, ents)
+	if err != nil {
+		return nil, err
 	}
-	var ans listAnswer
-	if err := json.Unmarshal(resp.Body, &ans); err != nil {
-		return nil, fmt.Errorf("zoho: read %s by id: bad answer: %w", m.name, err)
+	have := make(map[crm.Ref]bool, len(ents))
+	for _, e := range ents {
+		have[crm.Ref{Kind: e.Kind, ID: e.ID}] = true
 	}
-	ents, _ := m.entities(ans.Data)
+	for _, d := range deals {
+		if !have[crm.Ref{Kind: d.Kind, ID: d.ID}] {
+			ents = append(ents, d)
+		}
+	}
 	return ents, nil
 }
 
 // FindByPhone searches Leads, Contacts and Accounts by phone at once (Zoho
-// searches every phone field of a module; Deals have no phone search
-// worth asking). The phone is sent as given, E.164 digits. An empty result
-// is not an error. Errors: EINVALID for a phone that is not digits,
-// *crm.AuthError when Zoho rejects the credentials, the context's error,
-// other CRM and transport errors wrapped.
+// searches every phone field of a module), Deals too where the account
+// gave them phone fields, and adds the deals of the contacts and accounts
+// found: a deal of the standard layout is found through its customer. The
+// phone is sent as given, E.164 digits. An empty result is not an error.
+// Errors: EINVALID for a phone that is not digits, *crm.AuthError when
+// Zoho rejects the credentials, the context's error, other CRM and
+// transport errors wrapped.
 func (s *source) FindByPhone(ctx context.Context, phone string) ([]crm.Entity, error) {
 	if phone == "" || strings.Trim(phone, "0123456789") != "" {
 		return nil, domain.Errorf(domain.EINVALID, "zoho: phone %q is not E.164 digits", phone)
 	}
-	var searched []module
+	var searched []view
 	for _, m := range modules {
-		if m.search {
-			searched = append(searched, m)
+		v, err := s.view(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		if v.searchable() {
+			searched = append(searched, v)
 		}
 	}
-	found := make([][]crm.Entity, len(searched))
+	found := make([][]item, len(searched))
 	g, gctx := errgroup.WithContext(ctx)
-	for i, m := range searched {
+	for i, v := range searched {
 		g.Go(func() error {
-			ents, err := s.search(gctx, m, phone)
-			found[i] = ents
+			its, err := s.search(gctx, v, phone)
+			found[i] = its
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	var out []crm.Entity
-	for _, ents := range found {
-		out = append(out, ents...)
+	var items []item
+	for _, its := range found {
+		items = append(items, its...)
 	}
-	return out, nil
+	return s.withDeals(ctx, items)
 }
 
 // search asks one module for records with the phone.
-func (s *source) search(ctx context.Context, m module, phone string) ([]crm.Entity, error) {
-	q := m.query()
+func (s *source) search(ctx context.Context, v view, phone string) ([]item, error) {
+	q := v.query()
 	q.Set("phone", phone)
 	q.Set("per_page", strconv.Itoa(perPage))
-	resp, err := s.http.Do(ctx, crm.Request{Method: http.MethodGet, Path: apiPrefix + "/" + m.name + "/search", Query: q})
+	resp, err := s.http.Do(ctx, crm.Request{Method: http.MethodGet, Path: apiPrefix + "/" + v.name + "/search", Query: q})
 	if err != nil {
-		return nil, fmt.Errorf("zoho: search %s by phone: %w", m.name, err)
+		return nil, fmt.Errorf("zoho: search %s by phone: %w", v.name, err)
 	}
 	if resp.Status == http.StatusNoContent {
 		return nil, nil
 	}
 	var ans listAnswer
 	if err := json.Unmarshal(resp.Body, &ans); err != nil {
-		return nil, fmt.Errorf("zoho: search %s by phone: bad answer: %w", m.name, err)
+		return nil, fmt.Errorf("zoho: search %s by phone: bad answer: %w", v.name, err)
 	}
-	ents, _ := m.entities(ans.Data)
-	return ents, nil
+	its, _ := v.items(ans.Data)
+	return its, nil
 }
 
 // usersAnswer is the answer of GET /users.

@@ -198,9 +198,15 @@ func (s *source) Changes(ctx context.Context, raw string) (crm.Batch, error) {
 }
 
 // listPage reads one page of module m's listing at c and moves c on. more
-// is false when the listing has ended.
+// is false when the listing has ended. Deals come with their customer's
+// phones; in a round of changes, changed contacts and accounts bring their
+// deals (a full sync reads every deal in its own pass).
 func (s *source) listPage(ctx context.Context, m module, c *cursor) (ents []crm.Entity, more bool, err error) {
-	q := m.query()
+	v, err := s.view(ctx, m)
+	if err != nil {
+		return nil, false, err
+	}
+	q := v.query()
 	q.Set("per_page", strconv.Itoa(perPage))
 	q.Set("sort_by", "Modified_Time")
 	q.Set("sort_order", "asc")
@@ -232,7 +238,15 @@ func (s *source) listPage(ctx context.Context, m module, c *cursor) (ents []crm.
 	if err := json.Unmarshal(resp.Body, &ans); err != nil {
 		return nil, false, fmt.Errorf("zoho: list %s: bad answer: %w", m.name, err)
 	}
-	ents, latest := m.entities(ans.Data)
+	items, latest := v.items(ans.Data)
+	if c.Mode == modeChanges {
+		ents, err = s.withDeals(ctx, items)
+	} else {
+		ents, err = s.finish(ctx, items, map[crm.Ref][]string{})
+	}
+	if err != nil {
+		return nil, false, err
+	}
 	if latest.After(c.Mark) {
 		c.Mark = latest
 	}

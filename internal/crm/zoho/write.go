@@ -79,6 +79,20 @@ func (s *source) CreateLead(ctx context.Context, lead crm.NewLead) (crm.Created,
 		title = "+" + lead.Phone
 	}
 	rec := utmValues(lead.UTM)
+	if len(rec) > 0 {
+		// Zoho refuses a record carrying a field the layout lacks: the
+		// UTM fields the account has not created are left out (and shown
+		// in /status, see MissingFields) rather than failing the call.
+		l, err := s.layoutOf(ctx, "Leads")
+		if err != nil {
+			return crm.Created{}, err
+		}
+		for f := range rec {
+			if !l.has(f) {
+				delete(rec, f)
+			}
+		}
+	}
 	rec["Last_Name"] = title
 	rec["Company"] = title
 	rec["Phone"] = "+" + lead.Phone
@@ -196,8 +210,9 @@ func (s *source) CreateTask(ctx context.Context, task crm.NewTask) (string, erro
 }
 
 // FillUTM reads the lead's (or deal's) UTM fields with GET
-// /{module}/{id}?fields=… and, only when all six are empty, writes utm with
-// PUT /{module}/{id}. Reading and writing are two requests: a UTM set by
+// /{module}/{id}?fields=… and, only when all of them are empty, writes utm
+// with PUT /{module}/{id}. Only the UTM fields the module's layout has are
+// read and written; a module with none of them is left alone (false). Reading and writing are two requests: a UTM set by
 // someone in between is overwritten, a window accepted for attribution.
 // A record Zoho does not return (204) is a 404 *crm.StatusError. Errors:
 // EINVALID for a reference that is not a lead or deal.
@@ -209,9 +224,31 @@ func (s *source) FillUTM(ctx context.Context, lead crm.Ref, utm crm.UTM) (bool, 
 	if utm.Empty() {
 		return false, nil
 	}
+	l, err := s.layoutOf(ctx, m.name)
+	if err != nil {
+		return false, err
+	}
+	var fields []string
+	for _, f := range utmFields {
+		if l.has(f) {
+			fields = append(fields, f)
+		}
+	}
+	if len(fields) == 0 {
+		return false, nil // the account keeps no UTM fields on this module
+	}
+	vals := utmValues(utm)
+	for f := range vals {
+		if !l.has(f) {
+			delete(vals, f)
+		}
+	}
+	if len(vals) == 0 {
+		return false, nil
+	}
 	path := apiPrefix + "/" + m.name + "/" + url.PathEscape(lead.ID)
 	resp, err := s.http.Do(ctx, crm.Request{Method: http.MethodGet, Path: path,
-		Query: url.Values{"fields": {strings.Join(utmFields[:], ",")}}})
+		Query: url.Values{"fields": {strings.Join(fields, ",")}}})
 	if err != nil {
 		return false, fmt.Errorf("zoho: read UTM of %s %s: %w", m.name, lead.ID, err)
 	}
@@ -225,12 +262,12 @@ func (s *source) FillUTM(ctx context.Context, lead crm.Ref, utm crm.UTM) (bool, 
 	if err := json.Unmarshal(resp.Body, &ans); err != nil || len(ans.Data) == 0 {
 		return false, fmt.Errorf("zoho: read UTM of %s %s: bad answer: %s", m.name, lead.ID, crm.Snippet(resp.Body))
 	}
-	for _, f := range utmFields {
+	for _, f := range fields {
 		if v, ok := ans.Data[0][f]; ok && v != nil && v != "" {
 			return false, nil
 		}
 	}
-	body, _ := json.Marshal(map[string]any{"data": []any{utmValues(utm)}, "trigger": []string{}})
+	body, _ := json.Marshal(map[string]any{"data": []any{vals}, "trigger": []string{}})
 	resp, err = s.http.Do(ctx, crm.Request{Method: http.MethodPut, Path: path, Body: body, ContentType: "application/json"})
 	if err != nil {
 		return false, fmt.Errorf("zoho: write UTM of %s %s: %w", m.name, lead.ID, err)

@@ -210,6 +210,10 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request) {
 
 // checkLocked validates one record of an insert; nil when it is good.
 func (s *Server) checkLocked(module string, f map[string]any, i int) map[string]any {
+	names := slices.Sorted(maps.Keys(f))
+	if name := s.unknownFieldLocked(module, names); name != "" {
+		return recordError("INVALID_DATA", "invalid data", name, i, nil)
+	}
 	for _, name := range mandatory[module] {
 		if v, _ := f[name].(string); strings.TrimSpace(v) == "" {
 			return recordError("MANDATORY_NOT_FOUND", "required field not found", name, i, nil)
@@ -355,6 +359,10 @@ func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if f := s.unknownFieldLocked(module, fields); f != "" {
+		refuseUnknownField(w, f)
+		return
+	}
 	rec := s.records[module][r.PathValue("id")]
 	if rec == nil {
 		w.WriteHeader(http.StatusNoContent)
@@ -381,6 +389,10 @@ func (s *Server) serveUpdate(w http.ResponseWriter, r *http.Request) {
 	if rec == nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"data": []any{map[string]any{"code": "INVALID_DATA",
 			"details": map[string]any{"id": id}, "message": "the id given seems to be invalid", "status": "error"}}})
+		return
+	}
+	if name := s.unknownFieldLocked(module, slices.Sorted(maps.Keys(data[0]))); name != "" {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"data": []any{recordError("INVALID_DATA", "invalid data", name, 0, nil)}})
 		return
 	}
 	f := maps.Clone(rec.fields)

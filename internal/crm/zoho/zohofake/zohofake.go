@@ -6,9 +6,18 @@
 // test failure here), page numbers past 2000 records, page tokens past
 // their limit, expired or revoked tokens.
 //
+// Modules have layouts (layout.go): Zoho's standard fields, where Deals
+// have no phone field and reach their customer through Contact_Name and
+// Account_Name, plus custom fields (the six rs_ fields on Leads and Deals
+// by default; AddField, RemoveField). A read whose fields= names a field
+// the layout lacks, and a write carrying one, are refused with
+// INVALID_DATA naming it, as Zoho refuses them.
+//
 // It serves: POST /oauth/v2/token (refresh grant); GET /crm/v8/users;
-// GET /crm/v8/{module} (lists, ids=); GET /crm/v8/{module}/search (phone=
-// or word=, 204 on no match); GET /crm/v8/{module}/deleted; and writes:
+// GET /crm/v8/settings/fields?module=; GET /crm/v8/{module} (lists,
+// ids=); GET /crm/v8/{module}/search (phone= over the layout's phone
+// fields, or word=, 204 on no match); GET /crm/v8/{module}/deleted;
+// GET /crm/v8/{Contacts|Accounts}/{id}/Deals (related deals); and writes:
 // POST /crm/v8/{module} (Leads, Contacts, Deals, Accounts, Calls, Tasks;
 // up to 100 records, each checked for the standard layout's mandatory
 // fields, Call_Type, date formats and existing lookups, answered 201, 207
@@ -69,15 +78,6 @@ const (
 // clients must parse offsets rather than assume UTC.
 var orgZone = time.FixedZone("IST", 5*3600+1800)
 
-// phoneFields are the phone fields each module has, in the order Put fills
-// them from crm.Entity.Phones.
-var phoneFields = map[string][]string{
-	"Leads":    {"Phone", "Mobile"},
-	"Deals":    {"Phone", "Mobile"},
-	"Contacts": {"Phone", "Mobile", "Home_Phone", "Other_Phone"},
-	"Accounts": {"Phone", "Mobile"},
-}
-
 // moduleKinds maps modules to entity kinds.
 var moduleKinds = map[string]domain.EntityKind{
 	"Leads": domain.KindLead, "Deals": domain.KindDeal, "Contacts": domain.KindContact, "Accounts": domain.KindCompany,
@@ -122,6 +122,7 @@ type Server struct {
 	issued       []string             // access tokens in issue order
 	refreshTimes []time.Time
 	records      map[string]map[string]*record // module → id → record
+	layouts      map[string][]field            // module → its fields (layout.go)
 	deleted      map[string][]deletion
 	users        []crm.User
 	pageTokens   map[string]pageToken
@@ -176,6 +177,7 @@ func New(t testing.TB) *Server {
 		webhookToken: "channel-" + strings.ToLower(rand.Text()[:16]),
 		access:       map[string]time.Time{},
 		records:      map[string]map[string]*record{},
+		layouts:      defaultLayouts(),
 		deleted:      map[string][]deletion{},
 		pageTokens:   map[string]pageToken{},
 		tokenLimit:   pageTokenLimit,
@@ -184,6 +186,8 @@ func New(t testing.TB) *Server {
 	s.meter = crmtest.NewRateMeter(t, MeterRPS)
 	api := http.NewServeMux()
 	api.HandleFunc("GET /crm/v8/users", s.serveUsers)
+	api.HandleFunc("GET /crm/v8/settings/fields", s.serveFields)
+	api.HandleFunc("GET /crm/v8/{module}/{id}/{related}", s.serveRelated)
 	api.HandleFunc("GET /crm/v8/{module}", s.serveList)
 	api.HandleFunc("GET /crm/v8/{module}/search", s.serveSearch)
 	api.HandleFunc("GET /crm/v8/{module}/deleted", s.serveDeleted)
@@ -228,23 +232,53 @@ func (s *Server) SetClock(now func() time.Time) {
 }
 
 // Put creates or replaces the record of e in its module (Leads, Deals,
-// Contacts, Accounts) with Modified_Time now. Leads, Deals and Accounts
-// hold 2 phones (Phone, Mobile), Contacts 4; more fail the test. Open=false
-// becomes Lead_Status "Lost Lead" or Stage "Closed Lost".
+// Contacts, Accounts) with Modified_Time now. Phones fill the module's
+// phone fields in layout order (Leads 2, Contacts 4, Accounts 1, plus
+// custom phone fields AddField made); more fail the test. Deals of the
+// standard layout have no phone field: their phones go to a contact Put
+// links through Contact_Name (the same contact on every Put of the deal),
+// as a deal reaches its customer in Zoho. Open=false becomes Lead_Status
+// "Lost Lead" or Stage "Closed Lost".
 func (s *Server) Put(e crm.Entity) {
 	m, ok := moduleOf(e.Kind)
 	if !ok {
 		s.t.Errorf("zohofake: Put: no module holds %q", e.Kind)
 		return
 	}
-	pf := phoneFields[m]
-	if len(e.Phones) > len(pf) {
-		s.t.Errorf("zohofake: Put: %s have %d phone fields (%s), got %d phones", m, len(pf), strings.Join(pf, ", "), len(e.Phones))
-		return
-	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pf := s.phoneFieldsLocked(m)
 	f := map[string]any{}
-	for i, p := range e.Phones {
-		f[pf[i]] = p
+	if m == "Deals" && len(pf) == 0 {
+		if old := s.records[m][e.ID]; old != nil {
+			f["Contact_Name"] = old.fields["Contact_Name"]
+			f["Account_Name"] = old.fields["Account_Name"]
+		}
+		if len(e.Phones) > 0 {
+			cf := map[string]any{"Full_Name": e.Name, "Last_Name": e.Name}
+			cpf := s.phoneFieldsLocked("Contacts")
+			if len(e.Phones) > len(cpf) {
+				s.t.Errorf("zohofake: Put: the deal's contact has %d phone fields, got %d phones", len(cpf), len(e.Phones))
+				return
+			}
+			for i, p := range e.Phones {
+				cf[cpf[i]] = p
+			}
+			if e.OwnerID != "" {
+				cf["Owner"] = s.ownerLocked(e.OwnerID)
+			}
+			cid := lookupID(f["Contact_Name"])
+			cid = s.putLocked("Contacts", cid, cf)
+			f["Contact_Name"] = map[string]any{"name": e.Name, "id": cid}
+		}
+	} else {
+		if len(e.Phones) > len(pf) {
+			s.t.Errorf("zohofake: Put: %s have %d phone fields (%s), got %d phones", m, len(pf), strings.Join(pf, ", "), len(e.Phones))
+			return
+		}
+		for i, p := range e.Phones {
+			f[pf[i]] = p
+		}
 	}
 	switch m {
 	case "Leads":
@@ -262,12 +296,21 @@ func (s *Server) Put(e crm.Entity) {
 	case "Accounts":
 		f["Account_Name"] = e.Name
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if e.OwnerID != "" {
 		f["Owner"] = s.ownerLocked(e.OwnerID)
 	}
 	s.putLocked(m, e.ID, f)
+}
+
+// DealContact returns the id of the contact a deal's Contact_Name links
+// to, "" when none.
+func (s *Server) DealContact(dealID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec := s.records["Deals"][dealID]; rec != nil {
+		return lookupID(rec.fields["Contact_Name"])
+	}
+	return ""
 }
 
 // PutRecord creates or replaces a record of module from Zoho field values
@@ -634,6 +677,13 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lq.fields = strings.Split(q.Get("fields"), ",")
+	s.mu.Lock()
+	unknown := s.unknownFieldLocked(module, lq.fields)
+	s.mu.Unlock()
+	if unknown != "" {
+		refuseUnknownField(w, unknown)
+		return
+	}
 	if ids := q.Get("ids"); ids != "" {
 		s.serveIDs(w, lq, strings.Split(ids, ","))
 		return
@@ -844,6 +894,11 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if f := s.unknownFieldLocked(module, fields); f != "" {
+		refuseUnknownField(w, f)
+		return
+	}
+	pf := s.phoneFieldsLocked(module)
 	var hits []*record
 	for _, rec := range s.records[module] {
 		if !convertedMatches(rec, module, q.Get("converted")) {
@@ -855,7 +910,7 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 			}
 			continue
 		}
-		for _, f := range phoneFields[module] {
+		for _, f := range pf {
 			if p, _ := rec.fields[f].(string); p != "" && digits(p) == phone {
 				hits = append(hits, rec)
 				break
