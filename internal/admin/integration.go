@@ -29,6 +29,9 @@ type CRMs interface {
 	Users(ctx context.Context, tenantID string) ([]crm.User, error)
 	// Kick asks for a sync of the tenant now.
 	Kick(tenantID string)
+	// MissingFields names the fields the CRM account lacks that callrouter
+	// would write.
+	MissingFields(ctx context.Context, tenantID string) ([]string, error)
 }
 
 // WithCRMs enables the integration operations.

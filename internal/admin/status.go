@@ -7,6 +7,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store"
 )
 
 // Status is what an admin checks on a tenant at a glance.
@@ -39,7 +40,16 @@ type CacheStatus struct {
 type Integration struct {
 	State string `json:"state"`
 	*IntegrationView
+	// MissingFields names the fields the CRM account lacks that callrouter
+	// would write (Zoho: the rs_ custom fields of Leads); calls are filed
+	// without them. FieldsError says why they could not be checked.
+	MissingFields []string `json:"missing_fields,omitempty"`
+	FieldsError   string   `json:"fields_error,omitempty"`
 }
+
+// fieldsCheckTimeout bounds the CRM read behind a status's field check;
+// the adapter keeps its answer for the connection, so it is read once.
+const fieldsCheckTimeout = 5 * time.Second
 
 // Status returns a tenant's status. ENOTFOUND.
 func (s *Service) Status(ctx context.Context, id string) (Status, error) {
@@ -67,6 +77,14 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 	if in, err := s.store.Integration(ctx, id); err == nil {
 		v := integrationView(in)
 		integ = Integration{State: in.State, IntegrationView: &v}
+		if in.State == store.IntegrationActive && s.crms != nil {
+			fctx, cancel := context.WithTimeout(ctx, fieldsCheckTimeout)
+			integ.MissingFields, err = s.crms.MissingFields(fctx, id)
+			cancel()
+			if err != nil {
+				integ.FieldsError = err.Error()
+			}
+		}
 	} else if domain.ErrorCode(err) != domain.ENOTFOUND {
 		return Status{}, err
 	}

@@ -89,6 +89,15 @@ type Source interface {
 	Webhook(ctx context.Context, contentType string, body []byte) (Batch, error)
 }
 
+// FieldChecker is implemented by sources whose writes use fields an
+// account must create itself (Zoho's rs_ custom fields of seed 000).
+type FieldChecker interface {
+	// MissingFields names the fields callrouter writes that the account
+	// lacks; writes leave them out instead of failing. Errors: the CRM's,
+	// or that the account's fields cannot be read.
+	MissingFields(ctx context.Context) ([]string, error)
+}
+
 // Config is one tenant's integration as the admin configured it.
 type Config struct {
 	CRM     string          // amocrm, zoho, retailcrm, uspacy

@@ -674,6 +674,23 @@ func (e *Engine) Users(ctx context.Context, tenantID string) ([]crm.User, error)
 	return src.Users(ctx)
 }
 
+// MissingFields names the fields the tenant's CRM account lacks that
+// callrouter would write (Zoho's rs_ custom fields on Leads); nil for CRMs
+// that need none. The adapter reads them once per connection (a
+// reconnect or an activation reads them again). Errors: ENOTFOUND
+// without an integration, the CRM's errors.
+func (e *Engine) MissingFields(ctx context.Context, tenantID string) ([]string, error) {
+	src, _, err := e.source(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	fc, ok := src.(crm.FieldChecker)
+	if !ok {
+		return nil, nil
+	}
+	return fc.MissingFields(ctx)
+}
+
 // tokenStore keeps one integration's OAuth token sealed in the store.
 type tokenStore struct {
 	e        *Engine

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -454,5 +455,48 @@ func TestWriteFailures(t *testing.T) {
 	}
 	if _, err := e.w.FillUTM(ctx, got.Lead, crm.UTM{Source: "x"}); !crm.IsAuth(err) {
 		t.Errorf("FillUTM after revoke: %v, want an auth error", err)
+	}
+}
+
+// TestMissingLeadFields: an account without some of seed 000's custom
+// fields has them named by MissingFields, and its leads are written
+// without them instead of being refused.
+func TestMissingLeadFields(t *testing.T) {
+	e := setupWriter(t)
+	ctx := context.Background()
+	e.fake.RemoveField("Leads", "rs_utm_term")
+	e.fake.RemoveField("Leads", "rs_google_client_id")
+	missing, err := e.src.(crm.FieldChecker).MissingFields(ctx)
+	if err != nil || !slices.Equal(missing, []string{"rs_utm_term", "rs_google_client_id"}) {
+		t.Fatalf("MissingFields = %v, %v; want rs_utm_term and rs_google_client_id", missing, err)
+	}
+	utm := crm.UTM{Source: "google", Medium: "cpc", Campaign: "spring", Term: "roof", Content: "ad1", ClientID: "GA1.2.3.4"}
+	got, err := e.w.CreateLead(ctx, crm.NewLead{Key: "k-missing", Phone: "380501234567", Title: "+380501234567", OwnerID: "u1", UTM: utm})
+	if err != nil {
+		t.Fatalf("CreateLead with UTM fields the layout lacks: %v", err)
+	}
+	want := crm.UTM{Source: "google", Medium: "cpc", Campaign: "spring", Content: "ad1"}
+	if u := e.fake.UTM(got.Lead); u != want {
+		t.Errorf("lead UTM = %+v, want %+v (the fields the layout has)", u, want)
+	}
+}
+
+// TestFillUTMWithoutUTMFields: a module whose layout has none of the UTM
+// fields is left alone: no read, no write, no error.
+func TestFillUTMWithoutUTMFields(t *testing.T) {
+	e := setupWriter(t)
+	ctx := context.Background()
+	e.fake.PutRecord("Deals", map[string]any{"id": "d1", "Deal_Name": "Deal", "Stage": "Qualification"})
+	for _, f := range []string{"rs_utm_source", "rs_utm_medium", "rs_utm_campaign", "rs_utm_term", "rs_utm_content", "rs_google_client_id"} {
+		e.fake.RemoveField("Deals", f)
+	}
+	wrote, err := e.w.FillUTM(ctx, crm.Ref{Kind: domain.KindDeal, ID: "d1"}, crm.UTM{Source: "google"})
+	if err != nil || wrote {
+		t.Fatalf("FillUTM on a deal without UTM fields = %v, %v; want false, nil", wrote, err)
+	}
+	for _, r := range e.fake.Requests() {
+		if strings.HasPrefix(r.Path, "/crm/v8/Deals/") {
+			t.Errorf("FillUTM asked Zoho %s %s for fields the layout lacks", r.Method, r.Path)
+		}
 	}
 }

@@ -139,9 +139,25 @@ func refuseUnknownField(w http.ResponseWriter, name string) {
 	writeError(w, http.StatusBadRequest, "INVALID_DATA", "invalid data", map[string]any{"api_name": name})
 }
 
+// RefuseFieldMetadata makes GET /settings/fields answer 401
+// OAUTH_SCOPE_MISMATCH, as for a token granted without the
+// ZohoCRM.settings.fields.READ scope.
+func (s *Server) RefuseFieldMetadata() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuseMeta = true
+}
+
 // serveFields is GET /crm/v8/settings/fields?module=…: the module's
 // layout fields.
 func (s *Server) serveFields(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	refuse := s.refuseMeta
+	s.mu.Unlock()
+	if refuse {
+		writeError(w, http.StatusUnauthorized, "OAUTH_SCOPE_MISMATCH", "invalid oauth scope to access this URL", nil)
+		return
+	}
 	module := r.URL.Query().Get("module")
 	if module == "" {
 		writeError(w, http.StatusBadRequest, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",

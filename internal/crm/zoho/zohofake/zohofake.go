@@ -123,6 +123,7 @@ type Server struct {
 	refreshTimes []time.Time
 	records      map[string]map[string]*record // module → id → record
 	layouts      map[string][]field            // module → its fields (layout.go)
+	refuseMeta   bool
 	deleted      map[string][]deletion
 	users        []crm.User
 	pageTokens   map[string]pageToken

@@ -196,3 +196,47 @@ func TestIfModifiedSinceAnd429(t *testing.T) {
 		t.Errorf("meter counted %d API requests, want 3", f.Meter().Count())
 	}
 }
+
+// TestLayouts: the field metadata lists the standard layout (Deals without
+// a phone), reads asking for a field the layout lacks are refused with
+// INVALID_DATA naming it, and a deal Put with phones reaches them through
+// its contact.
+func TestLayouts(t *testing.T) {
+	f := zohofake.New(t)
+	tok := token(t, f)
+	status, body := do(t, http.MethodGet, f.URL()+"/crm/v8/settings/fields?module=Deals", tok, nil)
+	var meta struct {
+		Fields []struct {
+			APIName  string `json:"api_name"`
+			DataType string `json:"data_type"`
+		} `json:"fields"`
+	}
+	if err := json.Unmarshal(body, &meta); err != nil || status != http.StatusOK || len(meta.Fields) == 0 {
+		t.Fatalf("settings/fields: %d %s", status, body)
+	}
+	for _, fd := range meta.Fields {
+		if fd.DataType == "phone" {
+			t.Errorf("Deals have phone field %s in the standard layout", fd.APIName)
+		}
+	}
+	if status, _ := do(t, http.MethodGet, f.URL()+"/crm/v8/settings/fields", tok, nil); status != http.StatusBadRequest {
+		t.Errorf("settings/fields without module: %d, want 400", status)
+	}
+	status, body = do(t, http.MethodGet, f.URL()+"/crm/v8/Deals?fields=Deal_Name,Phone", tok, nil)
+	if status != http.StatusBadRequest || !strings.Contains(string(body), `"INVALID_DATA"`) || !strings.Contains(string(body), `"api_name":"Phone"`) {
+		t.Errorf("Deals?fields=Phone: %d %s, want 400 INVALID_DATA naming Phone", status, body)
+	}
+	f.Put(crm.Entity{Kind: domain.KindDeal, ID: "d1", Name: "Deal", Phones: []string{"+380501234567"}, OwnerID: "u1", Open: true})
+	cid := f.DealContact("d1")
+	if cid == "" {
+		t.Fatal("a deal Put with phones has no contact")
+	}
+	status, body = do(t, http.MethodGet, f.URL()+"/crm/v8/Contacts/"+cid+"/Deals?fields=Deal_Name,Owner", tok, nil)
+	if status != http.StatusOK || !strings.Contains(string(body), `"id":"d1"`) {
+		t.Errorf("the contact's related deals: %d %s, want d1", status, body)
+	}
+	status, body = do(t, http.MethodGet, f.URL()+"/crm/v8/Contacts/search?phone=380501234567&fields=Phone", tok, nil)
+	if status != http.StatusOK || !strings.Contains(string(body), cid) {
+		t.Errorf("contact search for the deal's phone: %d %s", status, body)
+	}
+}
