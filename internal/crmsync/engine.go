@@ -321,6 +321,9 @@ func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Resul
 	}
 	res := Result{Phase: in.Phase}
 	phase, cursor, synced := in.Phase, in.Cursor, in.Synced
+	if phase == store.PhaseFull && cursor == "" {
+		e.checkFields(ctx, tenantID, src)
+	}
 	o := e.orderOf(tenantID)
 	for maxPages <= 0 || res.Pages < maxPages {
 		b, applied, deleted, err := e.page(ctx, tenantID, src, o, phase, cursor)
@@ -672,6 +675,24 @@ func (e *Engine) Users(ctx context.Context, tenantID string) ([]crm.User, error)
 		return nil, err
 	}
 	return src.Users(ctx)
+}
+
+// checkFields warns, when a full sync starts (a connect, an activation),
+// about the fields the CRM account lacks that callrouter would write; a
+// failed check does not stop the sync, /status shows it again.
+func (e *Engine) checkFields(ctx context.Context, tenantID string, src crm.Source) {
+	fc, ok := src.(crm.FieldChecker)
+	if !ok {
+		return
+	}
+	missing, err := fc.MissingFields(ctx)
+	switch {
+	case err != nil:
+		e.log.Warn("cannot check the CRM account's fields", zap.String("tenant", tenantID), zap.Error(err))
+	case len(missing) > 0:
+		e.log.Warn("the CRM account lacks fields callrouter writes; calls are filed without them",
+			zap.String("tenant", tenantID), zap.Strings("fields", missing))
+	}
 }
 
 // MissingFields names the fields the tenant's CRM account lacks that

@@ -3,6 +3,31 @@
 // with If-Modified-Since and the deleted-records feed, searches by phone
 // for live lookups, lists users, and parses Zoho's watch notifications.
 //
+// Layouts (fields.go): Zoho refuses a read whose fields= names a field the
+// account's layout lacks, and a write carrying one (INVALID_DATA). Once per
+// connection (a reconnect or an activation builds a new one) the adapter
+// reads each module's field metadata, GET /crm/v8/settings/fields?module=…,
+// asks only for the standard fields the layout has, and adds the layout's
+// phone fields, custom ones included. A token without the scope to read
+// metadata (ZohoCRM.settings.fields.READ; 401 OAUTH_SCOPE_MISMATCH or 403)
+// gets the standard layout assumed, without custom fields. MissingFields
+// (crm.FieldChecker) names the rs_ fields of seed 000 the account's Leads
+// lack; /status shows them and leads are written without them.
+//
+// Deals (deals.go): a deal of the standard layout has no phone field; it
+// reaches its customer through the Contact_Name and Account_Name lookups
+// (reference/crm-apis.md §8). A deal is indexed under its own phone fields
+// where the account added some, and its contact's and account's phones,
+// read by id (GET /crm/v8/{Contacts|Accounts}?ids=…, 100 a request) when
+// not read with it. A contact or account read by an incremental sync, a
+// notification or a live lookup brings its deals along, read from its
+// related list GET /crm/v8/{Contacts|Accounts}/{id}/Deals (one request per
+// changed contact or account, 1 credit each); a deal moved to another
+// contact is modified itself and read again. Deals are phone-searched only
+// where the account gave them phone fields. So a caller whose contact has
+// an open deal routes to the deal's owner by owner_order, and the call is
+// filed on the deal (What_Id = the deal, $se_module = Deals).
+//
 // Zoho limits API use by daily credits and by requests in flight per
 // organization (5 on the smallest edition), not by a request rate; see
 // Concurrency. Writes share the reads' client, so the same bound holds.
@@ -13,7 +38,8 @@
 //     title (Company is mandatory in the standard layout), Phone
 //     "+digits", Owner {"id"}, the UTM custom fields rs_utm_source,
 //     rs_utm_medium, rs_utm_campaign, rs_utm_term, rs_utm_content and
-//     rs_google_client_id when set, and "[cr:KEY]" in Description. A Zoho
+//     rs_google_client_id when set and the layout has them, and
+//     "[cr:KEY]" in Description. A Zoho
 //     lead holds its own phone, so no contact is created; a given contact
 //     is returned as is. Leads have no pipeline: NewLead.Pipeline is
 //     ignored. The lead is open (no Lead_Status) and is found by the phone
@@ -29,8 +55,9 @@
 //   - CreateTask: POST /crm/v8/Tasks with Subject = text + marker,
 //     Due_Date (a date: the due time is written into Description), Status
 //     "Not Started", Priority "High", Owner, What_Id/$se_module, Who_Id.
-//   - FillUTM: GET /crm/v8/{Leads|Deals}/{id}?fields=<the six UTM fields>,
-//     then PUT /crm/v8/{Leads|Deals}/{id} only when all six are empty.
+//   - FillUTM: GET /crm/v8/{Leads|Deals}/{id}?fields=<the UTM fields the
+//     layout has>, then PUT /crm/v8/{Leads|Deals}/{id} only when all are
+//     empty; nothing when the module has none.
 //
 // Zoho's UI disables the contact of an activity filed under a lead (a lead
 // is a person itself), so calls and tasks on a lead carry What_Id only;
@@ -49,10 +76,14 @@
 // the caller creates a duplicate); whether Call_Result is a restricted
 // picklist in some accounts (values sent: Answered, No answer, Busy,
 // Failed, Voicemail, Not answered); that a contact in Who_Id is refused
-// with a lead in What_Id (the reason it is left out); the UTM custom
-// fields exist only where the account created them, otherwise Zoho
-// refuses the record with INVALID_DATA. A per-record refusal (in a 201,
-// 207 or 400 answer) comes back as a 400 *crm.StatusError, permanent.
+// with a lead in What_Id (the reason it is left out); the exact wording
+// of Zoho's refusal of an unknown field in fields= (the fake answers 400
+// INVALID_DATA with details.api_name, the shape of Zoho's data errors);
+// that a contact's related list answers 204 when it has no deals; whether
+// deleting a contact clears its deals' Contact_Name (a deleted contact's
+// phones stay on its deals until the deal is read again). A per-record
+// refusal (in a 201, 207 or 400 answer) comes back as a 400
+// *crm.StatusError, permanent.
 package zoho
 
 import (
