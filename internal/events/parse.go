@@ -50,6 +50,11 @@ func Parse(contentType string, query url.Values, body []byte) (Incoming, error) 
 		var err error
 		if isJSON(contentType, body) {
 			err = parseJSON(fields, body)
+			if err == nil && !utf8.Valid(body) {
+				// encoding/json has already replaced the invalid bytes with
+				// U+FFFD, so a call id that was rewritten shows it.
+				err = checkRewrittenIdentity(fields)
+			}
 		} else {
 			err = parseForm(fields, body)
 		}
@@ -89,9 +94,46 @@ func isJSON(contentType string, body []byte) bool {
 	return body[0] == '{'
 }
 
+// identityKeys are the fields that say which call and which event a body
+// is: the kind and every name the call id is read from.
+var identityKeys = append([]string{"event"}, uniqueIDKeys...)
+
+// isIdentityKey reports whether k is one of identityKeys.
+func isIdentityKey(k string) bool {
+	for _, ik := range identityKeys {
+		if k == ik {
+			return true
+		}
+	}
+	return false
+}
+
+// errIdentityText is the refusal of a call id or kind that is not clean
+// text. Rewriting it (as other fields are) would merge two distinct calls
+// whose ids differ only in the bytes replaced.
+func errIdentityText(k string) error {
+	return domain.Errorf(domain.EINVALID, "%s: not valid UTF-8 or holds a NUL byte; call ids and kinds are kept byte for byte, so they must be clean text", k)
+}
+
+// checkRewrittenIdentity refuses a JSON body whose identity fields carry
+// U+FFFD when the body was not valid UTF-8: the decoder put it there.
+func checkRewrittenIdentity(fields map[string]string) error {
+	for _, k := range identityKeys {
+		if strings.ContainsRune(fields[k], utf8.RuneError) {
+			return errIdentityText(k)
+		}
+	}
+	return nil
+}
+
 // put stores one field, checking the limits and making the value valid
-// UTF-8 (the CRM must not receive broken text).
+// UTF-8 (the CRM must not receive broken text). An identity field (the
+// kind, the call id) that is not clean text is refused instead: EINVALID
+// naming it.
 func put(fields map[string]string, k, v string) error {
+	if isIdentityKey(k) && (!utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0) {
+		return errIdentityText(k)
+	}
 	if len(k) > MaxKeyBytes {
 		return domain.Errorf(domain.EINVALID, "body: field name %q… longer than %d bytes", clip(k), MaxKeyBytes)
 	}

@@ -62,6 +62,14 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"trailing data", "application/json", "event=call_end", `{"uniqueid":"1"} {}`, "data after the object"},
 		{"broken form", "application/x-www-form-urlencoded", "", `event=call_end&uniqueid=%zz`, "body: not a form"},
 		{"too deep", "application/json", "event=call_end", `{"uniqueid":"1","a":` + strings.Repeat(`{"a":`, 12) + `1` + strings.Repeat(`}`, 13), "nested deeper"},
+		// Rewriting would make "a\xff" and "a\xfe" the same call.
+		{"uniqueid invalid UTF-8 in JSON", "application/json", "event=call_end", "{\"uniqueid\":\"a\xff\"}", "uniqueid: not valid UTF-8"},
+		{"uniqueid NUL escape in JSON", "application/json", "event=call_end", `{"uniqueid":"a\u0000"}`, "uniqueid: not valid UTF-8 or holds a NUL"},
+		{"uniqueid percent-encoded NUL in JSON", "application/json", "event=call_end", `{"uniqueid":"a%00"}`, "uniqueid: not valid UTF-8 or holds a NUL"},
+		{"call_id invalid UTF-8 in a form", "application/x-www-form-urlencoded", "event=call_end", "call_id=a%FF", "call_id: not valid UTF-8"},
+		{"uniqueid NUL in the query", "", "event=call_end&uniqueid=a%00", "", "uniqueid: not valid UTF-8 or holds a NUL"},
+		{"kind with NUL", "application/x-www-form-urlencoded", "", "event=call_end%00&uniqueid=1", "event: not valid UTF-8 or holds a NUL"},
+		{"kind invalid UTF-8 in JSON", "application/json", "", "{\"event\":\"call_end\xfe\",\"uniqueid\":\"1\"}", "event: not valid UTF-8"},
 		{"huge value", "application/json", "event=call_end", `{"uniqueid":"1","note":"` + strings.Repeat("x", MaxValueBytes+1) + `"}`, "note: value longer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
