@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/callrouter/callrouter/internal/domain"
@@ -54,8 +56,9 @@ type importRow struct {
 }
 
 // DetectFormat picks the import format from an explicit format parameter, the
-// Content-Type, or the body's first byte. EINVALID for an unknown format.
-func DetectFormat(param, contentType string, body []byte) (string, error) {
+// Content-Type, or the body's first byte (head is the body's start).
+// EINVALID for an unknown format.
+func DetectFormat(param, contentType string, head []byte) (string, error) {
 	switch strings.ToLower(param) {
 	case FormatCSV:
 		return FormatCSV, nil
@@ -72,84 +75,135 @@ func DetectFormat(param, contentType string, body []byte) (string, error) {
 	case strings.Contains(ct, "json"):
 		return FormatJSONL, nil
 	}
-	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '{' {
+	if b := bytes.TrimSpace(head); len(b) > 0 && b[0] == '{' {
 		return FormatJSONL, nil
 	}
 	return FormatCSV, nil
 }
 
+// importPeek is how much of an import's start is looked at to tell an empty
+// body and its format; it is also the read buffer's size.
+const importPeek = 64 << 10
+
 // Import reads contacts (fields phone, owner_crm_user_id, entity_kind,
-// entity_id, name, open) as JSON lines or CSV with a header row, stores
-// every valid row in the phone index and reports each bad row with its line
-// number and reason. EINVALID when the body as a whole is unusable (empty,
-// CSV header without phone or owner_crm_user_id), ENOTFOUND for an unknown
-// tenant. A store failure returns the report of what was stored before it.
-func (s *Service) Import(ctx context.Context, actor, id, format string, body []byte) (ImportReport, error) {
+// entity_id, name, open) as JSON lines or CSV with a header row from body,
+// row by row, stores every valid row in the phone index in batches of
+// importBatch as it goes and reports each bad row with its line number and
+// reason. format is "csv", "jsonl" or "" to tell it from contentType or the
+// body's first byte. Memory stays flat whatever the body's size: one batch
+// and the report's first maxReportErrors errors are held.
+//
+// EINVALID when the body as a whole is unusable (empty, CSV header without
+// phone or owner_crm_user_id, an unknown format) or cannot be read to its
+// end (the error then also wraps the read error, and the rows of the
+// batches before it are stored); ENOTFOUND for an unknown tenant. A store
+// failure returns the report of what was stored before it.
+func (s *Service) Import(ctx context.Context, actor, id, format, contentType string, body io.Reader) (ImportReport, error) {
 	t, err := s.store.Tenant(ctx, id)
 	if err != nil {
 		return ImportReport{}, err
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	br := bufio.NewReaderSize(body, importPeek)
+	head, perr := br.Peek(importPeek)
+	if perr != nil && perr != io.EOF && !errors.Is(perr, bufio.ErrBufferFull) {
+		return ImportReport{}, errors.Join(domain.Errorf(domain.EINVALID, "body: could not be read"), perr)
+	}
+	if len(bytes.TrimSpace(head)) == 0 && len(head) < importPeek {
 		return ImportReport{}, domain.Errorf(domain.EINVALID, "body: empty; send JSON lines or CSV with a header row")
 	}
-	rep := ImportReport{Format: format, Errors: []RowError{}}
-	var rows []importRow
-	switch format {
-	case FormatCSV:
-		rows, err = readCSV(body, &rep)
-	case FormatJSONL:
-		rows, err = readJSONL(body, &rep)
-	default:
-		err = domain.Errorf(domain.EINVALID, "format: must be csv or jsonl, got %q", format)
-	}
-	if err != nil {
+	if format, err = DetectFormat(format, contentType, head); err != nil {
 		return ImportReport{}, err
 	}
-
-	now := s.now().UTC()
-	// Later rows for the same entity phone win, as if imported one by one; a
-	// batch must not carry one key twice.
-	seen := make(map[[3]string]int, len(rows))
-	entries := make([]domain.IndexEntry, 0, len(rows))
-	valid := 0
-	for _, r := range rows {
-		e, err := r.entry(id, t.Settings.DefaultCountry)
-		if err != nil {
-			rep.reject(r.line, domain.ErrorMessage(err))
-			continue
-		}
-		valid++
-		e.UpdatedAt = now
-		k := [3]string{string(e.Kind), e.EntityID, e.Phone}
-		if i, ok := seen[k]; ok {
-			entries[i] = e
-			continue
-		}
-		seen[k] = len(entries)
-		entries = append(entries, e)
+	rep := ImportReport{Format: format, Errors: []RowError{}}
+	b := &importBatcher{s: s, ctx: ctx, tenant: id, country: t.Settings.DefaultCountry, now: s.now().UTC(), rep: &rep,
+		batch: make([]domain.IndexEntry, 0, importBatch), seen: make(map[[3]string]int, importBatch)}
+	if format == FormatCSV {
+		err = readCSV(br, &rep, b.add)
+	} else {
+		err = readJSONL(br, &rep, b.add)
 	}
-	rep.Accepted = valid
-	stored := 0
-	for stored < len(entries) {
-		end := min(stored+importBatch, len(entries))
-		batch := entries[stored:end]
-		if err := s.store.UpsertIndex(ctx, batch); err != nil {
-			rep.Accepted = stored
-			if aerr := s.invalidate(ctx, id, entries[:stored]); aerr != nil {
-				err = errors.Join(err, aerr)
-			}
-			return rep, fmt.Errorf("import: stored %d rows, then: %w", stored, err)
-		}
-		stored = end
+	if err == nil {
+		err = b.flush()
 	}
-	if err := s.invalidate(ctx, id, entries); err != nil {
+	var rerr *readError
+	switch {
+	case errors.As(err, &rerr):
+		rep.Accepted = b.stored
+		return rep, errors.Join(domain.Errorf(domain.EINVALID, "body: could not be read to its end after %d rows; the %d rows before the last batch were stored", rep.Rows, b.stored), rerr.err)
+	case err != nil:
 		return rep, err
 	}
+	rep.Accepted = b.valid
 	detail := map[string]int{"accepted": rep.Accepted, "rejected": rep.Rejected}
 	if err := s.publish(ctx, actor, id, "contacts.import", detail); err != nil {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// readError is a failure to read an import's body (not a bad row).
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "read the import: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// importBatcher validates rows as they are read and stores them a batch at
+// a time.
+type importBatcher struct {
+	s       *Service
+	ctx     context.Context
+	tenant  string
+	country string
+	now     time.Time
+	rep     *ImportReport
+	batch   []domain.IndexEntry
+	// seen maps a batch entry's key to its index: later rows for the same
+	// entity phone win, as if imported one by one, and a batch must not
+	// carry one key twice. Across batches the later upsert wins.
+	seen          map[[3]string]int
+	valid, stored int
+}
+
+// add takes one row; it returns a store error.
+func (b *importBatcher) add(r importRow) error {
+	e, err := r.entry(b.tenant, b.country)
+	if err != nil {
+		b.rep.reject(r.line, domain.ErrorMessage(err))
+		return nil
+	}
+	b.valid++
+	e.UpdatedAt = b.now
+	k := [3]string{string(e.Kind), e.EntityID, e.Phone}
+	if i, ok := b.seen[k]; ok {
+		b.batch[i] = e
+		return nil
+	}
+	b.seen[k] = len(b.batch)
+	b.batch = append(b.batch, e)
+	if len(b.batch) >= importBatch {
+		return b.flush()
+	}
+	return nil
+}
+
+// flush stores the batch and drops its cache keys here and on the other
+// instances.
+func (b *importBatcher) flush() error {
+	if len(b.batch) == 0 {
+		return nil
+	}
+	if err := b.s.store.UpsertIndex(b.ctx, b.batch); err != nil {
+		b.rep.Accepted = b.stored
+		return fmt.Errorf("import: stored %d rows, then: %w", b.stored, err)
+	}
+	b.stored += len(b.batch)
+	if err := b.s.invalidate(b.ctx, b.tenant, b.batch); err != nil {
+		b.rep.Accepted = b.stored
+		return err
+	}
+	b.batch = b.batch[:0]
+	clear(b.seen)
+	return nil
 }
 
 // invalidate drops the cache keys of imported rows here and on the other
@@ -236,26 +290,35 @@ func parseBool(s string) (bool, error) {
 
 var csvColumns = []string{"phone", "owner_crm_user_id", "entity_kind", "entity_id", "name", "open"}
 
-func readCSV(body []byte, rep *ImportReport) ([]importRow, error) {
-	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")) // Excel's byte-order mark
-	cr := csv.NewReader(bytes.NewReader(body))
+// readCSV reads CSV with a header row from r, passing each data row to
+// emit; it returns emit's error or a *readError when r fails.
+func readCSV(r *bufio.Reader, rep *ImportReport, emit func(importRow) error) error {
+	if bom, _ := r.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
+		_, _ = r.Discard(3) // Excel's byte-order mark
+	}
+	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
 	cr.ReuseRecord = true
-	if first := firstLine(body); strings.Count(first, ";") > strings.Count(first, ",") {
+	if head, _ := r.Peek(r.Buffered()); strings.Count(firstLine(head), ";") > strings.Count(firstLine(head), ",") {
 		cr.Comma = ';' // spreadsheet exports in many locales
 	}
 	header, err := cr.Read()
 	if err != nil {
-		return nil, domain.Errorf(domain.EINVALID, "csv header: %v", err)
+		var pe *csv.ParseError
+		if err != io.EOF && !errors.As(err, &pe) {
+			return &readError{err}
+		}
+		return domain.Errorf(domain.EINVALID, "csv header: %v", err)
 	}
+	header = slices.Clone(header) // ReuseRecord
 	col := map[string]int{}
 	for i, h := range header {
 		col[strings.ToLower(strings.TrimSpace(h))] = i
 	}
 	for _, need := range csvColumns[:2] {
 		if _, ok := col[need]; !ok {
-			return nil, domain.Errorf(domain.EINVALID, "csv header: missing column %s (have %s; need %s)",
+			return domain.Errorf(domain.EINVALID, "csv header: missing column %s (have %s; need %s)",
 				need, strings.Join(header, ","), strings.Join(csvColumns, ","))
 		}
 	}
@@ -265,20 +328,18 @@ func readCSV(body []byte, rep *ImportReport) ([]importRow, error) {
 		}
 		return ""
 	}
-	var rows []importRow
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
-			return rows, nil
+			return nil
 		}
 		if err != nil {
-			rep.Rows++
 			var pe *csv.ParseError
 			if !errors.As(err, &pe) {
 				// Not a bad record but a reader failure: nothing more can be read.
-				rep.reject(0, "csv: "+err.Error())
-				return rows, nil
+				return &readError{err}
 			}
+			rep.Rows++
 			rep.reject(pe.StartLine, "csv: "+pe.Err.Error())
 			continue
 		}
@@ -287,8 +348,10 @@ func readCSV(body []byte, rep *ImportReport) ([]importRow, error) {
 			continue
 		}
 		rep.Rows++
-		rows = append(rows, importRow{line: line, phone: get(rec, "phone"), owner: get(rec, "owner_crm_user_id"),
-			kind: get(rec, "entity_kind"), entity: get(rec, "entity_id"), name: get(rec, "name"), open: get(rec, "open")})
+		if err := emit(importRow{line: line, phone: get(rec, "phone"), owner: get(rec, "owner_crm_user_id"),
+			kind: get(rec, "entity_kind"), entity: get(rec, "entity_id"), name: get(rec, "name"), open: get(rec, "open")}); err != nil {
+			return err
+		}
 	}
 }
 
@@ -323,10 +386,12 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func readJSONL(body []byte, rep *ImportReport) ([]importRow, error) {
-	sc := bufio.NewScanner(bytes.NewReader(body))
+// readJSONL reads JSON lines from r, passing each object to emit; it
+// returns emit's error or a *readError when r fails. A line longer than
+// maxLineBytes ends the import with that line reported.
+func readJSONL(r *bufio.Reader, rep *ImportReport, emit func(importRow) error) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), maxLineBytes)
-	var rows []importRow
 	line := 0
 	for sc.Scan() {
 		line++
@@ -356,12 +421,17 @@ func readJSONL(body []byte, rep *ImportReport) ([]importRow, error) {
 		if open == "null" {
 			open = ""
 		}
-		rows = append(rows, importRow{line: line, phone: string(in.Phone), owner: string(in.Owner),
-			kind: strings.TrimSpace(in.Kind), entity: string(in.Entity), name: strings.TrimSpace(in.Name), open: open})
+		if err := emit(importRow{line: line, phone: string(in.Phone), owner: string(in.Owner),
+			kind: strings.TrimSpace(in.Kind), entity: string(in.Entity), name: strings.TrimSpace(in.Name), open: open}); err != nil {
+			return err
+		}
 	}
-	if err := sc.Err(); err != nil {
+	switch err := sc.Err(); {
+	case errors.Is(err, bufio.ErrTooLong):
 		rep.Rows++
 		rep.reject(line+1, fmt.Sprintf("line longer than %d bytes; the rest of the body was not read", maxLineBytes))
+	case err != nil:
+		return &readError{err}
 	}
-	return rows, nil
+	return nil
 }

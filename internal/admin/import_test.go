@@ -1,11 +1,22 @@
 package admin
 
 import (
+	"bufio"
 	"strings"
 	"testing"
 
 	"github.com/callrouter/callrouter/internal/domain"
 )
+
+// collectRows runs a row reader over body and returns the rows it emitted.
+func collectRows(read func(*bufio.Reader, *ImportReport, func(importRow) error) error, body string, rep *ImportReport) ([]importRow, error) {
+	var rows []importRow
+	err := read(bufio.NewReader(strings.NewReader(body)), rep, func(r importRow) error {
+		rows = append(rows, r)
+		return nil
+	})
+	return rows, err
+}
 
 func TestDetectFormat(t *testing.T) {
 	tests := []struct {
@@ -38,7 +49,7 @@ func TestReadCSVShapes(t *testing.T) {
 		"\n" +
 		"\"0501112233;102;broken quote\n"
 	var rep ImportReport
-	rows, err := readCSV([]byte(body), &rep)
+	rows, err := collectRows(readCSV, body, &rep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +64,7 @@ func TestReadCSVShapes(t *testing.T) {
 func TestReadCSVHeaderErrors(t *testing.T) {
 	for _, body := range []string{"phone\n1\n", "owner_crm_user_id\n1\n", "\"unterminated\n"} {
 		var rep ImportReport
-		if _, err := readCSV([]byte(body), &rep); domain.ErrorCode(err) != domain.EINVALID {
+		if _, err := collectRows(readCSV, body, &rep); domain.ErrorCode(err) != domain.EINVALID {
 			t.Errorf("readCSV(%q): err %v, want invalid", body, err)
 		}
 	}
@@ -66,7 +77,7 @@ func TestReadJSONLShapes(t *testing.T) {
 		`[1,2]` + "\n" +
 		`{"phone":"1","name":` + strings.Repeat(" ", maxLineBytes) + `"x"}` + "\n"
 	var rep ImportReport
-	rows, err := readJSONL([]byte(body), &rep)
+	rows, err := collectRows(readJSONL, body, &rep)
 	if err != nil {
 		t.Fatal(err)
 	}

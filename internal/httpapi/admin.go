@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/domain"
 )
 
@@ -34,7 +34,6 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		method = fasthttp.MethodGet // fasthttp leaves the body out of the answer
 	}
 	actor := who.Actor
-	body := ctx.PostBody()
 	path := ctx.Path()[len(pathAdmin):]
 	if !utf8.Valid(path) || bytes.IndexByte(path, 0) >= 0 {
 		writeErrorCode(ctx, fasthttp.StatusBadRequest, domain.EINVALID, "path: must be UTF-8 without NUL characters")
@@ -44,15 +43,22 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	switch seg[0] {
 	case "tenants":
 	case "tokens", "audit":
+		body, ok := readBody(ctx, maxAdminBodyBytes)
+		if !ok {
+			return
+		}
 		s.serveInstanceAdmin(ctx, actor, method, seg, body)
 		return
 	default:
 		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such admin endpoint")
 		return
 	}
-	if method != fasthttp.MethodPost || len(seg) < 4 || seg[2] != "contacts" {
-		if len(body) > maxAdminBodyBytes {
-			writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 1 MiB")
+	// A contacts import reads its body row by row (below); every other
+	// call's JSON is small and read whole.
+	var body []byte
+	if method != fasthttp.MethodPost || len(seg) != 4 || seg[2] != "contacts" || seg[3] != "import" {
+		var ok bool
+		if body, ok = readBody(ctx, maxAdminBodyBytes); !ok {
 			return
 		}
 	}
@@ -117,13 +123,17 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		}
 	case len(seg) == 4 && seg[2] == "contacts" && seg[3] == "import":
 		s.only(ctx, fasthttp.MethodPost, func() {
-			format, err := admin.DetectFormat(string(ctx.QueryArgs().Peek("format")),
-				string(ctx.Request.Header.ContentType()), body)
-			if err != nil {
-				writeError(ctx, s.log, err)
+			r, ok := bodyReader(ctx, MaxBodyBytes)
+			if !ok {
 				return
 			}
-			s.reply(ctx, 200)(a.Import(c, actor, seg[1], format, body))
+			rep, err := a.Import(c, actor, seg[1], string(ctx.QueryArgs().Peek("format")),
+				string(ctx.Request.Header.ContentType()), r)
+			if errors.Is(err, errTooLarge) {
+				refuseTooLarge(ctx, MaxBodyBytes)
+				return
+			}
+			s.reply(ctx, 200)(rep, err)
 		})
 	case len(seg) == 3 && seg[2] == "integration":
 		switch method {
@@ -164,10 +174,6 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 // serveInstanceAdmin serves the admin calls that belong to no tenant:
 // admin tokens and the whole audit log.
 func (s *Server) serveInstanceAdmin(ctx *fasthttp.RequestCtx, actor, method string, seg []string, body []byte) {
-	if len(body) > maxAdminBodyBytes {
-		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 1 MiB")
-		return
-	}
 	c, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
 	a := s.admin

@@ -48,8 +48,8 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
 		notAllowed(ctx, fasthttp.MethodPost)
 		return
 	}
-	if len(ctx.PostBody()) > maxAdminBodyBytes {
-		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 1 MiB")
+	raw, ok := readBody(ctx, maxEventBody)
+	if !ok {
 		return
 	}
 	// Copies: nothing below may keep fasthttp's buffers.
@@ -57,7 +57,7 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
 	for k, v := range ctx.QueryArgs().All() {
 		query.Add(string(k), string(v))
 	}
-	body := append([]byte(nil), ctx.PostBody()...)
+	body := append([]byte(nil), raw...)
 	contentType := string(ctx.Request.Header.ContentType())
 	c, cancel := context.WithTimeout(context.Background(), eventTimeout)
 	defer cancel()

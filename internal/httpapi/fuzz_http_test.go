@@ -92,7 +92,7 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 		if _, err := a.SetDefaultOwner(ctx, "fuzz", ft.id, []byte(`{"crm_user_id":"900"}`)); err != nil {
 			tb.Fatal(err)
 		}
-		if _, err := a.Import(ctx, "fuzz", ft.id, admin.FormatCSV, []byte("phone,owner_crm_user_id,entity_kind,entity_id\n"+
+		if _, err := a.Import(ctx, "fuzz", ft.id, admin.FormatCSV, "", strings.NewReader("phone,owner_crm_user_id,entity_kind,entity_id\n"+
 			"067 123 45 67,101,lead,L1\n+380 93 765 43 21,102,contact,C2\n380991112233,777,contact,C3\n")); err != nil {
 			tb.Fatal(err)
 		}

@@ -75,8 +75,8 @@ func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, tenantID []byte) {
 	if !authorized(ctx, t) {
 		return
 	}
-	if len(ctx.Request.Body()) > maxRouteBody {
-		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 64 KiB")
+	// Read here, bounded, so parseRouteRequest sees the buffered body.
+	if _, ok := readBody(ctx, maxRouteBody); !ok {
 		return
 	}
 	rt := t.Ext.(*routeTenant)

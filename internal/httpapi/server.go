@@ -24,14 +24,6 @@ import (
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
-// Body limits. The server reads whole bodies before handlers run, so the
-// server-wide limit is the largest endpoint's (contacts import) and smaller
-// endpoints check their own (the route endpoint's is maxRouteBody).
-const (
-	MaxBodyBytes      = 64 << 20
-	maxAdminBodyBytes = 1 << 20
-)
-
 // Config wires a Server.
 type Config struct {
 	Tenants *tenant.Registry
@@ -126,7 +118,12 @@ func NewFastHTTP(h fasthttp.RequestHandler, log *zap.Logger) *fasthttp.Server {
 		ReadTimeout:           DefaultReadTimeout,
 		WriteTimeout:          DefaultWriteTimeout,
 		IdleTimeout:           DefaultIdleTimeout,
-		MaxRequestBodySize:    MaxBodyBytes,
+		// Bodies are streamed: handlers run once the headers are read and
+		// each endpoint reads at most its own limit (see readBody), so an
+		// unauthenticated client cannot make the server buffer a body.
+		// MaxRequestBodySize then only bounds what fasthttp prefetches.
+		StreamRequestBody:  true,
+		MaxRequestBodySize: MaxBodyBytes,
 		// No endpoint takes multipart forms; pre-parsing one would spill
 		// large parts to temporary files and fail odd ones before a
 		// handler could answer.
@@ -193,7 +190,17 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			ctx.Response.Reset()
 			writeErrorCode(ctx, fasthttp.StatusInternalServerError, domain.EINTERNAL, "internal error")
 		}
+		// An answer to a request whose body was left unread (unknown path
+		// or tenant, wrong key, a refusal) closes the connection rather
+		// than read the body to find the next request.
+		if ctx.Response.StatusCode() >= 400 && unreadBody(&ctx.Request) {
+			ctx.SetConnectionClose()
+		}
 	}()
+	if !framingOK(ctx) {
+		countRequest(epOther, ctx)
+		return
+	}
 	path := ctx.Path()
 	switch {
 	case bytes.HasPrefix(path, pathPBX):

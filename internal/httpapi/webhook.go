@@ -37,12 +37,12 @@ func (s *Server) serveCRMWebhook(ctx *fasthttp.RequestCtx, tenantID string) {
 		notAllowed(ctx, fasthttp.MethodPost)
 		return
 	}
-	if len(ctx.PostBody()) > maxAdminBodyBytes {
-		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 1 MiB")
+	raw, ok := readBody(ctx, maxAdminBodyBytes)
+	if !ok {
 		return
 	}
 	// The body is copied: the engine must not hold fasthttp's buffers.
-	body := append([]byte(nil), ctx.PostBody()...)
+	body := append([]byte(nil), raw...)
 	c, cancel := context.WithTimeout(context.Background(), webhookTimeout)
 	defer cancel()
 	if err := s.webhooks.Webhook(c, tenantID, string(ctx.Request.Header.ContentType()), body); err != nil {

@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,7 +117,7 @@ func TestTwoInstancesSeeEachOthersChanges(t *testing.T) {
 	note(within(t, "tenant created with its default owner", b, "380671234567", "olga_sip/default_owner"))
 
 	// b has the caller cached as unknown; an import on a indexes it.
-	if _, err := a.admin.Import(ctx, "test", "acme", "csv", []byte("phone,owner_crm_user_id\n067 123 45 67,501\n")); err != nil {
+	if _, err := a.admin.Import(ctx, "test", "acme", "csv", "", strings.NewReader("phone,owner_crm_user_id\n067 123 45 67,501\n")); err != nil {
 		t.Fatal(err)
 	}
 	note(within(t, "imported contact", b, "380671234567", "anna_sip/owner"))
