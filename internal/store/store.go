@@ -30,6 +30,7 @@ type Store interface {
 	Events
 	Security
 	SyncLeases
+	Ringostat
 	// Close releases the connections.
 	Close() error
 }

@@ -89,6 +89,11 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Meta/SetIfAbsentConcurrent", testMetaSetIfAbsentConcurrent},
 		{"Security/SecretRotate", testSecretRotate},
 		{"Security/AdminTokens", testAdminTokens},
+		{"Ringostat/PutGet", testRingostatPutGet},
+		{"Ringostat/NotFound", testRingostatNotFound},
+		{"Ringostat/Progress", testRingostatProgress},
+		{"Ringostat/Lease", testRingostatLease},
+		{"Ringostat/IndexEntities", testRingostatIndexEntities},
 		{"Concurrent", testConcurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
