@@ -47,7 +47,21 @@ type Settings struct {
 	// Language is the language of lead titles, task texts and call notes
 	// callrouter writes into the CRM.
 	Language string `json:"language"`
+	// Presence makes routing skip an owner whose Ringostat SIP login is
+	// offline (skip_offline) or offline or in a call
+	// (skip_offline_and_busy); off by default.
+	Presence string `json:"presence"`
+	// OnUnavailable is what a call of a skipped owner gets: the default
+	// owner (default_owner) or the PBX's next block (next).
+	OnUnavailable string `json:"on_unavailable"`
 }
+
+// Presence settings.
+const (
+	PresenceOff                = "off"
+	PresenceSkipOffline        = "skip_offline"
+	PresenceSkipOfflineAndBusy = "skip_offline_and_busy"
+)
 
 // PipelineRule sends leads of calls whose Param equals Value (ignoring
 // case and surrounding space) to Pipeline, e.g. pool_name = "Context ads".
@@ -102,6 +116,8 @@ func DefaultSettings() Settings {
 		OwnerOrder:     []EntityKind{KindLead, KindDeal, KindContact, KindCompany},
 		OnMiss:         PolicyNext,
 		OnUnmapped:     PolicyDefaultOwner,
+		Presence:       PresenceOff,
+		OnUnavailable:  PolicyDefaultOwner,
 
 		CallbackDueMinutes: DefaultCallbackDueMinutes,
 		Matrix:             DefaultMatrix(),
@@ -159,6 +175,14 @@ func (s *Settings) Normalize() {
 	}
 	if s.CallbackDueMinutes == 0 {
 		s.CallbackDueMinutes = d.CallbackDueMinutes
+	}
+	s.Presence = strings.ToLower(strings.TrimSpace(s.Presence))
+	if s.Presence == "" {
+		s.Presence = d.Presence
+	}
+	s.OnUnavailable = strings.ToLower(strings.TrimSpace(s.OnUnavailable))
+	if s.OnUnavailable == "" {
+		s.OnUnavailable = d.OnUnavailable
 	}
 	for i := range s.PipelineRules {
 		r := &s.PipelineRules[i]
@@ -230,6 +254,14 @@ func (s Settings) Validate() error {
 	}
 	if s.OnUnmapped != PolicyNext && s.OnUnmapped != PolicyDefaultOwner {
 		return Errorf(EINVALID, "on_unmapped: must be next or default_owner, got %q", s.OnUnmapped)
+	}
+	switch s.Presence {
+	case PresenceOff, PresenceSkipOffline, PresenceSkipOfflineAndBusy:
+	default:
+		return Errorf(EINVALID, "presence: must be off, skip_offline or skip_offline_and_busy, got %q", s.Presence)
+	}
+	if s.OnUnavailable != PolicyNext && s.OnUnavailable != PolicyDefaultOwner {
+		return Errorf(EINVALID, "on_unavailable: must be next or default_owner, got %q", s.OnUnavailable)
 	}
 	if s.CallbackDueMinutes < 1 || s.CallbackDueMinutes > MaxCallbackDueMinutes {
 		return Errorf(EINVALID, "callback_due_minutes: must be between 1 and %d, got %d", MaxCallbackDueMinutes, s.CallbackDueMinutes)

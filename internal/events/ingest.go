@@ -97,34 +97,42 @@ func (g *Ingest) Close() {
 // (an error means this event was not acknowledged, though it may have been
 // stored: the PBX's retry then finds it), ctx, or ErrIngestClosed.
 func (g *Ingest) Store(ctx context.Context, t *tenant.Config, in Incoming) (string, error) {
+	id, _, err := g.StoreNew(ctx, t, in)
+	return id, err
+}
+
+// StoreNew is Store that also reports whether this call stored the event
+// (false: an event with its uniqueid and kind was stored before). Errors as
+// Store's.
+func (g *Ingest) StoreNew(ctx context.Context, t *tenant.Config, in Incoming) (string, bool, error) {
 	p := &pending{done: make(chan ingested, 1), ev: domain.CallEvent{TenantID: t.ID, UniqueID: in.UniqueID,
 		Kind: in.Kind, Fields: in.Fields, Partition: Partition(in.Kind, in.UniqueID, in.Fields, t.Settings.DefaultCountry),
 		ReceivedAt: g.now()}}
 	g.mu.RLock()
 	if g.closed {
 		g.mu.RUnlock()
-		return "", ErrIngestClosed
+		return "", false, ErrIngestClosed
 	}
 	select {
 	case g.reqs <- p:
 	case <-ctx.Done():
 		g.mu.RUnlock()
-		return "", fmt.Errorf("store event: %w", ctx.Err())
+		return "", false, fmt.Errorf("store event: %w", ctx.Err())
 	}
 	g.mu.RUnlock()
 	select {
 	case r := <-p.done:
 		if r.err != nil {
-			return "", fmt.Errorf("store event: %w", r.err)
+			return "", false, fmt.Errorf("store event: %w", r.err)
 		}
 		if r.Created {
 			counter("callrouter_events_received_total", t.ID).Inc()
 		} else {
 			counter("callrouter_events_duplicate_total", t.ID).Inc()
 		}
-		return r.ID, nil
+		return r.ID, r.Created, nil
 	case <-ctx.Done():
-		return "", fmt.Errorf("store event: %w", ctx.Err())
+		return "", false, fmt.Errorf("store event: %w", ctx.Err())
 	}
 }
 

@@ -35,7 +35,7 @@ var (
 	headerReason = []byte("X-Route-Reason")
 	headerKey    = []byte("X-Router-Key")
 	argKey       = []byte("key")
-	reasonBytes  [8][]byte
+	reasonBytes  [lookup.NumReasons][]byte
 	emptyJSON    = []byte(`{}`)
 	rpcOpen      = []byte(`{"jsonrpc":"2.0","id":`)
 	rpcResult    = []byte(`,"result":`)
@@ -43,7 +43,7 @@ var (
 )
 
 func init() {
-	for r := lookup.ReasonOwner; r <= lookup.ReasonUnavailable; r++ {
+	for r := lookup.ReasonOwner; r < lookup.NumReasons; r++ {
 		reasonBytes[r] = []byte(r.String())
 	}
 }

@@ -34,11 +34,20 @@ const (
 	ReasonInvalidCaller
 	ReasonTimeout
 	ReasonUnavailable
-	numReasons
+	// ReasonOwnerOffline and ReasonOwnerBusy: the owner's SIP login is
+	// offline or in a call (tenant setting presence), and the call went to
+	// the default owner or to the PBX's next block (on_unavailable).
+	ReasonOwnerOffline
+	ReasonOwnerBusy
+	// NumReasons is the number of reasons, for arrays indexed by Reason.
+	NumReasons
 )
+
+const numReasons = NumReasons
 
 var reasonNames = [numReasons]string{
 	"owner", "default_owner", "no_match", "unmapped_owner", "invalid_caller", "timeout", "unavailable",
+	"owner_offline", "owner_busy",
 }
 
 // String returns the reason as sent in X-Route-Reason.
@@ -59,6 +68,26 @@ type Result struct {
 // Source reads the phone index on a cache miss (store.Index.LookupSuffix).
 type Source interface {
 	LookupSuffix(ctx context.Context, tenantID, suffix string) ([]domain.IndexEntry, error)
+}
+
+// Availability is what the PBX's presence says of a SIP login.
+type Availability uint8
+
+// The availabilities a Presence reports.
+const (
+	// Unknown: no fresh presence (polls failing longer than the limit, or
+	// none yet): the login is treated as available, never trusted as gone.
+	Unknown Availability = iota
+	Free
+	Offline
+	Busy
+)
+
+// Presence tells, from memory, whether a tenant's SIP login can take a call
+// (ringostat.Presence). It must not allocate, block or call the network:
+// it runs on the route path.
+type Presence interface {
+	Availability(tenantID, login string, now time.Time) Availability
 }
 
 // Live searches the tenant's CRM for a phone the index does not have,
@@ -94,6 +123,7 @@ type Service struct {
 	storeTimeout time.Duration
 	liveTimeout  time.Duration
 	group        singleflight.Group
+	presence     Presence // nil: presence-aware routing off
 }
 
 // New returns a Service over a cache and the store behind it.
@@ -114,6 +144,13 @@ func (s *Service) WithLive(l Live, timeout time.Duration) *Service {
 	return s
 }
 
+// WithPresence enables presence-aware routing for tenants whose presence
+// setting is not off.
+func (s *Service) WithPresence(p Presence) *Service {
+	s.presence = p
+	return s
+}
+
 // Route decides where to send a call from caller for tenant t. start is when
 // the request arrived; the answer is due by start + t.Budget. On a cache hit
 // it does not allocate.
@@ -131,13 +168,53 @@ func (s *Service) Route(ctx context.Context, t *tenant.Config, caller []byte, st
 	// Most keys have one row; a key with more than four spills to the heap.
 	var rowBuf [4]cache.Row
 	if rows, ok := s.cache.Get(t.ID, suffix, rowBuf[:0]); ok {
-		return count(Decide(t, rows, num))
+		return count(s.present(t, Decide(t, rows, num), start))
 	}
 	rows, reason, ok := s.miss(ctx, t, string(num), start.Add(t.Budget))
 	if !ok {
 		return count(Result{Reason: reason})
 	}
-	return count(Decide(t, rows, num))
+	return count(s.present(t, Decide(t, rows, num), start))
+}
+
+// present applies the tenant's presence setting to a decision: an owner
+// whose SIP login is offline (or, with skip_offline_and_busy, in a call)
+// gives the call to the default owner (on_unavailable default_owner, when
+// they are available) or to the PBX's next block, with reason
+// owner_offline or owner_busy. A default owner chosen by on_miss or
+// on_unmapped is checked the same way. Phone targets and logins without
+// fresh presence pass unchanged. It does not allocate.
+func (s *Service) present(t *tenant.Config, r Result, now time.Time) Result {
+	if s.presence == nil || t.Presence == domain.PresenceOff || r.Target == "" {
+		return r
+	}
+	reason, ok := s.unavailable(t, r.Target, now)
+	if !ok {
+		return r
+	}
+	if r.Reason == ReasonOwner && t.OnUnavailableDefault && t.DefaultTarget != "" && t.DefaultTarget != r.Target {
+		if _, gone := s.unavailable(t, t.DefaultTarget, now); !gone {
+			return Result{Target: t.DefaultTarget, Reason: reason}
+		}
+	}
+	return Result{Reason: reason}
+}
+
+// unavailable reports whether target is a SIP login the tenant's presence
+// setting skips, and why.
+func (s *Service) unavailable(t *tenant.Config, target string, now time.Time) (Reason, bool) {
+	if _, sip := t.SIPLogins[target]; !sip {
+		return 0, false
+	}
+	switch s.presence.Availability(t.ID, target, now) {
+	case Offline:
+		return ReasonOwnerOffline, true
+	case Busy:
+		if t.Presence == domain.PresenceSkipOfflineAndBusy {
+			return ReasonOwnerBusy, true
+		}
+	}
+	return 0, false
 }
 
 func count(r Result) Result {

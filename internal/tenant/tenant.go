@@ -44,6 +44,13 @@ type Config struct {
 	// Staff maps an employee's SIP login and phone (E.164 digits) to their
 	// CRM user id, to find the manager a call event names.
 	Staff map[string]string
+	// SIPLogins holds the employees' SIP logins, the targets presence-aware
+	// routing checks (a phone target has no presence).
+	SIPLogins map[string]struct{}
+	// Presence and OnUnavailableDefault are the presence settings decoded
+	// for the route path.
+	Presence             string
+	OnUnavailableDefault bool
 	// Stops holds the stop-list numbers.
 	Stops map[string]struct{}
 	// Ext carries what other packages precompute per tenant (the HTTP layer's
@@ -110,18 +117,21 @@ func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *C
 	s := t.Settings
 	s.Normalize()
 	c := &Config{
-		ID:                t.ID,
-		Name:              t.Name,
-		Settings:          s,
-		Budget:            time.Duration(s.RouteBudgetMS) * time.Millisecond,
-		OwnerOrder:        s.OwnerOrder,
-		OnMissDefault:     s.OnMiss == domain.PolicyDefaultOwner,
-		OnUnmappedDefault: s.OnUnmapped == domain.PolicyDefaultOwner,
-		Targets:           make(map[string]string, len(emps)),
-		DefaultOwner:      t.DefaultOwner,
-		Stops:             make(map[string]struct{}, len(stops)),
-		Staff:             make(map[string]string, 2*len(emps)),
-		now:               time.Now,
+		ID:                   t.ID,
+		Name:                 t.Name,
+		Settings:             s,
+		Budget:               time.Duration(s.RouteBudgetMS) * time.Millisecond,
+		OwnerOrder:           s.OwnerOrder,
+		OnMissDefault:        s.OnMiss == domain.PolicyDefaultOwner,
+		OnUnmappedDefault:    s.OnUnmapped == domain.PolicyDefaultOwner,
+		Targets:              make(map[string]string, len(emps)),
+		DefaultOwner:         t.DefaultOwner,
+		Stops:                make(map[string]struct{}, len(stops)),
+		Staff:                make(map[string]string, 2*len(emps)),
+		SIPLogins:            make(map[string]struct{}, len(emps)),
+		Presence:             s.Presence,
+		OnUnavailableDefault: s.OnUnavailable == domain.PolicyDefaultOwner,
+		now:                  time.Now,
 	}
 	if r, ok := phone.RegionFor(s.DefaultCountry); ok {
 		c.Region = r
@@ -134,6 +144,9 @@ func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *C
 	for _, e := range emps {
 		if target := e.Target(); target != "" {
 			c.Targets[e.CRMUserID] = target
+		}
+		if e.SIP != "" {
+			c.SIPLogins[e.SIP] = struct{}{}
 		}
 		for _, k := range []string{e.SIP, e.Phone} {
 			if k != "" {
