@@ -64,7 +64,7 @@ type Config struct {
 	// MaxCallsPerRequest (tests lower it).
 	MaxCalls  int
 	PushBatch int     // contacts per sync request; DefaultPushBatch
-	PushRate     float64 // sync requests per second; DefaultPushRate
+	PushRate  float64 // sync requests per second; DefaultPushRate
 }
 
 // Defaults of Config.
