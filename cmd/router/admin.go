@@ -45,6 +45,12 @@ commands:
                                                they are dropped
   deactivate ID                                stop syncing, keep the index
   crm-users ID                                 the CRM's users, for put-employee
+  ringostat connect ID PROJECT_ID [--key K|@FILE] [--base-url U]
+                                               connect the tenant's Ringostat project (API key from --key, or
+                                               ROUTER_RINGOSTAT_KEY); starts pushing names to Smart Phone
+  ringostat show ID                            the Ringostat connection: state and Ringostat's last refusal,
+                                               push progress, recovered calls, presence
+  ringostat disconnect ID                      stop talking to the tenant's Ringostat project
   status ID                                    index size, cache, integration
   audit [ID] [--limit N]                       recent admin changes of a tenant, or of everything (tokens too)
   rotate-secret ID [--grace 24h]               new webhook secret, printed once; the old one keeps working for
@@ -95,6 +101,8 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 	resend := fs.Bool("resend", false, "replay waiting call events on activation")
 	grace := fs.Duration("grace", 24*time.Hour, "how long the replaced webhook secret keeps working")
 	scope := fs.String("scope", "", "admin token scope: read or admin")
+	rsKey := fs.String("key", env("ROUTER_RINGOSTAT_KEY", ""), "Ringostat Auth-key, or @FILE (ROUTER_RINGOSTAT_KEY)")
+	baseURL := fs.String("base-url", "", "Ringostat API base URL (default https://api.ringostat.net)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return nil, err
@@ -229,6 +237,8 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 			return nil, err
 		}
 		return c.Do(ctx, "POST", "tenants/"+seg(pos[0])+"/integration/deactivate", "", nil)
+	case "ringostat":
+		return ringostatCommand(ctx, c, pos, *rsKey, *baseURL)
 	case "crm-users":
 		if err := need(1, "ID"); err != nil {
 			return nil, err
@@ -389,4 +399,33 @@ func printJSON(out io.Writer, body []byte) error {
 	buf.WriteByte('\n')
 	_, err := out.Write(buf.Bytes())
 	return err
+}
+
+// ringostatCommand runs `router admin ringostat connect|show|disconnect`.
+func ringostatCommand(ctx context.Context, c *adminclient.Client, pos []string, key, baseURL string) ([]byte, error) {
+	seg := adminclient.Seg
+	usage := fmt.Errorf("admin ringostat: usage: router admin ringostat connect ID PROJECT_ID [--key K|@FILE] [--base-url U] | show ID | disconnect ID")
+	if len(pos) < 2 {
+		return nil, usage
+	}
+	path := "tenants/" + seg(pos[1]) + "/ringostat"
+	switch {
+	case pos[0] == "connect" && len(pos) == 3:
+		if strings.HasPrefix(key, "@") {
+			b, err := readInput(key[1:])
+			if err != nil {
+				return nil, err
+			}
+			key = strings.TrimSpace(string(b))
+		}
+		if key == "" {
+			return nil, fmt.Errorf("admin ringostat connect: no key; pass --key or set ROUTER_RINGOSTAT_KEY")
+		}
+		return c.JSON(ctx, "PUT", path, map[string]string{"base_url": baseURL, "auth_key": key, "project_id": pos[2]})
+	case pos[0] == "show" && len(pos) == 2:
+		return c.Do(ctx, "GET", path, "", nil)
+	case pos[0] == "disconnect" && len(pos) == 2:
+		return c.Do(ctx, "DELETE", path, "", nil)
+	}
+	return nil, usage
 }

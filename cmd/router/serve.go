@@ -35,6 +35,7 @@ import (
 	"github.com/callrouter/callrouter/internal/jobs"
 	"github.com/callrouter/callrouter/internal/lookup"
 	"github.com/callrouter/callrouter/internal/notify"
+	"github.com/callrouter/callrouter/internal/ringostat"
 	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/postgres"
@@ -66,6 +67,11 @@ type serveConfig struct {
 	// debugListen, when set, serves net/http/pprof there, for profiling a
 	// live instance; keep it on loopback.
 	debugListen string
+	// Ringostat: how often presence is polled, index changes pushed and
+	// the call log read.
+	ringostatPoll      time.Duration
+	ringostatPush      time.Duration
+	ringostatReconcile time.Duration
 	// opened, when set, is given the store once it is open (tests: to
 	// make an SQLite disk look full).
 	opened func(store.Store)
@@ -92,11 +98,23 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.debugListen, "debug-listen", env("ROUTER_DEBUG_LISTEN", ""), "address for net/http/pprof (/debug/pprof/), off when empty; bind it to loopback (ROUTER_DEBUG_LISTEN)")
 	fs.StringVar(&c.instanceID, "instance-id", env("ROUTER_INSTANCE_ID", ""), "this instance's name among those sharing the database, unique to it (the job queue's client id, origin of its change announcements); default host name and a random suffix (ROUTER_INSTANCE_ID)")
 	fs.BoolVar(&c.crmAllowPrivate, "crm-allow-private", envBool("ROUTER_CRM_ALLOW_PRIVATE", false), "let CRM base URLs reach loopback, private (RFC 1918, CGNAT) and link-local addresses; off, such connections are refused at dial time (ROUTER_CRM_ALLOW_PRIVATE=1)")
+	fs.DurationVar(&c.ringostatPoll, "ringostat-presence-interval", envDuration("ROUTER_RINGOSTAT_PRESENCE_INTERVAL", ringostat.DefaultPollInterval), "how often the SIP logins' presence is read from Ringostat, for tenants with presence on; presence older than 3 intervals is ignored (ROUTER_RINGOSTAT_PRESENCE_INTERVAL)")
+	fs.DurationVar(&c.ringostatPush, "ringostat-push-interval", envDuration("ROUTER_RINGOSTAT_PUSH_INTERVAL", ringostat.DefaultPushInterval), "how often phone-index changes are pushed to Ringostat Smart Phone (ROUTER_RINGOSTAT_PUSH_INTERVAL)")
+	fs.DurationVar(&c.ringostatReconcile, "ringostat-reconcile-interval", envDuration("ROUTER_RINGOSTAT_RECONCILE_INTERVAL", ringostat.DefaultReconcileInterval), "how often Ringostat's call log is read to recover call events whose webhook never arrived (ROUTER_RINGOSTAT_RECONCILE_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--ringostat-presence-interval", c.ringostatPoll}, {"--ringostat-push-interval", c.ringostatPush},
+		{"--ringostat-reconcile-interval", c.ringostatReconcile}} {
+		if d.v < time.Second {
+			return c, fmt.Errorf("%s: must be at least 1s, got %s", d.name, d.v)
+		}
 	}
 	if c.syncInterval < time.Second {
 		return c, fmt.Errorf("--sync-interval: must be at least 1s, got %s", c.syncInterval)
@@ -182,8 +200,14 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		return fmt.Errorf("load tenants: %w", err)
 	}
 
+	rsm := ringostat.NewManager(ringostat.Config{Store: st, Box: box, Tenants: reg, Log: log, Instance: instance,
+		HTTP:         &http.Client{Transport: crm.NewTransport(cfg.crmAllowPrivate), Timeout: time.Minute},
+		PollInterval: cfg.ringostatPoll, PushInterval: cfg.ringostatPush, ReconcileInterval: cfg.ringostatReconcile})
+	// Every phone-index change this instance announces is also pushed to
+	// Ringostat Smart Phone.
+	pub := rsm.Tee(peers)
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log,
-		Deps: crm.Deps{Transport: crm.NewTransport(cfg.crmAllowPrivate)}, Peers: peers})
+		Deps: crm.Deps{Transport: crm.NewTransport(cfg.crmAllowPrivate)}, Peers: pub})
 	processor := events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Log: log})
 	runner, err := newRunner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: cfg.syncInterval,
 		Events: processor, EventStore: st, Log: log, Instance: instance, Leases: st})
@@ -192,17 +216,19 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	}
 	engine.SetKick(runner.Kick)
 	ingest := events.NewIngest(st, runner, nil, ingestCommitters(st))
+	rsm.SetIngest(ingest)
 	// Closed after the HTTP server has drained, so every event it was
 	// handed is committed before the process exits.
 	defer ingest.Close()
 
 	srv := httpapi.New(httpapi.Config{
 		Tenants: reg,
-		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout),
-		Admin: admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(peers),
-			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil))),
+		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout).WithPresence(rsm.Presence()),
+		Admin: admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(pub),
+			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil)), admin.WithRingostat(rsm)),
 		Webhooks:       engine,
 		Events:         ingest,
+		Observer:       rsm.Presence(),
 		Ready:          c.Ready,
 		AdminTokenHash: adminHash,
 		Log:            log,
@@ -236,6 +262,12 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		log.Info("debug listening", zap.String("addr", dl.Addr().String()))
 		go func() { _ = http.Serve(dl, debugMux()) }()
 	}
+	// Ringostat work stops with ctx; what it was ingesting is committed
+	// before the ingest closes (deferred above, after this returns).
+	rctx, rcancel := context.WithCancel(ctx)
+	rdone := make(chan struct{})
+	go func() { defer close(rdone); rsm.Run(rctx) }()
+	defer func() { rcancel(); <-rdone }()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -37,6 +37,7 @@ type Service struct {
 	// crmAllowPrivate lets base URLs name private and local addresses.
 	crmAllowPrivate bool
 	peers           notify.Publisher // nil: a single instance
+	ringostat       Ringostat        // nil: Ringostat connections disabled
 }
 
 // Option configures a Service.

@@ -23,6 +23,8 @@ type Status struct {
 	// Events counts the tenant's call events by state: the backlog is
 	// Waiting, the failures Failed, the drops Dropped.
 	Events domain.EventStats `json:"events"`
+	// Ringostat is the connection to the tenant's Ringostat project.
+	Ringostat RingostatStatus `json:"ringostat"`
 }
 
 // CacheStatus reports the route cache of this instance; the counters are
@@ -92,6 +94,10 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	rs, err := s.ringostatStatus(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
 	cs := cache.ReadStats()
 	return Status{
 		Tenant: t.ID, Name: t.Name, IndexSize: n, Employees: len(emps), StopList: len(stops), DefaultOwner: owner,
@@ -99,6 +105,7 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 			NegativeHits: cs.NegativeHits, Misses: cs.Misses},
 		Integration: integ,
 		Events:      evs,
+		Ringostat:   rs,
 	}, nil
 }
 

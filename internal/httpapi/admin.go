@@ -148,6 +148,17 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		s.only(ctx, fasthttp.MethodPost, func() {
 			s.reply(ctx, 200)(a.SetActive(c, actor, seg[1], seg[3] == "activate", body))
 		})
+	case len(seg) == 3 && seg[2] == "ringostat":
+		switch method {
+		case fasthttp.MethodGet:
+			s.reply(ctx, 200)(a.Ringostat(c, seg[1]))
+		case fasthttp.MethodPut:
+			s.reply(ctx, 200)(a.PutRingostat(c, actor, seg[1], body))
+		case fasthttp.MethodDelete:
+			s.noContent(ctx, a.DeleteRingostat(c, actor, seg[1]))
+		default:
+			notAllowed(ctx, "GET, PUT, DELETE")
+		}
 	case len(seg) == 4 && seg[2] == "secret" && seg[3] == "rotate":
 		s.only(ctx, fasthttp.MethodPost, func() { s.reply(ctx, 200)(a.RotateSecret(c, actor, seg[1], body)) })
 	case len(seg) == 3 && seg[2] == "crm-users":

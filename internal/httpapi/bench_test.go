@@ -16,16 +16,20 @@ import (
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/lookup"
 	"github.com/callrouter/callrouter/internal/phone"
+	"github.com/callrouter/callrouter/internal/ringostat"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
 // benchIndex is a tenant with 100k indexed phones, already in a warm cache.
-func benchIndex(b *testing.B) (*tenant.Registry, *cache.Cache) {
+func benchIndex(b *testing.B, muts ...func(*domain.Settings)) (*tenant.Registry, *cache.Cache) {
 	b.Helper()
 	src := &memTenants{tenant: domain.Tenant{ID: "acme", Settings: domain.DefaultSettings(), DefaultOwner: "900",
 		SecretHash: tenant.HashSecret("bench-secret")},
 		emps: []domain.Employee{{CRMUserID: "101", SIP: "anna_sip"}, {CRMUserID: "900", SIP: "boss_sip"}}}
 	src.tenant.Settings.DefaultCountry = "UA"
+	for _, m := range muts {
+		m(&src.tenant.Settings)
+	}
 	reg := tenant.NewRegistry(src, Decorate)
 	if err := reg.LoadAll(context.Background()); err != nil {
 		b.Fatal(err)
@@ -71,6 +75,34 @@ func BenchmarkRouteHit(b *testing.B) {
 		res := svc.Route(context.Background(), t, callers[i%3], start)
 		renderRoute(&resp, rt, res, &rr)
 		if res.Reason != lookup.ReasonOwner {
+			b.Fatalf("reason %s", res.Reason)
+		}
+		i++
+	}
+}
+
+// BenchmarkRouteHitPresence is BenchmarkRouteHit for a tenant with
+// presence-aware routing, the owner offline: the presence check runs on
+// every call and the call goes to the default owner. Target: 0 allocs/op.
+func BenchmarkRouteHitPresence(b *testing.B) {
+	reg, c := benchIndex(b, func(s *domain.Settings) { s.Presence = domain.PresenceSkipOfflineAndBusy })
+	p := ringostat.NewPresence(time.Hour)
+	p.Polled("acme", []string{"boss_sip"}, nil, time.Now())
+	svc := lookup.New(c, nil, time.Second).WithPresence(p)
+	t := reg.Lookup("acme")
+	rt := t.Ext.(*routeTenant)
+	callers := [][]byte{[]byte("380670000042"), []byte("+380 (67) 000-12-34"), []byte("0670099999")}
+	var (
+		resp fasthttp.Response
+		rr   routeRequest
+	)
+	start := time.Now()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		res := svc.Route(context.Background(), t, callers[i%3], start)
+		renderRoute(&resp, rt, res, &rr)
+		if res.Reason != lookup.ReasonOwnerOffline {
 			b.Fatalf("reason %s", res.Reason)
 		}
 		i++

@@ -21,6 +21,13 @@ type EventIngest interface {
 	Reject(ctx context.Context, tenantID, reason, contentType string, body []byte) error
 }
 
+// EventObserver hears the call events the endpoint stored
+// (ringostat.Presence: who is in a call between presence polls). Observe
+// must not block.
+type EventObserver interface {
+	Observe(tenantID string, kind domain.EventKind, fields map[string]string)
+}
+
 // eventTimeout bounds storing one event. The PBX does not retry, so a
 // slow database is waited for a while rather than answered 503 at once.
 const eventTimeout = 10 * time.Second
@@ -81,6 +88,9 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
 		}
 		writeErrorCode(ctx, fasthttp.StatusServiceUnavailable, domain.EUNAVAILABLE, msg)
 		return
+	}
+	if s.observer != nil {
+		s.observer.Observe(t.ID, in.Kind, in.Fields)
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBodyString(`{"id":` + jsonString(id) + `}`)

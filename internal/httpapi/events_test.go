@@ -157,3 +157,37 @@ func TestEventsEndpointGuards(t *testing.T) {
 		t.Fatalf("%d jobs enqueued, want 1", n)
 	}
 }
+
+// recordingObserver records the events the endpoint reports as stored.
+type recordingObserver struct {
+	mu    sync.Mutex
+	heard []string
+}
+
+func (o *recordingObserver) Observe(tenantID string, kind domain.EventKind, fields map[string]string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.heard = append(o.heard, tenantID+" "+string(kind)+" "+fields["employee_number"])
+}
+
+func (o *recordingObserver) list() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.heard...)
+}
+
+// TestEventsObserved: a stored event reaches the observer (Ringostat
+// presence between polls); a refused one does not.
+func TestEventsObserved(t *testing.T) {
+	e := newEnv(t)
+	secret := e.acme("")
+	if a := e.postEvent(secret, "event=call_answered", "application/json", `{"uniqueid":"u1","employee_number":"sip_anna"}`); a.status != 200 {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	if a := e.postEvent(secret, "event=nonsense", "application/json", `{"uniqueid":"u2","employee_number":"sip_boris"}`); a.status != 400 {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	if got := e.heard.list(); len(got) != 1 || got[0] != "acme call_answered sip_anna" {
+		t.Fatalf("observed %q", got)
+	}
+}

@@ -33,6 +33,9 @@ type Config struct {
 	Webhooks Webhooks
 	// Events stores call events; nil disables the endpoint.
 	Events EventIngest
+	// Observer hears every call event once stored (Ringostat presence
+	// between polls); nil: nobody.
+	Observer EventObserver
 	// Ready reports whether the instance may take calls (cache warm).
 	Ready func() bool
 	// AdminTokenHash is the SHA-256 of the admin bearer token.
@@ -68,6 +71,7 @@ type Server struct {
 	admin     *admin.Service
 	webhooks  Webhooks
 	events    EventIngest
+	observer  EventObserver
 	ready     func() bool
 	adminHash [sha256.Size]byte
 	log       *zap.Logger
@@ -79,7 +83,7 @@ type Server struct {
 // New returns a Server. Register Decorate with the tenant registry so every
 // tenant carries what the route handler precomputes.
 func New(cfg Config) *Server {
-	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, events: cfg.Events, ready: cfg.Ready, log: cfg.Log, now: cfg.Now}
+	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, events: cfg.Events, observer: cfg.Observer, ready: cfg.Ready, log: cfg.Log, now: cfg.Now}
 	copy(s.adminHash[:], cfg.AdminTokenHash)
 	if s.log == nil {
 		s.log = zap.NewNop()

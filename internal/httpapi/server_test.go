@@ -33,6 +33,7 @@ type env struct {
 	cache  *cache.Cache
 	events *flakyEvents
 	queued *recordingQueue
+	heard  *recordingObserver
 }
 
 func newEnv(t *testing.T) *env {
@@ -57,8 +58,9 @@ func newEnv(t *testing.T) *env {
 	q := &recordingQueue{}
 	ingest := events.NewIngest(evs, q, nil, 1)
 	t.Cleanup(ingest.Close)
+	heard := &recordingObserver{}
 	srv := New(Config{Tenants: reg, Router: lookup.New(c, st, time.Second), Admin: admin.New(st, reg, c),
-		Events: ingest, Ready: c.Ready, AdminTokenHash: sum[:], Log: zap.NewNop()})
+		Events: ingest, Observer: heard, Ready: c.Ready, AdminTokenHash: sum[:], Log: zap.NewNop()})
 	hs := NewFastHTTP(srv.Handler, zap.NewNop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +68,7 @@ func newEnv(t *testing.T) *env {
 	}
 	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { hs.Shutdown() })
-	return &env{t: t, url: "http://" + ln.Addr().String(), st: st, cache: c, events: evs, queued: q}
+	return &env{t: t, url: "http://" + ln.Addr().String(), st: st, cache: c, events: evs, queued: q, heard: heard}
 }
 
 type answer struct {

@@ -149,6 +149,10 @@ func NewManager(cfg Config) *Manager {
 		changed: make(chan struct{}, 1)}
 }
 
+// SetIngest sets where recovered call events go, for wiring in which the
+// ingest is made after the manager; call it before Run.
+func (m *Manager) SetIngest(in Ingester) { m.cfg.Ingest = in }
+
 // Presence returns the presence the manager's polls fill.
 func (m *Manager) Presence() *Presence { return m.cfg.Presence }
 
@@ -376,4 +380,13 @@ func errText(err error) string {
 		s = s[:500]
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// PresenceCounts returns how many SIP logins of a tenant the last poll
+// found online and speaking, when it ran, and whether it is still trusted
+// for routing.
+func (m *Manager) PresenceCounts(tenantID string) (online, speaking int, polledAt time.Time, fresh bool) {
+	online, speaking, polledAt = m.cfg.Presence.Counts(tenantID)
+	fresh = !polledAt.IsZero() && m.now().Sub(polledAt) <= m.cfg.Presence.StaleAfter()
+	return online, speaking, polledAt, fresh
 }
