@@ -15,7 +15,7 @@ FUZZMINTIME ?= 200x
 
 export POSTGRES_URL
 
-.PHONY: all build run test unit lint fmt vet staticcheck fuzz fuzz-short bench bench-quick bench-micro soak soak-quick clean tools wrk
+.PHONY: all build run test unit lint fmt tidy vet staticcheck fuzz fuzz-short bench bench-quick bench-micro soak soak-quick clean tools wrk
 
 all: build
 
@@ -33,7 +33,11 @@ test: lint unit fuzz-short
 unit:
 	$(GO) test -race -count=1 -timeout 8m ./...
 
-lint: fmt vet staticcheck
+lint: fmt tidy vet staticcheck
+
+# tidy: go.mod and go.sum say exactly what the code imports
+tidy:
+	$(GO) mod tidy -diff
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

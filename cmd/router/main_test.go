@@ -185,4 +185,9 @@ func TestMigrateCreatesTheStore(t *testing.T) {
 	if n, err := st.Version(context.Background()); err != nil || n == 0 {
 		t.Fatalf("version %d, err %v", n, err)
 	}
+	// River's tables too: serve then starts with nothing left to migrate.
+	var river int
+	if err := st.Writer().QueryRow(`SELECT count(*) FROM river_migration`).Scan(&river); err != nil || river == 0 {
+		t.Fatalf("River's migrations: %d applied, err %v", river, err)
+	}
 }

@@ -449,12 +449,29 @@ func runMigrate(args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(context.Background(), *db, log)
+	ctx := context.Background()
+	st, err := openStore(ctx, *db, log)
 	if err != nil {
 		return err
 	}
+	defer st.Close()
+	if err := migrateJobs(ctx, st, log); err != nil {
+		return err
+	}
 	log.Info("migrations applied")
-	return st.Close()
+	return nil
+}
+
+// migrateJobs applies River's migrations on the store's own database, so
+// `router migrate` leaves nothing for the first serve to change.
+func migrateJobs(ctx context.Context, st store.Store, log *zap.Logger) error {
+	switch db := st.(type) {
+	case *sqlite.DB:
+		return jobs.MigrateSQLite(ctx, db.Writer(), log)
+	case *postgres.DB:
+		return jobs.MigratePostgres(ctx, db.Pool(), log)
+	}
+	return fmt.Errorf("jobs: no job queue for store %T", st)
 }
 
 func newLogger(format, level string) (*zap.Logger, error) {

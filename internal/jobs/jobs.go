@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,6 +22,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crmsync"
@@ -193,15 +193,45 @@ func NewSQLite(ctx context.Context, db *sql.DB, cfg Config) (*Runner, error) {
 	return newRunner(ctx, riversqlite.New(db), cfg)
 }
 
-func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg Config) (*Runner, error) {
-	cfg.defaults()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+// MigratePostgres applies River's migrations in the pool's schema, logging
+// through log; `router migrate` runs it so an operator can migrate before
+// the first serve. Errors come from River or the database.
+func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, log *zap.Logger) error {
+	return migrate(ctx, riverpgxv5.New(pool), riverLogger(log))
+}
+
+// MigrateSQLite applies River's migrations in the SQLite database, logging
+// through log. Errors come from River or the database.
+func MigrateSQLite(ctx context.Context, db *sql.DB, log *zap.Logger) error {
+	return migrate(ctx, riversqlite.New(db), riverLogger(log))
+}
+
+func migrate[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], logger *slog.Logger) error {
 	mig, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: logger})
 	if err != nil {
-		return nil, fmt.Errorf("river migrator: %w", err)
+		return fmt.Errorf("river migrator: %w", err)
 	}
 	if _, err := mig.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return nil, fmt.Errorf("river migrations: %w", err)
+		return fmt.Errorf("river migrations: %w", err)
+	}
+	return nil
+}
+
+// riverLogger hands River's slog records to the server's zap core, so they
+// share its level, format and output instead of a second JSON stream of
+// River's own on stderr.
+func riverLogger(log *zap.Logger) *slog.Logger {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("river")))
+}
+
+func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg Config) (*Runner, error) {
+	cfg.defaults()
+	logger := riverLogger(cfg.Log)
+	if err := migrate(ctx, driver, logger); err != nil {
+		return nil, err
 	}
 	var client *river.Client[TTx]
 	workers := river.NewWorkers()
@@ -249,7 +279,7 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 			func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil },
 			&river.PeriodicJobOpts{RunOnStart: true}))
 	}
-	client, err = river.NewClient(driver, &river.Config{
+	client, err := river.NewClient(driver, &river.Config{
 		ID:                cfg.Instance,
 		Logger:            logger,
 		FetchPollInterval: cfg.PollInterval,
