@@ -10,9 +10,11 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -205,6 +207,10 @@ func TestHundredConcurrentEventsMakeOneLead(t *testing.T) {
 // TestCrashHelperProcess) so that the crash test can kill it for real.
 const crashHelperEnv = "ROUTER_CRASH_HELPER_ARGS"
 
+// gracefulHelperEnv makes the helper process stop gracefully on SIGTERM,
+// as `router serve` does, instead of dying at once.
+const gracefulHelperEnv = "ROUTER_HELPER_GRACEFUL"
+
 // TestCrashHelperProcess is not a test: it is the server process that
 // TestCrashLosesNothing starts and kills.
 func TestCrashHelperProcess(t *testing.T) {
@@ -221,17 +227,24 @@ func TestCrashHelperProcess(t *testing.T) {
 	go func() {
 		fmt.Println("LISTENING", <-addr)
 	}()
-	if err := serve(context.Background(), cfg, zap.NewNop(), io.Discard, addr); err != nil {
+	ctx := context.Background()
+	if os.Getenv(gracefulHelperEnv) != "" {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGTERM)
+		defer stop()
+	}
+	if err := serve(ctx, cfg, zap.NewNop(), io.Discard, addr); err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(2)
 	}
 }
 
 // startProcess runs the server in a child process and returns its URL.
-func startProcess(t *testing.T, args []string) (string, *exec.Cmd) {
+func startProcess(t *testing.T, args []string, env ...string) (string, *exec.Cmd) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelperProcess$", "-test.v")
 	cmd.Env = append(os.Environ(), crashHelperEnv+"="+strings.Join(args, "\x1f"))
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

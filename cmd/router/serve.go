@@ -23,6 +23,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
 
 	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/cache"
@@ -72,6 +73,12 @@ type serveConfig struct {
 	ringostatPoll      time.Duration
 	ringostatPush      time.Duration
 	ringostatReconcile time.Duration
+	// reusePort binds the listener with SO_REUSEPORT, so a successor can
+	// bind the same address while this process still serves.
+	reusePort bool
+	// drainDelay is how long a SIGTERM leaves the listener accepting
+	// (with reusePort) before it closes and in-flight requests drain.
+	drainDelay time.Duration
 	// opened, when set, is given the store once it is open (tests: to
 	// make an SQLite disk look full).
 	opened func(store.Store)
@@ -97,6 +104,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.liveTimeout, "live-timeout", envDuration("ROUTER_LIVE_TIMEOUT", 3*time.Second), "bound of a CRM search started by a route miss with live_lookup; the call itself waits at most its route budget (ROUTER_LIVE_TIMEOUT)")
 	fs.StringVar(&c.debugListen, "debug-listen", env("ROUTER_DEBUG_LISTEN", ""), "address for net/http/pprof (/debug/pprof/), off when empty; bind it to loopback (ROUTER_DEBUG_LISTEN)")
 	fs.StringVar(&c.instanceID, "instance-id", env("ROUTER_INSTANCE_ID", ""), "this instance's name among those sharing the database, unique to it (the job queue's client id, origin of its change announcements); default host name and a random suffix (ROUTER_INSTANCE_ID)")
+	fs.BoolVar(&c.reusePort, "reuseport", envBool("ROUTER_REUSEPORT", false), "bind the listener with SO_REUSEPORT, so a new process can start on the same address before this one stops: restarts refuse no connection (ROUTER_REUSEPORT=1)")
+	fs.DurationVar(&c.drainDelay, "drain-delay", envDuration("ROUTER_DRAIN_DELAY", 2*time.Second), "with --reuseport, how long SIGTERM keeps accepting before closing the listener and draining: time for the successor to bind and warm (ROUTER_DRAIN_DELAY)")
 	fs.BoolVar(&c.crmAllowPrivate, "crm-allow-private", envBool("ROUTER_CRM_ALLOW_PRIVATE", false), "let CRM base URLs reach loopback, private (RFC 1918, CGNAT) and link-local addresses; off, such connections are refused at dial time (ROUTER_CRM_ALLOW_PRIVATE=1)")
 	fs.DurationVar(&c.ringostatPoll, "ringostat-presence-interval", envDuration("ROUTER_RINGOSTAT_PRESENCE_INTERVAL", ringostat.DefaultPollInterval), "how often the SIP logins' presence is read from Ringostat, for tenants with presence on; presence older than 3 intervals is ignored (ROUTER_RINGOSTAT_PRESENCE_INTERVAL)")
 	fs.DurationVar(&c.ringostatPush, "ringostat-push-interval", envDuration("ROUTER_RINGOSTAT_PUSH_INTERVAL", ringostat.DefaultPushInterval), "how often phone-index changes are pushed to Ringostat Smart Phone (ROUTER_RINGOSTAT_PUSH_INTERVAL)")
@@ -124,6 +133,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.negativeTTL <= 0 {
 		return c, fmt.Errorf("--negative-ttl: must be positive, got %s", c.negativeTTL)
+	}
+	if c.drainDelay < 0 {
+		return c, fmt.Errorf("--drain-delay: must not be negative, got %s", c.drainDelay)
 	}
 	return c, nil
 }
@@ -234,7 +246,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		Log:            log,
 	})
 	hs := srv.FastHTTP()
-	ln, err := net.Listen("tcp", cfg.listen)
+	ln, err := listen(ctx, cfg.listen, cfg.reusePort)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.listen, err)
 	}
@@ -274,6 +286,17 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+	}
+	if cfg.reusePort && cfg.drainDelay > 0 {
+		// A successor bound with SO_REUSEPORT shares the address: keep
+		// taking this process's share of new connections until it is up,
+		// so none is refused, then stop.
+		log.Info("stopping: still accepting while the successor starts", zap.Duration("drain_delay", cfg.drainDelay))
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-time.After(cfg.drainDelay):
+		}
 	}
 	log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", cfg.shutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
@@ -488,4 +511,25 @@ func newLogger(format, level string) (*zap.Logger, error) {
 	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
 	return zc.Build()
+}
+
+// listen opens the TCP listener, with SO_REUSEPORT when reusePort is set so
+// that an old and a new process can both be bound during a restart.
+func listen(ctx context.Context, addr string, reusePort bool) (net.Listener, error) {
+	var lc net.ListenConfig
+	if reusePort {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("SO_REUSEPORT: %w", serr)
+			}
+			return nil
+		}
+	}
+	return lc.Listen(ctx, "tcp", addr)
 }
