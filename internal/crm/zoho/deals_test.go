@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/domain"
@@ -171,5 +172,22 @@ func TestUnreadableMetadataFallsBackToStandardLayout(t *testing.T) {
 	}
 	if _, err := e.src.(crm.FieldChecker).MissingFields(context.Background()); err == nil || !strings.Contains(err.Error(), "ZohoCRM.settings.fields.READ") {
 		t.Errorf("MissingFields without metadata: %v, want an error naming the scope", err)
+	}
+}
+
+// TestFirstLookupReadsLayoutsAtOnce: the first live lookup of a connection
+// reads the four modules' field metadata in parallel, not one after
+// another, so it fits a call's routing budget.
+func TestFirstLookupReadsLayoutsAtOnce(t *testing.T) {
+	e := setup(t)
+	if _, err := e.src.Users(context.Background()); err != nil { // obtain a token first
+		t.Fatal(err)
+	}
+	e.fake.SetDelay(30 * time.Millisecond)
+	if _, err := e.src.FindByPhone(context.Background(), "380501111111"); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.MaxInFlight(); n != 4 {
+		t.Errorf("max requests in flight = %d, want 4 (the four layouts at once)", n)
 	}
 }

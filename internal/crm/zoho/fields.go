@@ -9,6 +9,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/callrouter/callrouter/internal/crm"
 )
@@ -60,6 +63,14 @@ type fieldsAnswer struct {
 	} `json:"fields"`
 }
 
+// layoutSlot holds one module's layout once read; its mutex makes
+// concurrent first uses read it once, while other modules' reads proceed.
+type layoutSlot struct {
+	mu   sync.Mutex
+	l    layout
+	read bool
+}
+
 // layoutOf returns module's layout, reading it on first use after the
 // connection was made. A token without the scope to read field metadata
 // (401 OAUTH_SCOPE_MISMATCH, 403 NO_PERMISSION) gets the standard layout
@@ -67,9 +78,19 @@ type fieldsAnswer struct {
 // and the next use reads again.
 func (s *source) layoutOf(ctx context.Context, module string) (layout, error) {
 	s.metaMu.Lock()
-	defer s.metaMu.Unlock()
-	if l, ok := s.layouts[module]; ok {
-		return l, nil
+	if s.layouts == nil {
+		s.layouts = map[string]*layoutSlot{}
+	}
+	slot := s.layouts[module]
+	if slot == nil {
+		slot = &layoutSlot{}
+		s.layouts[module] = slot
+	}
+	s.metaMu.Unlock()
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	if slot.read {
+		return slot.l, nil
 	}
 	resp, err := s.http.Do(ctx, crm.Request{Method: http.MethodGet, Path: apiPrefix + "/settings/fields",
 		Query: url.Values{"module": {module}}})
@@ -91,11 +112,27 @@ func (s *source) layoutOf(ctx context.Context, module string) (layout, error) {
 			}
 		}
 	}
-	if s.layouts == nil {
-		s.layouts = map[string]layout{}
-	}
-	s.layouts[module] = l
+	slot.l, slot.read = l, true
 	return l, nil
+}
+
+// views returns every synced module's view, reading the layouts not read
+// yet at once (a live lookup on a fresh connection must not wait for four
+// reads in a row).
+func (s *source) views(ctx context.Context) ([]view, error) {
+	out := make([]view, len(modules))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, m := range modules {
+		g.Go(func() error {
+			v, err := s.view(gctx, m)
+			out[i] = v
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // metadataRefused reports whether err is Zoho refusing the token the

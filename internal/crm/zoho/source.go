@@ -25,7 +25,7 @@ type source struct {
 	webhookToken string
 
 	metaMu  sync.Mutex
-	layouts map[string]layout // by module, read once per connection (fields.go)
+	layouts map[string]*layoutSlot // by module, read once per connection (fields.go)
 }
 
 var _ crm.Source = (*source)(nil)
@@ -141,12 +141,12 @@ func (s *source) FindByPhone(ctx context.Context, phone string) ([]crm.Entity, e
 	if phone == "" || strings.Trim(phone, "0123456789") != "" {
 		return nil, domain.Errorf(domain.EINVALID, "zoho: phone %q is not E.164 digits", phone)
 	}
+	all, err := s.views(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var searched []view
-	for _, m := range modules {
-		v, err := s.view(ctx, m)
-		if err != nil {
-			return nil, err
-		}
+	for _, v := range all {
 		if v.searchable() {
 			searched = append(searched, v)
 		}
