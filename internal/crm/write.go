@@ -198,3 +198,13 @@ type NewContact struct {
 	// Tags are tag names for CRMs that tag contacts.
 	Tags []string
 }
+
+// EmailFinder finds a client's contact by e-mail, for website forms that
+// carry no phone. Adapters whose CRM can search contacts by e-mail
+// implement it.
+type EmailFinder interface {
+	// FindContactByEmail returns the contact holding email (the most
+	// recently updated when several do); a zero Ref when none does.
+	// Errors as Writer's.
+	FindContactByEmail(ctx context.Context, email string) (Ref, error)
+}

@@ -15,6 +15,7 @@ const (
 	EventCallEnd       EventKind = "call_end"       // incoming call finished, answered or missed
 	EventOutgoingStart EventKind = "outgoing_start" // outgoing call dialled
 	EventOutgoingEnd   EventKind = "outgoing_end"   // outgoing call finished
+	EventForm          EventKind = "form"           // a form sent from the client's website
 )
 
 // eventAliases maps the names PBX webhook setups use for the same moments
@@ -35,6 +36,8 @@ var eventAliases = map[string]EventKind{
 
 	"outgoing_end": EventOutgoingEnd, "outgoing_after": EventOutgoingEnd, "out_end": EventOutgoingEnd,
 	"outbound_end": EventOutgoingEnd, "outgoing_hangup": EventOutgoingEnd,
+
+	"form": EventForm, "form_submit": EventForm, "form_sent": EventForm,
 }
 
 // ParseEventKind returns the kind named s or one of its aliases, in any

@@ -105,9 +105,18 @@ func (g *Ingest) Store(ctx context.Context, t *tenant.Config, in Incoming) (stri
 // (false: an event with its uniqueid and kind was stored before). Errors as
 // Store's.
 func (g *Ingest) StoreNew(ctx context.Context, t *tenant.Config, in Incoming) (string, bool, error) {
+	now := g.now()
+	if in.Kind == domain.EventForm && in.UniqueID == "" {
+		in.UniqueID = FormKey(in.Fields, now)
+	}
+	var part string
+	if in.Kind == domain.EventForm {
+		part = FormPartition(in.UniqueID, in.Fields, t.Settings)
+	} else {
+		part = Partition(in.Kind, in.UniqueID, in.Fields, t.Settings.DefaultCountry)
+	}
 	p := &pending{done: make(chan ingested, 1), ev: domain.CallEvent{TenantID: t.ID, UniqueID: in.UniqueID,
-		Kind: in.Kind, Fields: in.Fields, Partition: Partition(in.Kind, in.UniqueID, in.Fields, t.Settings.DefaultCountry),
-		ReceivedAt: g.now()}}
+		Kind: in.Kind, Fields: in.Fields, Partition: part, ReceivedAt: now}}
 	g.mu.RLock()
 	if g.closed {
 		g.mu.RUnlock()

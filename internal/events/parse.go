@@ -66,14 +66,18 @@ func Parse(contentType string, query url.Values, body []byte) (Incoming, error) 
 	in := Incoming{Fields: fields}
 	kind := strings.TrimSpace(fields["event"])
 	if kind == "" {
-		return in, domain.Errorf(domain.EINVALID, "event: missing; pass ?event=call_start|call_answered|call_end|outgoing_start|outgoing_end")
+		return in, domain.Errorf(domain.EINVALID, "event: missing; pass ?event=call_start|call_answered|call_end|outgoing_start|outgoing_end|form")
 	}
 	k, ok := domain.ParseEventKind(kind)
 	if !ok {
-		return in, domain.Errorf(domain.EINVALID, "event: unknown kind %q; use call_start, call_answered, call_end, outgoing_start or outgoing_end", clip(kind))
+		return in, domain.Errorf(domain.EINVALID, "event: unknown kind %q; use call_start, call_answered, call_end, outgoing_start, outgoing_end or form", clip(kind))
 	}
 	in.Kind = k
 	in.UniqueID = first(fields, uniqueIDKeys)
+	if in.UniqueID == "" && k == domain.EventForm {
+		// A form carries no call id: Ingest keys it by its body and minute.
+		return in, nil
+	}
 	if in.UniqueID == "" {
 		return in, domain.Errorf(domain.EINVALID, "uniqueid: missing (also read from call_id or uuid)")
 	}

@@ -239,6 +239,13 @@ func (p *Processor) apply(ctx context.Context, ev domain.CallEvent, l *lease) (s
 	if t == nil {
 		return "tenant deleted", nil
 	}
+	if ev.Kind == domain.EventForm {
+		w, err := p.crm.Writer(ctx, ev.TenantID)
+		if err != nil {
+			return "", err
+		}
+		return p.form(ctx, &run{p: p, lease: l, ev: ev, t: t, w: w})
+	}
 	c := ReadCall(ev)
 	switch ev.Kind {
 	case domain.EventCallAnswered, domain.EventOutgoingStart:
@@ -451,12 +458,14 @@ func (r *run) finish(ctx context.Context, key, id string) error {
 func (r *run) lead(ctx context.Context, known client, owner string) (client, error) {
 	var made crm.Created
 	title := fmt.Sprintf(textsFor(r.t.Settings.Language).leadTitle, r.num)
+	mappedTitle, tags, dealFields := standard(r.t.Settings.CallMapping.Resolve(domain.MapDeal, r.ev.Fields))
+	title = cmpOr(mappedTitle, title)
+	_, _, contactFields := standard(r.t.Settings.CallMapping.Resolve(domain.MapContact, r.ev.Fields))
 	stored, err := r.once(ctx, crm.WriteLead, crm.Ref{}, func(key string) (string, error) {
 		var err error
 		made, err = r.w.CreateLead(ctx, crm.NewLead{Key: key, Phone: r.num, Title: title, OwnerID: owner,
 			ContactID: known.contact.ID, Pipeline: r.t.Settings.Pipeline(r.ev.Fields), UTM: r.c.UTM,
-			Fields:        r.t.Settings.CallMapping.Resolve(domain.MapDeal, r.ev.Fields),
-			ContactFields: r.t.Settings.CallMapping.Resolve(domain.MapContact, r.ev.Fields)})
+			Fields: dealFields, ContactFields: contactFields, Tags: tags})
 		if err != nil {
 			return "", err
 		}
@@ -580,8 +589,9 @@ func (r *run) contact(ctx context.Context, owner string) (crm.Ref, error) {
 		return crm.Ref{}, nil
 	}
 	id, err := r.once(ctx, crm.WriteContact, crm.Ref{}, func(key string) (string, error) {
-		ref, err := cw.CreateContact(ctx, crm.NewContact{Key: key, Phone: r.num, Name: "+" + r.num, OwnerID: owner,
-			Fields: r.t.Settings.CallMapping.Resolve(domain.MapContact, r.ev.Fields)})
+		name, tags, fields := standard(r.t.Settings.CallMapping.Resolve(domain.MapContact, r.ev.Fields))
+		ref, err := cw.CreateContact(ctx, crm.NewContact{Key: key, Phone: r.num, Name: cmpOr(name, "+"+r.num), OwnerID: owner,
+			Fields: fields, Tags: tags})
 		return ref.ID, err
 	})
 	if err != nil {

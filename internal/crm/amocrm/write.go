@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -46,8 +47,40 @@ func utmValues(u *crm.UTM) [len(utmCodes)]*string {
 
 // fieldValue is one entry of custom_fields_values as amoCRM takes it.
 type fieldValue struct {
-	FieldCode string       `json:"field_code"`
+	FieldID   int64        `json:"field_id,omitempty"`
+	FieldCode string       `json:"field_code,omitempty"`
 	Values    []valueEntry `json:"values"`
+}
+
+// mappedFields returns the custom_fields_values entries of a tenant's
+// mapping: a numeric crm_field is the field's id, anything else its
+// field_code (amoCRM's own fields, e.g. EMAIL, POSITION). Sorted by
+// address, so a retry sends the same body.
+func mappedFields(m map[string]string) []fieldValue {
+	out := make([]fieldValue, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		f := fieldValue{Values: []valueEntry{{Value: m[k]}}}
+		if id, err := strconv.ParseInt(k, 10, 64); err == nil && id > 0 {
+			f.FieldID = id
+		} else {
+			f.FieldCode = strings.ToUpper(k)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// tag is an entry of _embedded.tags: amoCRM creates a tag named anew.
+type tag struct {
+	Name string `json:"name"`
+}
+
+func tagsOf(names []string) []tag {
+	var out []tag
+	for _, n := range names {
+		out = append(out, tag{Name: n})
+	}
+	return out
 }
 
 type valueEntry struct {
@@ -93,6 +126,7 @@ type newLead struct {
 	CustomFields      []fieldValue `json:"custom_fields_values,omitempty"`
 	Embedded          struct {
 		Contacts []newContact `json:"contacts"`
+		Tags     []tag        `json:"tags,omitempty"`
 	} `json:"_embedded"`
 }
 
@@ -103,6 +137,11 @@ type newContact struct {
 	Name              string       `json:"name,omitempty"`
 	ResponsibleUserID int64        `json:"responsible_user_id,omitempty"`
 	CustomFields      []fieldValue `json:"custom_fields_values,omitempty"`
+	Embedded          *contactTags `json:"_embedded,omitempty"`
+}
+
+type contactTags struct {
+	Tags []tag `json:"tags,omitempty"`
 }
 
 // postJSON sends a JSON write. Errors are those of crm.HTTP.Do.
@@ -143,7 +182,9 @@ func (s *source) CreateLead(ctx context.Context, lead crm.NewLead) (crm.Created,
 	if err != nil {
 		return crm.Created{}, err
 	}
-	l := newLead{Name: lead.Title, ResponsibleUserID: owner, PipelineID: pipeline, CustomFields: utmFields(lead.UTM)}
+	l := newLead{Name: lead.Title, ResponsibleUserID: owner, PipelineID: pipeline,
+		CustomFields: append(utmFields(lead.UTM), mappedFields(lead.Fields)...)}
+	l.Embedded.Tags = tagsOf(lead.Tags)
 	if contact != 0 {
 		l.Embedded.Contacts = []newContact{{ID: contact}}
 		const path = "/api/v4/leads"
@@ -173,7 +214,8 @@ func (s *source) CreateLead(ctx context.Context, lead crm.NewLead) (crm.Created,
 	if number == "" {
 		return crm.Created{}, domain.Errorf(domain.EINVALID, "%s: a new lead's contact needs a phone, got %q", name, lead.Phone)
 	}
-	l.Embedded.Contacts = []newContact{{Name: lead.Title, ResponsibleUserID: owner, CustomFields: []fieldValue{phoneField(number)}}}
+	l.Embedded.Contacts = []newContact{{Name: lead.Title, ResponsibleUserID: owner,
+		CustomFields: append([]fieldValue{phoneField(number)}, mappedFields(lead.ContactFields)...)}}
 	const path = "/api/v4/leads/complex"
 	resp, err := s.postJSON(ctx, http.MethodPost, path, []newLead{l})
 	if err != nil {
@@ -529,4 +571,62 @@ func findInPages[T any](ctx context.Context, s *source, what, path, embedded str
 			return "", nil
 		}
 	}
+}
+
+var _ crm.ContactWriter = (*source)(nil)
+
+// CreateContact creates a contact with POST /api/v4/contacts: name,
+// responsible_user_id, PHONE (WORK) and EMAIL (WORK) as given, the mapped
+// custom fields and tags. Errors: EINVALID without phone and e-mail or
+// with an id that is not amoCRM's, and the CRM's (a 400 naming the field
+// for a custom field the account lacks).
+func (s *source) CreateContact(ctx context.Context, c crm.NewContact) (crm.Ref, error) {
+	owner, err := optID("owner", c.OwnerID)
+	if err != nil {
+		return crm.Ref{}, err
+	}
+	var fields []fieldValue
+	if number := digits(c.Phone); number != "" {
+		fields = append(fields, phoneField(number))
+	}
+	if c.Email != "" {
+		fields = append(fields, fieldValue{FieldCode: "EMAIL", Values: []valueEntry{{Value: c.Email, EnumCode: "WORK"}}})
+	}
+	if len(fields) == 0 {
+		return crm.Ref{}, domain.Errorf(domain.EINVALID, "%s: a new contact needs a phone or an e-mail", name)
+	}
+	nc := newContact{Name: cmpOr(c.Name, "+"+digits(c.Phone), c.Email), ResponsibleUserID: owner,
+		CustomFields: append(fields, mappedFields(c.Fields)...)}
+	if len(c.Tags) > 0 {
+		nc.Embedded = &contactTags{Tags: tagsOf(c.Tags)}
+	}
+	const path = "/api/v4/contacts"
+	resp, err := s.postJSON(ctx, http.MethodPost, path, []newContact{nc})
+	if err != nil {
+		return crm.Ref{}, fmt.Errorf("create contact: %w", err)
+	}
+	var a struct {
+		Embedded struct {
+			Contacts []struct {
+				ID int64 `json:"id"`
+			} `json:"contacts"`
+		} `json:"_embedded"`
+	}
+	if err := decode(resp, http.MethodPost, path, &a); err != nil {
+		return crm.Ref{}, err
+	}
+	if len(a.Embedded.Contacts) == 0 || a.Embedded.Contacts[0].ID <= 0 {
+		return crm.Ref{}, fmt.Errorf("%s POST %s: answer (HTTP %d) names no contact", name, path, resp.Status)
+	}
+	return crm.Ref{Kind: domain.KindContact, ID: strconv.FormatInt(a.Embedded.Contacts[0].ID, 10)}, nil
+}
+
+// cmpOr returns the first of vs that is neither "" nor a bare "+".
+func cmpOr(vs ...string) string {
+	for _, v := range vs {
+		if v != "" && v != "+" {
+			return v
+		}
+	}
+	return ""
 }

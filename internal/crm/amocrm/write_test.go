@@ -3,6 +3,7 @@ package amocrm_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,13 +71,13 @@ func TestCreateLeadNewClient(t *testing.T) {
 	if len(wr.Contacts) != 1 || len(wr.Leads) != 1 || len(wr.Calls) != 0 || len(wr.Tasks) != 0 {
 		t.Fatalf("Written = %+v, want one contact and one lead", wr)
 	}
-	wantContact := crmtest.WrittenContact{Seq: 1, ID: c.Contact.ID, Phone: clientPhone, OwnerID: ownerID}
-	if wr.Contacts[0] != wantContact {
+	wantContact := crmtest.WrittenContact{Seq: 1, ID: c.Contact.ID, Phone: clientPhone, OwnerID: ownerID, Name: "+" + clientPhone}
+	if !reflect.DeepEqual(wr.Contacts[0], wantContact) {
 		t.Errorf("contact = %+v, want %+v", wr.Contacts[0], wantContact)
 	}
 	wantLead := crmtest.WrittenLead{Seq: 2, Kind: domain.KindLead, ID: c.Lead.ID, Title: "+" + clientPhone, Phone: clientPhone,
 		OwnerID: ownerID, ContactID: c.Contact.ID, Pipeline: "7770001", UTM: utm}
-	if wr.Leads[0] != wantLead {
+	if !reflect.DeepEqual(wr.Leads[0], wantLead) {
 		t.Errorf("lead = %+v, want %+v", wr.Leads[0], wantLead)
 	}
 	if got := e.fake.UTM(c.Lead); got != utm {

@@ -191,6 +191,10 @@ type Writes interface {
 	// Reauthorize ends a Revoke, as an admin granting access again does:
 	// Creds returns working credentials afterwards.
 	Reauthorize()
+	// CustomField returns the address (as a tenant's mapping names it) of
+	// a custom text field the fake account has on entity "contact" or
+	// "deal"; writes naming fields the account lacks are refused.
+	CustomField(entity string) string
 }
 
 // Written is what call events created in a fake CRM, in a shape common to
@@ -208,6 +212,11 @@ type WrittenContact struct {
 	ID      string
 	Phone   string // E.164 digits
 	OwnerID string
+	Email   string
+	Name    string
+	// Fields are the custom fields written, by CustomField's address.
+	Fields map[string]string
+	Tags   []string
 }
 
 // WrittenLead is a lead or deal created through the API.
@@ -221,6 +230,9 @@ type WrittenLead struct {
 	ContactID string
 	Pipeline  string // "" when the CRM's default was used
 	UTM       crm.UTM
+	// Fields are the custom fields written, by CustomField's address.
+	Fields map[string]string
+	Tags   []string
 }
 
 // WrittenCall is a call record created through the API.

@@ -115,9 +115,11 @@ func sourceOf(u crm.UTM) *sourceJSON {
 }
 
 type newCustomer struct {
-	FirstName string  `json:"firstName,omitempty"`
-	Phones    []phone `json:"phones,omitempty"`
-	ManagerID int64   `json:"managerId,omitempty"`
+	FirstName    string            `json:"firstName,omitempty"`
+	Email        string            `json:"email,omitempty"`
+	Phones       []phone           `json:"phones,omitempty"`
+	ManagerID    int64             `json:"managerId,omitempty"`
+	CustomFields map[string]string `json:"customFields,omitempty"`
 }
 
 type newOrder struct {
@@ -129,6 +131,8 @@ type newOrder struct {
 	Customer   *idRef      `json:"customer,omitempty"`
 	Source     *sourceJSON `json:"source,omitempty"`
 	ClientID   string      `json:"clientId,omitempty"`
+	// CustomFields are the tenant's mapped fields by their code.
+	CustomFields map[string]string `json:"customFields,omitempty"`
 }
 
 // CreateLead creates a customer holding the phone (unless lead.ContactID
@@ -149,7 +153,7 @@ func (s *Source) CreateLead(ctx context.Context, lead crm.NewLead) (crm.Created,
 	ph := e164(lead.Phone)
 	var out crm.Created
 	if customerID == 0 {
-		c := newCustomer{FirstName: lead.Title, ManagerID: manager}
+		c := newCustomer{FirstName: lead.Title, ManagerID: manager, CustomFields: lead.ContactFields}
 		if ph != "" {
 			c.Phones = []phone{{Number: ph}}
 		}
@@ -165,7 +169,8 @@ func (s *Source) CreateLead(ctx context.Context, lead crm.NewLead) (crm.Created,
 	}
 	out.Contact = crm.Ref{Kind: domain.KindContact, ID: idString(customerID)}
 	o := newOrder{ExternalID: lead.Key, OrderType: lead.Pipeline, FirstName: lead.Title, Phone: ph,
-		ManagerID: manager, Customer: &idRef{ID: customerID}, Source: sourceOf(lead.UTM), ClientID: lead.UTM.ClientID}
+		ManagerID: manager, Customer: &idRef{ID: customerID}, Source: sourceOf(lead.UTM), ClientID: lead.UTM.ClientID,
+		CustomFields: lead.Fields}
 	f, err := s.form("order", o)
 	if err != nil {
 		return crm.Created{}, err
@@ -461,4 +466,46 @@ func (s *Source) findTask(ctx context.Context, orderID int64, key string) (strin
 		}
 	}
 	return "", nil
+}
+
+var _ crm.ContactWriter = (*Source)(nil)
+
+// CreateContact creates a customer with POST /api/v5/customers/create:
+// firstName (the name, else the phone or e-mail), phones, email,
+// managerId and the mapped customFields by code. retailCRM customers take
+// no tags through this call, so c.Tags is dropped (unconfirmed). Errors:
+// EINVALID without phone and e-mail or with an owner id that is not
+// retailCRM's, and the CRM's (a 400 naming an unknown custom field).
+func (s *Source) CreateContact(ctx context.Context, c crm.NewContact) (crm.Ref, error) {
+	manager, err := numericID("owner id", c.OwnerID)
+	if err != nil {
+		return crm.Ref{}, err
+	}
+	ph := e164(c.Phone)
+	if ph == "" && c.Email == "" {
+		return crm.Ref{}, domain.Errorf(domain.EINVALID, "%s: a new customer needs a phone or an e-mail", name)
+	}
+	first := strings.TrimSpace(c.Name)
+	if first == "" {
+		first = ph
+		if first == "" {
+			first = c.Email
+		}
+	}
+	nc := newCustomer{FirstName: first, Email: c.Email, ManagerID: manager, CustomFields: c.Fields}
+	if ph != "" {
+		nc.Phones = []phone{{Number: ph}}
+	}
+	f, err := s.form("customer", nc)
+	if err != nil {
+		return crm.Ref{}, err
+	}
+	var a createdAnswer
+	if err := s.post(ctx, "/api/v5/customers/create", f, false, &a); err != nil {
+		return crm.Ref{}, err
+	}
+	if a.ID == 0 {
+		return crm.Ref{}, fmt.Errorf("%s POST /api/v5/customers/create: answer carries no customer id", name)
+	}
+	return crm.Ref{Kind: domain.KindContact, ID: idString(a.ID)}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 
@@ -68,7 +69,7 @@ func TestCreateLeadForANewClient(t *testing.T) {
 	}
 	want := crmtest.WrittenLead{Seq: c.Seq + 1, Kind: domain.KindDeal, ID: created.Lead.ID, Title: "+79991234567",
 		Phone: "79991234567", OwnerID: "27", ContactID: c.ID, Pipeline: "eshop-legal", UTM: utm}
-	if l != want {
+	if !reflect.DeepEqual(l, want) {
 		t.Errorf("lead = %+v, want %+v", l, want)
 	}
 	if got := f.UTM(created.Lead); got != utm {

@@ -104,6 +104,11 @@ func (s *source) CreateLead(ctx context.Context, lead crm.NewLead) (crm.Created,
 	for field, v := range utmFields(lead.UTM) {
 		body[field] = v
 	}
+	for field, v := range lead.Fields {
+		if _, set := body[field]; !set {
+			body[field] = v
+		}
+	}
 	resp, err := s.send(ctx, http.MethodPost, "/crm/v1/entities/leads/", body)
 	if err != nil {
 		return crm.Created{}, fmt.Errorf("%s: create lead: %w", name, err)
@@ -384,4 +389,49 @@ func (s *source) Find(ctx context.Context, kind crm.WriteKind, key string, _ crm
 		}
 	}
 	return "", nil
+}
+
+var _ crm.ContactWriter = (*source)(nil)
+
+// CreateContact creates a contact with POST /crm/v1/entities/contacts/:
+// title and first_name (the name, else the phone or e-mail), phone and
+// email lists, owner, and the mapped fields by field code. Uspacy's tags
+// are not set through this call (unconfirmed), so c.Tags is dropped.
+// Errors: EINVALID without phone and e-mail; as for Get otherwise.
+func (s *source) CreateContact(ctx context.Context, c crm.NewContact) (crm.Ref, error) {
+	phone := digits(c.Phone)
+	if phone == "" && c.Email == "" {
+		return crm.Ref{}, domain.Errorf(domain.EINVALID, "uspacy: a new contact needs a phone or an e-mail")
+	}
+	title := strings.TrimSpace(c.Name)
+	if title == "" {
+		title = c.Email
+		if phone != "" {
+			title = "+" + phone
+		}
+	}
+	body := map[string]any{"title": title, "first_name": title}
+	if phone != "" {
+		body["phone"] = []map[string]any{{"value": "+" + phone, "type": "work"}}
+	}
+	if c.Email != "" {
+		body["email"] = []map[string]any{{"value": c.Email, "type": "work"}}
+	}
+	if c.OwnerID != "" {
+		body["owner"] = jsonID(c.OwnerID)
+	}
+	for field, v := range c.Fields {
+		if _, set := body[field]; !set {
+			body[field] = v
+		}
+	}
+	resp, err := s.send(ctx, http.MethodPost, "/crm/v1/entities/contacts/", body)
+	if err != nil {
+		return crm.Ref{}, fmt.Errorf("%s: create contact: %w", name, err)
+	}
+	id, err := createdID("contact", resp.Body)
+	if err != nil {
+		return crm.Ref{}, err
+	}
+	return crm.Ref{Kind: domain.KindContact, ID: id}, nil
 }

@@ -102,6 +102,7 @@ func (s *source) CreateLead(ctx context.Context, lead crm.NewLead) (crm.Created,
 	if m := marker(lead.Key); m != "" {
 		rec["Description"] = "Created by callrouter for a call from +" + lead.Phone + "\n" + m
 	}
+	mapped(rec, lead.Fields, lead.Tags)
 	id, err := s.insert(ctx, "Leads", rec)
 	if err != nil {
 		return crm.Created{}, err
@@ -467,4 +468,63 @@ func withMarker(subject, key string) string {
 		return subject
 	}
 	return subject + " " + m
+}
+
+// mapped puts a tenant's mapped fields (Zoho API names) and tags into a
+// record. Standard fields callrouter sets itself keep callrouter's value.
+func mapped(rec map[string]any, fields map[string]string, tags []string) {
+	for k, v := range fields {
+		if _, set := rec[k]; !set {
+			rec[k] = v
+		}
+	}
+	if len(tags) > 0 {
+		t := make([]map[string]any, 0, len(tags))
+		for _, n := range tags {
+			t = append(t, map[string]any{"name": n})
+		}
+		rec["Tag"] = t
+	}
+}
+
+var _ crm.ContactWriter = (*source)(nil)
+
+// CreateContact creates a record in Contacts: Last_Name (the name, else
+// the phone or e-mail; mandatory in the standard layout), Phone
+// "+digits", Email, Owner, the mapped fields by API name, Tag, and the key
+// marker in Description. Errors: EINVALID without phone and e-mail, and
+// the CRM's.
+func (s *source) CreateContact(ctx context.Context, c crm.NewContact) (crm.Ref, error) {
+	if c.Phone == "" && c.Email == "" {
+		return crm.Ref{}, domain.Errorf(domain.EINVALID, "zoho: a new contact needs a phone or an e-mail")
+	}
+	if c.Phone != "" && strings.Trim(c.Phone, "0123456789") != "" {
+		return crm.Ref{}, domain.Errorf(domain.EINVALID, "zoho: contact phone %q is not E.164 digits", c.Phone)
+	}
+	name := strings.TrimSpace(c.Name)
+	if name == "" {
+		name = c.Email
+		if c.Phone != "" {
+			name = "+" + c.Phone
+		}
+	}
+	rec := map[string]any{"Last_Name": name}
+	if c.Phone != "" {
+		rec["Phone"] = "+" + c.Phone
+	}
+	if c.Email != "" {
+		rec["Email"] = c.Email
+	}
+	if c.OwnerID != "" {
+		rec["Owner"] = map[string]any{"id": c.OwnerID}
+	}
+	if m := marker(c.Key); m != "" {
+		rec["Description"] = "Created by callrouter\n" + m
+	}
+	mapped(rec, c.Fields, c.Tags)
+	id, err := s.insert(ctx, "Contacts", rec)
+	if err != nil {
+		return crm.Ref{}, err
+	}
+	return crm.Ref{Kind: domain.KindContact, ID: id}, nil
 }

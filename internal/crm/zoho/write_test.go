@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -125,7 +126,7 @@ func TestCreateLeadNewClient(t *testing.T) {
 	}
 	want := crmtest.WrittenLead{Seq: 1, Kind: domain.KindLead, ID: got.Lead.ID, Title: "+380501234567",
 		Phone: "380501234567", OwnerID: "u1", UTM: utm}
-	if wr.Leads[0] != want {
+	if !reflect.DeepEqual(wr.Leads[0], want) {
 		t.Errorf("written lead %+v, want %+v (Zoho leads carry no pipeline)", wr.Leads[0], want)
 	}
 	sent := e.wire.last(t, "POST /crm/v8/Leads")

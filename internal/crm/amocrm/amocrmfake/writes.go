@@ -209,6 +209,8 @@ func (s *Server) serveWrites(w http.ResponseWriter, r *http.Request) bool {
 		s.addLeads(w, r, true) // new contacts allowed
 	case r.Method == http.MethodPost && path == "/api/v4/leads":
 		s.addLeads(w, r, false)
+	case r.Method == http.MethodPost && path == "/api/v4/contacts":
+		s.addContacts(w, r)
 	case r.Method == http.MethodPost && path == "/api/v4/calls":
 		s.addCalls(w, r)
 	case r.Method == http.MethodPost && path == "/api/v4/tasks":
@@ -288,6 +290,23 @@ type inContact struct {
 	LastName          string    `json:"last_name"`
 	ResponsibleUserID int64     `json:"responsible_user_id"`
 	CustomFields      []inField `json:"custom_fields_values"`
+	Embedded          struct {
+		Tags []inTag `json:"tags"`
+	} `json:"_embedded"`
+}
+
+// inTag is an entry of _embedded.tags: by id, or a name (created anew).
+type inTag struct {
+	ID   int64  `json:"id"`
+	Name string `json:"name"`
+}
+
+func tagNames(in []inTag) []string {
+	var out []string
+	for _, t := range in {
+		out = append(out, t.Name)
+	}
+	return out
 }
 
 type inLead struct {
@@ -298,6 +317,7 @@ type inLead struct {
 	RequestID         string    `json:"request_id"`
 	Embedded          struct {
 		Contacts []inContact `json:"contacts"`
+		Tags     []inTag     `json:"tags"`
 	} `json:"_embedded"`
 }
 
@@ -316,14 +336,47 @@ func fieldText(v any) string {
 // leadUTM reads a lead's fields: only the tracking-data fields exist on
 // the fake account's leads.
 func leadUTM(fields []inField, prefix, requestID string, base crm.UTM) (crm.UTM, *invalid) {
+	u, _, bad := leadFields(fields, prefix, requestID, base)
+	return u, bad
+}
+
+// Custom text fields of the fake account beyond the built-in ones, as an
+// admin would add them: a lead field for roistat's visit id, a contact
+// field for the landing page.
+const (
+	LeadCustomFieldID    = 300100
+	ContactCustomFieldID = 400100
+)
+
+// CustomField implements crmtest.Writes.
+func (s *Server) CustomField(entity string) string {
+	if entity == "contact" {
+		return strconv.Itoa(ContactCustomFieldID)
+	}
+	return strconv.Itoa(LeadCustomFieldID)
+}
+
+// leadFields reads a lead's fields: the tracking-data fields and the
+// account's custom lead field, refusing any other.
+func leadFields(fields []inField, prefix, requestID string, base crm.UTM) (crm.UTM, map[string]string, *invalid) {
 	u := base
+	var custom map[string]string
 	for i, f := range fields {
+		if f.FieldID == LeadCustomFieldID {
+			if custom == nil {
+				custom = map[string]string{}
+			}
+			if len(f.Values) > 0 {
+				custom[strconv.Itoa(LeadCustomFieldID)] = fieldText(f.Values[0].Value)
+			}
+			continue
+		}
 		j := slices.Index(utmCodes[:], f.FieldCode)
 		if j < 0 && f.FieldID >= utmFieldID && f.FieldID < utmFieldID+int64(len(utmCodes)) {
 			j = int(f.FieldID - utmFieldID)
 		}
 		if j < 0 {
-			return u, &invalid{requestID, "NotSupportedChoice", fmt.Sprintf("%scustom_fields_values.%d.field_code", prefix, i),
+			return u, nil, &invalid{requestID, "NotSupportedChoice", fmt.Sprintf("%scustom_fields_values.%d.field_code", prefix, i),
 				"The value you selected is not a valid choice."}
 		}
 		v := ""
@@ -332,27 +385,48 @@ func leadUTM(fields []inField, prefix, requestID string, base crm.UTM) (crm.UTM,
 		}
 		*utmPtrs(&u)[j] = v
 	}
-	return u, nil
+	return u, custom, nil
 }
 
 // contactPhones reads a new contact's PHONE (and EMAIL) fields.
 func contactPhones(fields []inField, prefix, requestID string) ([]string, *invalid) {
-	var phones []string
+	c, bad := contactFields(fields, prefix, requestID)
+	return c.phones, bad
+}
+
+// inContactFields is what a new contact's custom_fields_values hold.
+type inContactFields struct {
+	phones []string
+	email  string
+	custom map[string]string
+}
+
+// contactFields reads a new contact's PHONE, EMAIL and the account's
+// custom contact field, refusing any other.
+func contactFields(fields []inField, prefix, requestID string) (inContactFields, *invalid) {
+	var c inContactFields
 	for i, f := range fields {
 		switch {
 		case f.FieldCode == "PHONE" || f.FieldID == phoneFieldID:
 			for _, v := range f.Values {
 				if p := fieldText(v.Value); p != "" {
-					phones = append(phones, p)
+					c.phones = append(c.phones, p)
 				}
 			}
 		case f.FieldCode == "EMAIL":
+			if len(f.Values) > 0 {
+				c.email = fieldText(f.Values[0].Value)
+			}
+		case f.FieldID == ContactCustomFieldID:
+			if len(f.Values) > 0 {
+				c.custom = map[string]string{strconv.Itoa(ContactCustomFieldID): fieldText(f.Values[0].Value)}
+			}
 		default:
-			return nil, &invalid{requestID, "NotSupportedChoice", fmt.Sprintf("%scustom_fields_values.%d.field_code", prefix, i),
+			return c, &invalid{requestID, "NotSupportedChoice", fmt.Sprintf("%scustom_fields_values.%d.field_code", prefix, i),
 				"The value you selected is not a valid choice."}
 		}
 	}
-	return phones, nil
+	return c, nil
 }
 
 // checkUserLocked rejects a responsible user the account does not have
@@ -384,15 +458,17 @@ func (s *Server) addLeads(w http.ResponseWriter, r *http.Request, isComplex bool
 	defer s.mu.Unlock()
 	type plan struct {
 		utm      crm.UTM
+		custom   map[string]string
 		phones   [][]string // per contact, new ones only
-		existing []int64    // per contact, 0 for new ones
+		fields   []inContactFields
+		existing []int64 // per contact, 0 for new ones
 	}
 	plans := make([]plan, len(in))
 	for i, l := range in {
 		rid := cmp.Or(l.RequestID, strconv.Itoa(i))
 		p := &plans[i]
 		var bad *invalid
-		if p.utm, bad = leadUTM(l.CustomFields, "", rid, crm.UTM{}); bad != nil {
+		if p.utm, p.custom, bad = leadFields(l.CustomFields, "", rid, crm.UTM{}); bad != nil {
 			bad.write(w)
 			return
 		}
@@ -411,7 +487,7 @@ func (s *Server) addLeads(w http.ResponseWriter, r *http.Request, isComplex bool
 					validationError(w, rid, "NotFound", prefix+"id", "Contact not found")
 					return
 				}
-				p.existing, p.phones = append(p.existing, c.ID), append(p.phones, nil)
+				p.existing, p.phones, p.fields = append(p.existing, c.ID), append(p.phones, nil), append(p.fields, inContactFields{})
 				continue
 			}
 			if !isComplex {
@@ -419,7 +495,7 @@ func (s *Server) addLeads(w http.ResponseWriter, r *http.Request, isComplex bool
 				validationError(w, rid, "InvalidValue", prefix+"id", "This value should not be blank.")
 				return
 			}
-			phones, bad := contactPhones(c.CustomFields, prefix, rid)
+			cf, bad := contactFields(c.CustomFields, prefix, rid)
 			if bad == nil {
 				bad = s.checkUserLocked(c.ResponsibleUserID, prefix+"responsible_user_id", rid)
 			}
@@ -427,7 +503,7 @@ func (s *Server) addLeads(w http.ResponseWriter, r *http.Request, isComplex bool
 				bad.write(w)
 				return
 			}
-			p.existing, p.phones = append(p.existing, 0), append(p.phones, phones)
+			p.existing, p.phones, p.fields = append(p.existing, 0), append(p.phones, cf.phones), append(p.fields, cf)
 		}
 	}
 	now := s.now().Unix()
@@ -451,7 +527,8 @@ func (s *Server) addLeads(w http.ResponseWriter, r *http.Request, isComplex bool
 			contacts = append(contacts, rec.id)
 			s.writeSeq++
 			s.written.Contacts = append(s.written.Contacts, crmtest.WrittenContact{Seq: s.writeSeq,
-				ID: strconv.FormatInt(rec.id, 10), Phone: firstDigits(rec.phones), OwnerID: owner(rec.responsible)})
+				ID: strconv.FormatInt(rec.id, 10), Phone: firstDigits(rec.phones), OwnerID: owner(rec.responsible),
+				Name: name, Email: p.fields[j].email, Fields: p.fields[j].custom, Tags: tagNames(c.Embedded.Tags)})
 		}
 		s.nextID++
 		lead := &record{kind: domain.KindLead, id: s.nextID, name: l.Name, responsible: l.ResponsibleUserID,
@@ -459,7 +536,7 @@ func (s *Server) addLeads(w http.ResponseWriter, r *http.Request, isComplex bool
 		lead.touch(now)
 		s.records[domain.KindLead][lead.id] = lead
 		wl := crmtest.WrittenLead{Kind: domain.KindLead, ID: strconv.FormatInt(lead.id, 10), Title: l.Name,
-			OwnerID: owner(lead.responsible), UTM: p.utm}
+			OwnerID: owner(lead.responsible), UTM: p.utm, Fields: p.custom, Tags: tagNames(l.Embedded.Tags)}
 		if l.PipelineID != 0 {
 			wl.Pipeline = strconv.FormatInt(l.PipelineID, 10)
 		}
@@ -878,4 +955,55 @@ func (s *Server) Reauthorize() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Revoke cleared the tokens; Creds issues new ones.
+}
+
+// addContacts serves POST /api/v4/contacts: every item is validated (its
+// fields must be PHONE, EMAIL or the account's custom contact field)
+// before anything is created.
+func (s *Server) addContacts(w http.ResponseWriter, r *http.Request) {
+	var in []inContact
+	if !readJSON(w, r, &in) {
+		return
+	}
+	if len(in) == 0 || len(in) > 50 {
+		validationError(w, "0", "InvalidValue", "", "Send 1 to 50 contacts")
+		return
+	}
+	host := r.Host
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fields := make([]inContactFields, len(in))
+	for i, c := range in {
+		rid := strconv.Itoa(i)
+		cf, bad := contactFields(c.CustomFields, "", rid)
+		if bad == nil {
+			bad = s.checkUserLocked(c.ResponsibleUserID, "responsible_user_id", rid)
+		}
+		if bad != nil {
+			bad.write(w)
+			return
+		}
+		fields[i] = cf
+	}
+	now := s.now().Unix()
+	var out []any
+	for i, c := range in {
+		s.nextID++
+		name := strings.TrimSpace(cmp.Or(c.Name, strings.TrimSpace(c.FirstName+" "+c.LastName)))
+		rec := &record{kind: domain.KindContact, id: s.nextID, name: name, phones: fields[i].phones,
+			responsible: c.ResponsibleUserID, createdAt: now}
+		rec.touch(now)
+		s.records[domain.KindContact][rec.id] = rec
+		s.writeSeq++
+		s.written.Contacts = append(s.written.Contacts, crmtest.WrittenContact{Seq: s.writeSeq,
+			ID: strconv.FormatInt(rec.id, 10), Phone: firstDigits(rec.phones), OwnerID: owner(rec.responsible),
+			Name: name, Email: fields[i].email, Fields: fields[i].custom, Tags: tagNames(c.Embedded.Tags)})
+		out = append(out, map[string]any{"id": rec.id, "request_id": strconv.Itoa(i),
+			"_links": selfLinks(host, "/api/v4/contacts", rec.id)})
+	}
+	w.Header().Set("Content-Type", "application/hal+json")
+	json.NewEncoder(w).Encode(map[string]any{
+		"_links":    links{Self: link{"http://" + host + "/api/v4/contacts"}},
+		"_embedded": map[string]any{"contacts": out},
+	})
 }

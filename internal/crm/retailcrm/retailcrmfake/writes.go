@@ -195,15 +195,47 @@ type idIn struct {
 }
 
 type customerIn struct {
-	FirstName string    `json:"firstName"`
-	LastName  string    `json:"lastName"`
-	ManagerID int64     `json:"managerId"`
-	Phones    []phoneIn `json:"phones"`
+	FirstName    string            `json:"firstName"`
+	LastName     string            `json:"lastName"`
+	Email        string            `json:"email"`
+	ManagerID    int64             `json:"managerId"`
+	Phones       []phoneIn         `json:"phones"`
+	CustomFields map[string]string `json:"customFields"`
+}
+
+// Custom fields of the fake account (Settings → custom fields), by code:
+// roistat's visit id on orders, the landing page on customers.
+const (
+	OrderCustomField    = "roistat"
+	CustomerCustomField = "landing"
+)
+
+// CustomField implements crmtest.Writes.
+func (s *Server) CustomField(entity string) string {
+	if entity == "contact" {
+		return CustomerCustomField
+	}
+	return OrderCustomField
+}
+
+// checkCustom refuses a customFields code the account lacks for the
+// entity, the way retailCRM answers an unknown code.
+func checkCustom(w http.ResponseWriter, fields map[string]string, known string) bool {
+	for code := range fields {
+		if code != known {
+			fail(w, http.StatusBadRequest, "Errors in the entity format", map[string]string{"customFields": fmt.Sprintf("Custom field with code %q not found.", code)})
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) createCustomer(w http.ResponseWriter, f url.Values) {
 	var in customerIn
 	if !field(w, f, "customer", &in) {
+		return
+	}
+	if !checkCustom(w, in.CustomFields, CustomerCustomField) {
 		return
 	}
 	var phones []string
@@ -225,7 +257,7 @@ func (s *Server) createCustomer(w http.ResponseWriter, f url.Values) {
 		ph = digits(phones[0])
 	}
 	s.written.Contacts = append(s.written.Contacts, crmtest.WrittenContact{Seq: s.next(), ID: strconv.FormatInt(id, 10),
-		Phone: ph, OwnerID: idText(in.ManagerID)})
+		Phone: ph, OwnerID: idText(in.ManagerID), Name: in.FirstName, Email: in.Email, Fields: nilIfEmpty(in.CustomFields)})
 	s.mu.Unlock()
 	reply(w, http.StatusCreated, struct {
 		Success bool  `json:"success"`
@@ -250,6 +282,15 @@ type orderIn struct {
 	Customer   *idIn       `json:"customer"`
 	Source     *sourceJSON `json:"source"`
 	ClientID   string      `json:"clientId"`
+
+	CustomFields map[string]string `json:"customFields"`
+}
+
+func nilIfEmpty(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 func utmOf(src *sourceJSON, clientID string) crm.UTM {
@@ -262,7 +303,7 @@ func utmOf(src *sourceJSON, clientID string) crm.UTM {
 
 func (s *Server) createOrder(w http.ResponseWriter, f url.Values) {
 	var in orderIn
-	if !field(w, f, "order", &in) {
+	if !field(w, f, "order", &in) || !checkCustom(w, in.CustomFields, OrderCustomField) {
 		return
 	}
 	s.mu.Lock()
@@ -299,7 +340,8 @@ func (s *Server) createOrder(w http.ResponseWriter, f url.Values) {
 	s.addHistory(ordersFeed, historyJSON{Created: true, Source: "api", APIKey: &apiKeyJSON{Current: true}, Field: "id",
 		NewValue: id, Order: o.json()})
 	wl := crmtest.WrittenLead{Seq: s.next(), Kind: domain.KindDeal, ID: strconv.FormatInt(id, 10), Title: in.FirstName,
-		Phone: digits(in.Phone), OwnerID: idText(in.ManagerID), Pipeline: in.OrderType, UTM: o.utm}
+		Phone: digits(in.Phone), OwnerID: idText(in.ManagerID), Pipeline: in.OrderType, UTM: o.utm,
+		Fields: nilIfEmpty(in.CustomFields)}
 	if cust != nil {
 		wl.ContactID = strconv.FormatInt(cust.id, 10)
 		if wl.Phone == "" && len(cust.phones) > 0 {

@@ -347,12 +347,19 @@ func (s *Server) createEntity(w http.ResponseWriter, r *http.Request, kind domai
 	}
 	switch kind {
 	case domain.KindContact:
+		var email string
+		if es, _ := in["email"].([]any); len(es) > 0 {
+			if m, ok := es[0].(map[string]any); ok {
+				email, _ = m["value"].(string)
+			}
+		}
 		s.written.Contacts = append(s.written.Contacts, crmtest.WrittenContact{
-			Seq: s.nextSeqLocked(), ID: e.ID, Phone: phone, OwnerID: e.OwnerID})
+			Seq: s.nextSeqLocked(), ID: e.ID, Phone: phone, OwnerID: e.OwnerID, Name: title, Email: email,
+			Fields: customOf(in, ContactCustomField)})
 	case domain.KindLead, domain.KindDeal:
 		s.written.Leads = append(s.written.Leads, crmtest.WrittenLead{
 			Seq: s.nextSeqLocked(), Kind: kind, ID: e.ID, Title: title, Phone: phone, OwnerID: e.OwnerID,
-			ContactID: first(contacts), Pipeline: rec.stage, UTM: rec.utm})
+			ContactID: first(contacts), Pipeline: rec.stage, UTM: rec.utm, Fields: customOf(in, LeadCustomField)})
 	}
 	writeJSON(w, http.StatusCreated, s.render(rec))
 }
@@ -624,4 +631,28 @@ func (s *Server) Reauthorize() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.revoked = false
+}
+
+// Custom fields of the fake account, by field code: roistat's visit id on
+// leads and deals, the landing page on contacts.
+const (
+	LeadCustomField    = "roistat"
+	ContactCustomField = "landing"
+)
+
+// CustomField implements crmtest.Writes.
+func (s *Server) CustomField(entity string) string {
+	if entity == "contact" {
+		return ContactCustomField
+	}
+	return LeadCustomField
+}
+
+// customOf returns the custom field code of a created record, nil when
+// unset.
+func customOf(in map[string]any, code string) map[string]string {
+	if v, ok := in[code].(string); ok {
+		return map[string]string{code: v}
+	}
+	return nil
 }

@@ -208,6 +208,43 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"data": out})
 }
 
+// Custom fields of the fake account beyond the UTM ones, by API name, as
+// an admin would add them: roistat's visit id on Leads and Deals, the
+// landing page on Contacts.
+const (
+	LeadCustomField    = "Roistat_Visit"
+	ContactCustomField = "Landing_Page"
+)
+
+// CustomField implements crmtest.Writes.
+func (s *Server) CustomField(entity string) string {
+	if entity == "contact" {
+		return ContactCustomField
+	}
+	return LeadCustomField
+}
+
+// customOf returns the custom field name of a record, nil when unset.
+func customOf(f map[string]any, name string) map[string]string {
+	if v, ok := f[name].(string); ok {
+		return map[string]string{name: v}
+	}
+	return nil
+}
+
+// tagsOf returns the names of a record's Tag field.
+func tagsOf(f map[string]any) []string {
+	ts, _ := f["Tag"].([]any)
+	var out []string
+	for _, t := range ts {
+		if m, ok := t.(map[string]any); ok {
+			n, _ := m["name"].(string)
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // checkLocked validates one record of an insert; nil when it is good.
 func (s *Server) checkLocked(module string, f map[string]any, i int) map[string]any {
 	names := slices.Sorted(maps.Keys(f))
@@ -309,10 +346,12 @@ func (s *Server) noteLocked(module, id string, f map[string]any) {
 	}
 	switch module {
 	case "Contacts":
-		s.written.Contacts = append(s.written.Contacts, crmtest.WrittenContact{Seq: s.seq, ID: id, Phone: phone, OwnerID: owner})
+		s.written.Contacts = append(s.written.Contacts, crmtest.WrittenContact{Seq: s.seq, ID: id, Phone: phone, OwnerID: owner,
+			Name: str("Last_Name"), Email: str("Email"), Fields: customOf(f, ContactCustomField), Tags: tagsOf(f)})
 	case "Leads":
 		s.written.Leads = append(s.written.Leads, crmtest.WrittenLead{Seq: s.seq, Kind: domain.KindLead, ID: id,
-			Title: str("Last_Name"), Phone: phone, OwnerID: owner, UTM: utmOf(f)})
+			Title: str("Last_Name"), Phone: phone, OwnerID: owner, UTM: utmOf(f), Fields: customOf(f, LeadCustomField),
+			Tags: tagsOf(f)})
 	case "Deals":
 		pipeline := str("Pipeline")
 		if pipeline == "" {

@@ -1,0 +1,291 @@
+package events
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
+)
+
+// FormTag is the tag the fixed default mapping puts on what a form
+// creates (seed 003's "Ringostat Automation").
+const FormTag = "Ringostat Automation"
+
+// formNameKeys are the form fields a client's name is read from, first
+// non-empty wins (seed 003's example maps name from "name,first-name").
+var formNameKeys = []string{"name", "first-name", "first_name", "fio", "full_name"}
+
+// FormKey is the id of a form that carries no call id: a hash of its
+// fields and the minute it arrived, so a double post (the browser's, or
+// the PBX's) makes one event and one set of CRM entities, while the same
+// form sent again later is a new request.
+func FormKey(fields map[string]string, at time.Time) string {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write([]byte(fields[k]))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte(at.UTC().Truncate(time.Minute).Format(time.RFC3339)))
+	return "form:" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Form is a website form read for processing.
+type Form struct {
+	// Number is the client's phone in E.164 digits, "" when the form has
+	// none that normalizes.
+	Number   string
+	Email    string
+	ClientID string
+	Name     string
+}
+
+// ReadForm reads a form's client by the tenant's field names: the first
+// non-empty phone field (special characters stripped, normalized like
+// callers), the first non-empty e-mail field, Ringostat's client_id.
+func ReadForm(fields map[string]string, s domain.Settings) Form {
+	var f Form
+	phones := s.FormPhoneFields
+	if len(phones) == 0 {
+		phones = domain.DefaultFormPhoneFields
+	}
+	if raw := first(fields, phones); raw != "" {
+		f.Number, _ = normalized(raw, s.DefaultCountry)
+	}
+	emails := s.FormEmailFields
+	if len(emails) == 0 {
+		emails = domain.DefaultFormEmailFields
+	}
+	if e := first(fields, emails); strings.Contains(e, "@") && len(e) <= 254 {
+		f.Email = strings.ToLower(e)
+	}
+	f.ClientID = strings.TrimSpace(fields["client_id"])
+	f.Name = first(fields, formNameKeys)
+	return f
+}
+
+// FormPartition orders a form with the client's other events: by phone
+// like calls, else by e-mail or client id, else alone.
+func FormPartition(uniqueID string, fields map[string]string, s domain.Settings) string {
+	f := ReadForm(fields, s)
+	switch {
+	case f.Number != "":
+		return f.Number
+	case f.Email != "":
+		return "email:" + f.Email
+	case f.ClientID != "":
+		return "client:" + f.ClientID
+	}
+	return "form:" + uniqueID
+}
+
+// form applies a website form: finds the client by phone (index, then
+// CRM), and creates what the matrix's form row asks for that the client
+// lacks, contact → deal → task; the deal in the CRM's default pipeline,
+// the task for the default owner.
+func (p *Processor) form(ctx context.Context, r *run) (string, error) {
+	f := ReadForm(r.ev.Fields, r.t.Settings)
+	if f.Number == "" && f.Email == "" {
+		return "no client phone or e-mail", nil
+	}
+	if f.Number != "" && r.t.Stopped(f.Number) {
+		counter("callrouter_events_stop_list_total", r.t.ID).Inc()
+		return "stop list", nil
+	}
+	want := r.t.Settings.Matrix.Row(domain.RowForm)
+	if want.Nothing() {
+		counter("callrouter_events_matrix_nothing_total", r.t.ID).Inc()
+		return "matrix row form creates nothing", nil
+	}
+	r.num = f.Number
+	var known client
+	if f.Number != "" {
+		var err error
+		if known, err = r.find(ctx); err != nil {
+			return "", err
+		}
+	} else if ef, ok := r.w.(crm.EmailFinder); ok {
+		ref, err := ef.FindContactByEmail(ctx, f.Email)
+		if err != nil {
+			return "", fmt.Errorf("CRM search by e-mail: %w", err)
+		}
+		known.contact = ref
+	}
+	if known.contact.ID != "" || known.lead.ID != "" {
+		counter("callrouter_events_form_known_total", r.t.ID).Inc()
+		r.did = append(r.did, "client found")
+	}
+	owner := r.t.DefaultOwner
+	if known.leadOwner != "" {
+		owner = known.leadOwner
+	}
+	tx := textsFor(r.t.Settings.Language)
+	who := f.Name
+	if who == "" {
+		who = cmpOr("+"+f.Number, f.Email)
+	}
+	cl := known
+	if want.Contact && cl.contact.ID == "" {
+		ref, err := r.formContact(ctx, f, owner)
+		if err != nil {
+			return "", err
+		}
+		cl.contact = ref
+	}
+	if want.Lead && cl.lead.ID == "" {
+		if f.Number == "" {
+			r.did = append(r.did, "deal not created: the form has no phone")
+		} else {
+			var err error
+			if cl, err = r.formLead(ctx, cl, f, owner, fmt.Sprintf(tx.formTitle, who)); err != nil {
+				return "", err
+			}
+		}
+	}
+	if want.Task {
+		parent := cl.lead
+		if parent.ID == "" {
+			parent = cl.contact
+		}
+		if parent.ID == "" {
+			r.did = append(r.did, "task not created: no lead or contact")
+		} else {
+			minutes := max(r.t.Settings.CallbackDueMinutes, 1)
+			sent := r.ev.ReceivedAt.UTC().Format("2006-01-02 15:04 UTC")
+			id, err := r.once(ctx, crm.WriteTask, parent, func(key string) (string, error) {
+				return r.w.CreateTask(ctx, crm.NewTask{Key: key, UserID: r.t.DefaultOwner, Phone: f.Number, Lead: cl.lead,
+					Contact: cl.contact, Text: fmt.Sprintf(tx.formTask, cmpOr(who, f.Email), sent),
+					Due: r.p.now().Add(time.Duration(minutes) * time.Minute)})
+			})
+			if err != nil {
+				return "", err
+			}
+			r.did = append(r.did, "task "+id)
+		}
+	}
+	return r.note(), nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" && a != "+" {
+		return a
+	}
+	return b
+}
+
+// formContact creates the form's contact with the mapped fields and the
+// automation tag, and indexes it by its phone.
+func (r *run) formContact(ctx context.Context, f Form, owner string) (crm.Ref, error) {
+	cw, ok := r.w.(crm.ContactWriter)
+	if !ok {
+		r.did = append(r.did, "contact not created: this CRM adapter cannot create one alone")
+		return crm.Ref{}, nil
+	}
+	mappedName, tags, fields := standard(r.t.Settings.FormMapping.Resolve(domain.MapContact, r.ev.Fields))
+	name := cmpOr(mappedName, cmpOr(f.Name, cmpOr("+"+f.Number, f.Email)))
+	id, err := r.once(ctx, crm.WriteContact, crm.Ref{}, func(key string) (string, error) {
+		ref, err := cw.CreateContact(ctx, crm.NewContact{Key: key, Phone: f.Number, Email: f.Email, Name: name, OwnerID: owner,
+			Fields: fields, Tags: withTag(tags)})
+		return ref.ID, err
+	})
+	if err != nil {
+		return crm.Ref{}, err
+	}
+	if f.Number != "" {
+		if err := r.p.crm.Index(ctx, r.t.ID, []crm.Entity{{Kind: domain.KindContact, ID: id, Name: name,
+			Phones: []string{f.Number}, OwnerID: owner, Open: true, UpdatedAt: r.p.now()}}); err != nil {
+			return crm.Ref{}, fmt.Errorf("index the new contact: %w", err)
+		}
+	}
+	r.did = append(r.did, "contact "+id+" created")
+	return crm.Ref{Kind: domain.KindContact, ID: id}, nil
+}
+
+// formLead creates the form's deal in the CRM's default pipeline, linked
+// to the contact, with the UTM, the mapped fields and the tag.
+func (r *run) formLead(ctx context.Context, cl client, f Form, owner, title string) (client, error) {
+	var made crm.Created
+	utm := crm.UTM{Source: r.ev.Fields["utm_source"], Medium: r.ev.Fields["utm_medium"], Campaign: r.ev.Fields["utm_campaign"],
+		Term: r.ev.Fields["utm_term"], Content: r.ev.Fields["utm_content"], ClientID: f.ClientID}
+	mappedTitle, tags, fields := standard(r.t.Settings.FormMapping.Resolve(domain.MapDeal, r.ev.Fields))
+	title = cmpOr(mappedTitle, title)
+	_, _, contactFields := standard(r.t.Settings.FormMapping.Resolve(domain.MapContact, r.ev.Fields))
+	stored, err := r.once(ctx, crm.WriteLead, crm.Ref{}, func(key string) (string, error) {
+		var err error
+		made, err = r.w.CreateLead(ctx, crm.NewLead{Key: key, Phone: f.Number, Title: title, OwnerID: owner,
+			ContactID: cl.contact.ID, UTM: utm, Tags: withTag(tags), Fields: fields, ContactFields: contactFields})
+		if err != nil {
+			return "", err
+		}
+		return encodeCreated(made), nil
+	})
+	if err != nil {
+		return client{}, err
+	}
+	made = decodeCreated(stored)
+	ents := []crm.Entity{{Kind: made.Lead.Kind, ID: made.Lead.ID, Name: title, Phones: []string{f.Number},
+		OwnerID: owner, Open: true, UpdatedAt: r.p.now()}}
+	if made.Contact.ID != "" && made.Contact.ID != cl.contact.ID {
+		ents = append(ents, crm.Entity{Kind: domain.KindContact, ID: made.Contact.ID, Name: title,
+			Phones: []string{f.Number}, OwnerID: owner, Open: true, UpdatedAt: r.p.now()})
+	}
+	if err := r.p.crm.Index(ctx, r.t.ID, ents); err != nil {
+		return client{}, fmt.Errorf("index the new deal: %w", err)
+	}
+	r.did = append(r.did, fmt.Sprintf("%s %s created", made.Lead.Kind, made.Lead.ID))
+	if made.Contact.ID == "" {
+		made.Contact = cl.contact
+	}
+	return client{lead: made.Lead, leadOwner: owner, contact: made.Contact}, nil
+}
+
+// standard takes the fields every CRM has under one name out of a
+// resolved mapping: "name" (or "title") names the entity, "tag"/"tags"
+// adds comma-separated tags, "phone" and "email" are the client's own
+// (read through form_phone_fields and form_email_fields). The rest are
+// the CRM's fields by its own address.
+func standard(m map[string]string) (name string, tags []string, rest map[string]string) {
+	for k, v := range m {
+		switch strings.ToLower(k) {
+		case "name", "title":
+			name = v
+		case "tag", "tags":
+			for _, t := range strings.Split(v, ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					tags = append(tags, t)
+				}
+			}
+		case "phone", "email":
+		default:
+			if rest == nil {
+				rest = map[string]string{}
+			}
+			rest[k] = v
+		}
+	}
+	slices.Sort(tags)
+	return name, tags, rest
+}
+
+// withTag returns tags with the automation tag first, once.
+func withTag(tags []string) []string {
+	out := []string{FormTag}
+	for _, t := range tags {
+		if t != FormTag {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,131 @@
+package events_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/events"
+)
+
+// mapFields sets the tenant's form and call mappings onto the fake
+// account's custom fields.
+func mapFields(t *testing.T, w *world) {
+	t.Helper()
+	contactField, dealField := w.fake.CustomField("contact"), w.fake.CustomField("deal")
+	body, _ := json.Marshal(map[string]any{
+		"form_mapping": map[string]any{
+			"contact": []map[string]string{{"crm_field": contactField, "source": "ringostat", "value": "landing"},
+				{"crm_field": "name", "source": "form", "value": "name,first-name"},
+				{"crm_field": "tags", "source": "constant", "value": "Website"}},
+			"deal":    []map[string]string{{"crm_field": dealField, "source": "form", "value": "visit_id, visit"}},
+		},
+		"call_mapping": map[string]any{
+			"deal": []map[string]string{{"crm_field": dealField, "source": "ringostat", "value": "roistat"}},
+		},
+	})
+	if _, err := w.admin.PatchTenant(context.Background(), "test", "acme", body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFormCreatesContactDealTask: a form with a new phone makes a contact,
+// a deal in the default pipeline and a task for the default owner, in that
+// order, with the mapped fields and the automation tag; the same post
+// again makes nothing more.
+func TestFormCreatesContactDealTask(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		mapFields(t, w)
+		form := map[string]string{"phone": "+38 (067) 100-09-01", "first-name": "Ivan", "email": "Ivan@Example.com",
+			"landing": "https://shop.example/a", "visit": "12345", "utm_source": "google"}
+		id := w.post(domain.EventForm, form)
+		if again := w.post(domain.EventForm, form); again != id {
+			t.Fatalf("a double post stored a second event: %s and %s", id, again)
+		}
+		w.mustDrain()
+		if ev := w.event(id); ev.State != domain.EventDone {
+			t.Fatalf("form event: %q %q", ev.State, ev.Note)
+		}
+		wr := w.fake.Written()
+		if len(wr.Contacts) != 1 {
+			t.Fatalf("contacts %+v, want one", wr.Contacts)
+		}
+		c := wr.Contacts[0]
+		if c.Phone != "380671000901" || c.Name != "Ivan" || c.OwnerID != olga {
+			t.Errorf("contact %+v", c)
+		}
+		if got := c.Fields[w.fake.CustomField("contact")]; got != "https://shop.example/a" {
+			t.Errorf("mapped contact field: %q (contact %+v)", got, c)
+		}
+		l := oneLead(t, wr, "380671000901")
+		if l.Pipeline != "" || l.OwnerID != olga || l.UTM.Source != "google" || !strings.Contains(l.Title, "Ivan") {
+			t.Errorf("deal %+v", l)
+		}
+		if got := l.Fields[w.fake.CustomField("deal")]; got != "12345" {
+			t.Errorf("mapped deal field: %q (deal %+v)", got, l)
+		}
+		if l.ContactID != "" && l.ContactID != c.ID {
+			t.Errorf("deal linked to %s, want the form's contact %s", l.ContactID, c.ID)
+		}
+		if w.crmName() == "amocrm" && (!slices.Contains(c.Tags, events.FormTag) || !slices.Contains(c.Tags, "Website") ||
+			!slices.Contains(l.Tags, events.FormTag)) {
+			t.Errorf("amoCRM tags: contact %q deal %q", c.Tags, l.Tags)
+		}
+		task := taskFor(t, wr, l.ID, c.ID)
+		if task.UserID != olga || !strings.Contains(task.Text, "Ivan") {
+			t.Errorf("task %+v", task)
+		}
+		if !(c.Seq < l.Seq && l.Seq < task.Seq) {
+			t.Errorf("order contact %d, deal %d, task %d; want contact → deal → task", c.Seq, l.Seq, task.Seq)
+		}
+		if got := w.target("0671000901"); got != "sip_olga" {
+			t.Errorf("the form's client routes to the deal's owner at once: %q", got)
+		}
+
+		// The same client sends the form again later: found, nothing new
+		// but the task.
+		w.clock.Advance(3600e9)
+		again := w.post(domain.EventForm, form)
+		w.mustDrain()
+		if ev := w.event(again); ev.State != domain.EventDone || !strings.Contains(ev.Note, "client found") {
+			t.Fatalf("repeated form: %q %q", ev.State, ev.Note)
+		}
+		wr = w.fake.Written()
+		if len(wr.Contacts) != 1 || len(leadsOf(wr, "380671000901")) != 1 || len(wr.Tasks) != 2 {
+			t.Errorf("a known client's form made contacts %d, deals %d, tasks %d; want 1, 1, 2",
+				len(wr.Contacts), len(leadsOf(wr, "380671000901")), len(wr.Tasks))
+		}
+	})
+}
+
+// TestCallMappingFillsDealField: a call's Ringostat variable (roistat)
+// goes into the mapped field of the lead it creates.
+func TestCallMappingFillsDealField(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		mapFields(t, w)
+		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "r1", "caller": "380671000911", "roistat": "777",
+			"disposition": "ANSWERED", "billsec": "9", "employee_number": "sip_anna"})
+		w.mustDrain()
+		l := oneLead(t, w.fake.Written(), "380671000911")
+		if got := l.Fields[w.fake.CustomField("deal")]; got != "777" {
+			t.Errorf("roistat in the lead's mapped field: %q (lead %+v)", got, l)
+		}
+	})
+}
+
+// TestFormRowNothing: form_entities [] makes a form create nothing.
+func TestFormRowNothing(t *testing.T) {
+	each(t, `{"form_entities":[]}`, func(t *testing.T, w *world, _ bool) {
+		id := w.post(domain.EventForm, map[string]string{"phone": "380671000921"})
+		w.mustDrain()
+		if ev := w.event(id); ev.State != domain.EventDone || !strings.Contains(ev.Note, "creates nothing") {
+			t.Fatalf("form event: %q %q", ev.State, ev.Note)
+		}
+		if wr := w.fake.Written(); len(wr.Contacts)+len(wr.Leads)+len(wr.Tasks) != 0 {
+			t.Fatalf("an empty form row created %+v", wr)
+		}
+	})
+}
