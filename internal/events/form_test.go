@@ -21,7 +21,7 @@ func mapFields(t *testing.T, w *world) {
 			"contact": []map[string]string{{"crm_field": contactField, "source": "ringostat", "value": "landing"},
 				{"crm_field": "name", "source": "form", "value": "name,first-name"},
 				{"crm_field": "tags", "source": "constant", "value": "Website"}},
-			"deal":    []map[string]string{{"crm_field": dealField, "source": "form", "value": "visit_id, visit"}},
+			"deal": []map[string]string{{"crm_field": dealField, "source": "form", "value": "visit_id, visit"}},
 		},
 		"call_mapping": map[string]any{
 			"deal": []map[string]string{{"crm_field": dealField, "source": "ringostat", "value": "roistat"}},
