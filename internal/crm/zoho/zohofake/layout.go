@@ -70,6 +70,14 @@ func defaultLayouts() map[string][]field {
 			for _, f := range utmFields {
 				out[m] = append(out[m], field{api: f, typ: "text", custom: true})
 			}
+			out[m] = append(out[m], field{api: LeadCustomField, typ: "text", custom: true})
+		}
+		if m == "Contacts" {
+			out[m] = append(out[m], field{api: ContactCustomField, typ: "text", custom: true})
+		}
+		if m == "Leads" || m == "Deals" || m == "Contacts" {
+			// Records take tags on insert as Tag: [{"name": …}].
+			out[m] = append(out[m], field{api: "Tag", typ: "text"})
 		}
 	}
 	return out
