@@ -95,4 +95,8 @@ type Ringostat interface {
 	// EntityIndex returns every index row of the named entities of a tenant,
 	// ordered by kind, entity id, phone; entities without rows are skipped.
 	EntityIndex(ctx context.Context, tenantID string, refs []EntityRef) ([]domain.IndexEntry, error)
+	// SetEventField sets one field of a stored call event (an automatic
+	// call-back attempt is recorded on the missed call's event), keeping
+	// the others. ENOTFOUND if the event does not exist.
+	SetEventField(ctx context.Context, tenantID, eventID, key, value string) error
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -191,4 +192,28 @@ func collectEntityRows(rows pgx.Rows, tenantID, op string) ([]domain.IndexEntry,
 
 func ringostatOf(tenantID string) string {
 	return fmt.Sprintf("ringostat connection of tenant %q", tenantID)
+}
+
+// SetEventField sets one field of a stored event, the row locked while it
+// is read and written. ENOTFOUND if the event does not exist.
+func (db *DB) SetEventField(ctx context.Context, tenantID, eventID, key, value string) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var raw string
+		if err := tx.QueryRow(ctx, `SELECT fields FROM call_events WHERE tenant_id = $1 AND id = $2 FOR UPDATE`,
+			tenantID, eventID).Scan(&raw); err != nil {
+			return mapErr(err, "set event field", fmt.Sprintf("event %q of tenant %q", eventID, tenantID), tenantID)
+		}
+		fields := map[string]string{}
+		if err := json.Unmarshal([]byte(raw), &fields); err != nil {
+			return fmt.Errorf("postgres: set event field: decode fields: %w", err)
+		}
+		fields[key] = value
+		b, err := json.Marshal(fields)
+		if err != nil {
+			return fmt.Errorf("postgres: set event field: encode fields: %w", err)
+		}
+		_, err = tx.Exec(ctx, `UPDATE call_events SET fields = $3 WHERE tenant_id = $1 AND id = $2`, tenantID, eventID, string(b))
+		return err
+	})
+	return mapErr(err, "set event field", "", tenantID)
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 
 	"fmt"
 	"slices"
@@ -220,4 +221,33 @@ func collectEntityRows(rows *sql.Rows, tenantID, op string) ([]domain.IndexEntry
 
 func ringostatOf(tenantID string) string {
 	return fmt.Sprintf("ringostat connection of tenant %q", tenantID)
+}
+
+// SetEventField sets one field of a stored event in one transaction on the
+// single writer. ENOTFOUND if the event does not exist.
+func (db *DB) SetEventField(ctx context.Context, tenantID, eventID, key, value string) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err, "set event field", "", tenantID)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	var raw string
+	if err := tx.QueryRowContext(ctx, `SELECT fields FROM call_events WHERE tenant_id = ? AND id = ?`,
+		tenantID, eventID).Scan(&raw); err != nil {
+		return mapErr(err, "set event field", fmt.Sprintf("event %q of tenant %q", eventID, tenantID), tenantID)
+	}
+	fields := map[string]string{}
+	if err := json.Unmarshal([]byte(raw), &fields); err != nil {
+		return fmt.Errorf("sqlite: set event field: decode fields: %w", err)
+	}
+	fields[key] = value
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return fmt.Errorf("sqlite: set event field: encode fields: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE call_events SET fields = ? WHERE tenant_id = ? AND id = ?`,
+		string(b), tenantID, eventID); err != nil {
+		return mapErr(err, "set event field", "", tenantID)
+	}
+	return mapErr(tx.Commit(), "set event field: commit", "", tenantID)
 }

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -209,4 +210,27 @@ func testRingostatIndexEntities(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	same(t, "EntityIndex", key, byRef, []domain.IndexEntry{rows[0], rows[1], rows[4]})
+}
+
+func testRingostatSetEventField(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	got, err := e.s.InsertEvents(e.ctx, []domain.CallEvent{{TenantID: "a", UniqueID: "u1", Kind: domain.EventCallEnd,
+		Partition: "p", Fields: map[string]string{"caller": "380501234567", "odd": "nul\x00and ünïcode"}}},
+		func(context.Context, any, []domain.CallEvent) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.SetEventField(e.ctx, "a", got[0].ID, "auto_callback", "requested: sip_anna → 380501234567"); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := e.s.Event(e.ctx, "a", got[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Fields["auto_callback"] != "requested: sip_anna → 380501234567" || ev.Fields["caller"] != "380501234567" ||
+		ev.Fields["odd"] != "nul\x00and ünïcode" || ev.State != domain.EventWaiting {
+		t.Fatalf("after SetEventField: state %q fields %q", ev.State, ev.Fields)
+	}
+	wantCode(t, e.s.SetEventField(e.ctx, "a", "nope", "k", "v"), domain.ENOTFOUND, "SetEventField of an unknown event")
+	wantCode(t, e.s.SetEventField(e.ctx, "b", got[0].ID, "k", "v"), domain.ENOTFOUND, "SetEventField of another tenant's event")
 }

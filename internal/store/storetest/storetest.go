@@ -94,6 +94,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Ringostat/Progress", testRingostatProgress},
 		{"Ringostat/Lease", testRingostatLease},
 		{"Ringostat/IndexEntities", testRingostatIndexEntities},
+		{"Ringostat/SetEventField", testRingostatSetEventField},
 		{"Concurrent", testConcurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
