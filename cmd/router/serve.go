@@ -240,7 +240,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil)), admin.WithRingostat(rsm)),
 		Webhooks:       engine,
 		Events:         ingest,
-		Observer:       rsm.Presence(),
+		Observer:       rsm,
 		Ready:          c.Ready,
 		AdminTokenHash: adminHash,
 		Log:            log,

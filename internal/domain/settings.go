@@ -54,7 +54,22 @@ type Settings struct {
 	// OnUnavailable is what a call of a skipped owner gets: the default
 	// owner (default_owner) or the PBX's next block (next).
 	OnUnavailable string `json:"on_unavailable"`
+	// AutoCallback asks Ringostat to connect a client whose call was
+	// missed with the responsible manager, AutoCallbackDelaySeconds after
+	// the call unless the client called again or was called back, at most
+	// once per client per AutoCallbackWindowMinutes.
+	AutoCallback              bool `json:"auto_callback"`
+	AutoCallbackDelaySeconds  int  `json:"auto_callback_delay_seconds"`
+	AutoCallbackWindowMinutes int  `json:"auto_callback_window_minutes"`
 }
+
+// Limits and defaults of the automatic call-back.
+const (
+	DefaultAutoCallbackDelaySeconds  = 60
+	MaxAutoCallbackDelaySeconds      = 3600
+	DefaultAutoCallbackWindowMinutes = 60
+	MaxAutoCallbackWindowMinutes     = 7 * 24 * 60
+)
 
 // Presence settings.
 const (
@@ -118,6 +133,9 @@ func DefaultSettings() Settings {
 		OnUnmapped:     PolicyDefaultOwner,
 		Presence:       PresenceOff,
 		OnUnavailable:  PolicyDefaultOwner,
+
+		AutoCallbackDelaySeconds:  DefaultAutoCallbackDelaySeconds,
+		AutoCallbackWindowMinutes: DefaultAutoCallbackWindowMinutes,
 
 		CallbackDueMinutes: DefaultCallbackDueMinutes,
 		Matrix:             DefaultMatrix(),
@@ -183,6 +201,12 @@ func (s *Settings) Normalize() {
 	s.OnUnavailable = strings.ToLower(strings.TrimSpace(s.OnUnavailable))
 	if s.OnUnavailable == "" {
 		s.OnUnavailable = d.OnUnavailable
+	}
+	if s.AutoCallbackDelaySeconds == 0 {
+		s.AutoCallbackDelaySeconds = d.AutoCallbackDelaySeconds
+	}
+	if s.AutoCallbackWindowMinutes == 0 {
+		s.AutoCallbackWindowMinutes = d.AutoCallbackWindowMinutes
 	}
 	for i := range s.PipelineRules {
 		r := &s.PipelineRules[i]
@@ -262,6 +286,12 @@ func (s Settings) Validate() error {
 	}
 	if s.OnUnavailable != PolicyNext && s.OnUnavailable != PolicyDefaultOwner {
 		return Errorf(EINVALID, "on_unavailable: must be next or default_owner, got %q", s.OnUnavailable)
+	}
+	if s.AutoCallbackDelaySeconds < 1 || s.AutoCallbackDelaySeconds > MaxAutoCallbackDelaySeconds {
+		return Errorf(EINVALID, "auto_callback_delay_seconds: must be between 1 and %d, got %d", MaxAutoCallbackDelaySeconds, s.AutoCallbackDelaySeconds)
+	}
+	if s.AutoCallbackWindowMinutes < 1 || s.AutoCallbackWindowMinutes > MaxAutoCallbackWindowMinutes {
+		return Errorf(EINVALID, "auto_callback_window_minutes: must be between 1 and %d, got %d", MaxAutoCallbackWindowMinutes, s.AutoCallbackWindowMinutes)
 	}
 	if s.CallbackDueMinutes < 1 || s.CallbackDueMinutes > MaxCallbackDueMinutes {
 		return Errorf(EINVALID, "callback_due_minutes: must be between 1 and %d, got %d", MaxCallbackDueMinutes, s.CallbackDueMinutes)

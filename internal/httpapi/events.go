@@ -22,10 +22,10 @@ type EventIngest interface {
 }
 
 // EventObserver hears the call events the endpoint stored
-// (ringostat.Presence: who is in a call between presence polls). Observe
-// must not block.
+// (ringostat.Manager: who is in a call between presence polls, automatic
+// call-backs). Observe must not block.
 type EventObserver interface {
-	Observe(tenantID string, kind domain.EventKind, fields map[string]string)
+	Observe(tenantID, eventID string, kind domain.EventKind, fields map[string]string)
 }
 
 // eventTimeout bounds storing one event. The PBX does not retry, so a
@@ -90,7 +90,7 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
 		return
 	}
 	if s.observer != nil {
-		s.observer.Observe(t.ID, in.Kind, in.Fields)
+		s.observer.Observe(t.ID, id, in.Kind, in.Fields)
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBodyString(`{"id":` + jsonString(id) + `}`)

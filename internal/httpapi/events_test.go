@@ -164,7 +164,7 @@ type recordingObserver struct {
 	heard []string
 }
 
-func (o *recordingObserver) Observe(tenantID string, kind domain.EventKind, fields map[string]string) {
+func (o *recordingObserver) Observe(tenantID, _ string, kind domain.EventKind, fields map[string]string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.heard = append(o.heard, tenantID+" "+string(kind)+" "+fields["employee_number"])

@@ -385,3 +385,35 @@ func (c *Client) SyncContacts(ctx context.Context, contacts []Contact) error {
 	}{contacts}, maxSmallBody)
 	return err
 }
+
+// CallbackExternal asks Ringostat to connect the manager's SIP login with
+// the client's number: JSON-RPC 2.0 POST /a/v2, method
+// Api\V2\Callback.external, the way Ringostat documents connecting a chosen
+// manager (POST /callback/outward_call's extension is the project's number
+// the call is made from, not a manager). The parameter values (caller and
+// callee types "default", direction "out", manager_dst 1: ring the manager
+// first) follow a public client and are unconfirmed. A JSON-RPC error in a
+// 200 answer is returned as *Error with Ringostat's message.
+func (c *Client) CallbackExternal(ctx context.Context, managerSIP, client string) error {
+	b, err := c.do(ctx, http.MethodPost, "/a/v2", nil, map[string]any{
+		"jsonrpc": "2.0", "id": 1, "method": `Api\V2\Callback.external`,
+		"params": map[string]any{"projectId": c.project, "callee_type": "default", "caller_type": "default",
+			"caller": managerSIP, "callee": client, "direction": "out", "manager_dst": 1},
+	}, maxSmallBody)
+	if err != nil {
+		return err
+	}
+	var ans struct {
+		Error *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(b, &ans); err != nil {
+		return fmt.Errorf("ringostat /a/v2: answer is not JSON-RPC: %w", err)
+	}
+	if ans.Error != nil {
+		return &Error{Status: http.StatusOK, Message: c.words([]byte(ans.Error.Message))}
+	}
+	return nil
+}

@@ -30,6 +30,7 @@ type Ingester interface {
 type Store interface {
 	store.Ringostat
 	store.Index
+	store.Meta
 	// Integration names the CRM the contacts come from (for origin and links).
 	Integration(ctx context.Context, tenantID string) (store.Integration, error)
 }
@@ -97,7 +98,10 @@ type Manager struct {
 	clients map[string]cachedClient
 	pending map[string]map[string]struct{} // tenant → changed suffix keys to push
 	full    map[string]bool                // tenant → the full push must start over
-	changed chan struct{}
+	// callbacks wait for their delay, by tenant and client number.
+	callbacks map[string]*pendingCallback
+	cancelled []*pendingCallback // cancelled call-backs not yet recorded
+	changed   chan struct{}
 }
 
 type cachedClient struct {
@@ -145,7 +149,7 @@ func NewManager(cfg Config) *Manager {
 		cfg.Presence = NewPresence(StaleFactor * cfg.PollInterval)
 	}
 	return &Manager{cfg: cfg, log: cfg.Log, now: cfg.Now, limiter: rate.NewLimiter(rate.Limit(cfg.PushRate), 1),
-		clients: map[string]cachedClient{}, pending: map[string]map[string]struct{}{}, full: map[string]bool{},
+		clients: map[string]cachedClient{}, pending: map[string]map[string]struct{}{}, full: map[string]bool{}, callbacks: map[string]*pendingCallback{},
 		changed: make(chan struct{}, 1)}
 }
 
@@ -329,6 +333,7 @@ func (m *Manager) Run(ctx context.Context) {
 				m.work(ctx, id, poll, push, rec)
 			}(c.TenantID)
 		}
+		m.Callbacks(ctx)
 		select {
 		case <-ctx.Done():
 			return

@@ -78,7 +78,7 @@ func (m *Manager) Reconcile(ctx context.Context, tenantID string) (int, error) {
 		if !ok {
 			continue
 		}
-		_, created, err := m.cfg.Ingest.StoreNew(ctx, t, in)
+		id, created, err := m.cfg.Ingest.StoreNew(ctx, t, in)
 		if err != nil {
 			// What is recovered so far stays; the window is read again.
 			_ = m.cfg.Store.SaveRingostatReconcile(ctx, tenantID, store.RingostatReconcile{Recovered: recovered,
@@ -86,6 +86,8 @@ func (m *Manager) Reconcile(ctx context.Context, tenantID string) (int, error) {
 			return recovered, fmt.Errorf("ingest recovered call: %w", err)
 		}
 		if created {
+			// Presence is not touched: the call is long over.
+			m.observeCallback(tenantID, id, in.Kind, in.Fields)
 			recovered++
 			if !at.IsZero() {
 				reconcileLag.Update(now.Sub(at.Add(seconds(call["duration"]))).Seconds())

@@ -1,6 +1,6 @@
 // Package ringostatfake is a fake Ringostat API for tests: the endpoints
 // callrouter calls (/sipstatus/online, /sipstatus/speaking, /calls/list,
-// /minicrm/contacts/sync), refusing what the real API refuses as far as
+// /minicrm/contacts/sync, the JSON-RPC call-back at /a/v2), refusing what the real API refuses as far as
 // it is known (see package ringostat's doc for the sources): a wrong
 // Auth-key is answered 401, a contacts sync without x-project-id or with a
 // projectId other than the project's is refused, and the call log gives at
@@ -11,6 +11,7 @@ package ringostatfake
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -42,6 +43,8 @@ type Server struct {
 	requests map[string]int               // by path, refused ones too
 	fail     map[string]int               // path → status to answer instead
 	maxCalls int
+	// callbacks are the call-backs asked for: "manager→client".
+	callbacks []string
 }
 
 // New starts a fake for project with Auth-key key. Close it when done.
@@ -143,6 +146,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.callsList(w, r)
 	case r.Method == http.MethodPost && r.URL.Path == "/minicrm/contacts/sync":
 		s.sync(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/a/v2":
+		s.rpc(w, r)
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]any{"message": "Not found"})
 	}
@@ -228,6 +233,43 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 	s.syncs++
 	s.synced += len(in.Contacts)
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+}
+
+// Callbacks returns the call-backs asked for, as "manager→client".
+func (s *Server) Callbacks() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.callbacks...)
+}
+
+// rpc serves the JSON-RPC endpoint's Api\V2\Callback.external: errors come
+// as a JSON-RPC error object in a 200 answer, as public clients expect.
+func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		JSONRPC string         `json:"jsonrpc"`
+		ID      any            `json:"id"`
+		Method  string         `json:"method"`
+		Params  map[string]any `json:"params"`
+	}
+	fail := func(code int, msg string) {
+		writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": in.ID, "error": map[string]any{"code": code, "message": msg}})
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil || in.JSONRPC != "2.0" {
+		fail(-32700, "Parse error")
+		return
+	}
+	if in.Method != `Api\V2\Callback.external` {
+		fail(-32601, "Method not found")
+		return
+	}
+	caller, _ := in.Params["caller"].(string)
+	callee, _ := in.Params["callee"].(string)
+	if fmt.Sprint(in.Params["projectId"]) != s.project || caller == "" || callee == "" {
+		fail(-32602, "Invalid params: projectId, caller and callee are required")
+		return
+	}
+	s.callbacks = append(s.callbacks, caller+"→"+callee)
+	writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": in.ID, "result": map[string]any{"status": "ok"}})
 }
 
 func orEmpty(v []string) []string {
