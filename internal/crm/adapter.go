@@ -44,6 +44,11 @@ type Adapter struct {
 // rebuilt after a credentials change does not start with a fresh burst
 // while the old one's requests still count at the CRM.
 type Limiters struct {
+	// Shared, when set, shares the slots of every limiter among the
+	// instances on one database, each group under Account + "/" + its name.
+	Shared  SlotStore
+	Account string
+
 	mu  sync.Mutex
 	set map[string]*Limiter
 }
@@ -59,6 +64,9 @@ func (l *Limiters) Get(name string, rps float64) *Limiter {
 	lim := l.set[name]
 	if lim == nil {
 		lim = NewLimiter(rps)
+		if l.Shared != nil {
+			lim.shared, lim.account = l.Shared, l.Account+"/"+name
+		}
 		l.set[name] = lim
 	}
 	return lim

@@ -29,6 +29,11 @@ type Limiter struct {
 	window time.Duration
 	now    func() time.Time
 
+	// shared, when set, holds the account's slots for every instance on
+	// the database, under account.
+	shared  SlotStore
+	account string
+
 	mu       sync.Mutex
 	inflight int
 	freed    []time.Time // answers within the last window, oldest first
@@ -56,7 +61,15 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	for {
 		ok, wake, wait := l.take()
 		if ok {
-			return l.release, nil
+			if l.shared == nil {
+				return l.release, nil
+			}
+			rel, err := l.acquireShared(ctx)
+			if err != nil {
+				l.release()
+				return nil, err
+			}
+			return func() { rel(); l.release() }, nil
 		}
 		if err := waitFor(ctx, wake, wait); err != nil {
 			return nil, err

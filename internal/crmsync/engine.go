@@ -160,7 +160,13 @@ func (e *Engine) source(ctx context.Context, tenantID string) (crm.Source, store
 	deps.Tokens = &tokenStore{e: e, tenantID: tenantID}
 	e.mu.Lock()
 	if e.limits[tenantID] == nil {
-		e.limits[tenantID] = &crm.Limiters{}
+		lims := &crm.Limiters{Account: tenantID}
+		// On PostgreSQL several instances may talk to this account: they
+		// share its rate limit through the database.
+		if ss, ok := e.store.(crm.SlotStore); ok {
+			lims.Shared = ss
+		}
+		e.limits[tenantID] = lims
 	}
 	deps.Limiters = e.limits[tenantID]
 	e.mu.Unlock()
