@@ -97,9 +97,13 @@ func (v view) searchable() bool { return v.search || len(v.phones) > 0 }
 var closedLeadStatuses = [...]string{"Junk Lead", "Lost Lead", "Not Qualified"}
 
 // record is a Zoho record with the fields any module's list asks for;
-// phones are read apart (view.phones).
+// custom phone fields are read apart (phonesOf).
 type record struct {
 	ID           zid        `json:"id"`
+	Phone        string     `json:"Phone"`
+	Mobile       string     `json:"Mobile"`
+	HomePhone    string     `json:"Home_Phone"`
+	OtherPhone   string     `json:"Other_Phone"`
 	Owner        *lookup    `json:"Owner"`
 	FullName     string     `json:"Full_Name"`
 	FirstName    string     `json:"First_Name"`
@@ -208,7 +212,7 @@ func (v view) items(data []json.RawMessage) ([]item, time.Time) {
 		if err := json.Unmarshal(raw, &r); err != nil || r.ID == "" {
 			continue
 		}
-		it := item{ent: v.entity(r, phonesOf(raw, v.phones))}
+		it := item{ent: v.entity(r, phonesOf(r, raw, v.phones))}
 		if v.kind == domain.KindDeal {
 			it.contact, it.account = string(r.ContactName.ID), string(r.AccountName.ID)
 		}
@@ -220,21 +224,30 @@ func (v view) items(data []json.RawMessage) ([]item, time.Time) {
 	return out, latest
 }
 
-// phonesOf reads the phone fields of a raw record, distinct and in field
-// order.
-func phonesOf(raw json.RawMessage, fields []string) []string {
-	if len(fields) == 0 {
-		return nil
-	}
-	var vals map[string]json.RawMessage
-	if json.Unmarshal(raw, &vals) != nil {
-		return nil
-	}
+// phonesOf reads the phone fields of a record, distinct and in field
+// order: the standard ones from r, custom ones from raw, which is decoded
+// again only when there are some.
+func phonesOf(r record, raw json.RawMessage, fields []string) []string {
 	var out []string
+	var vals map[string]json.RawMessage
 	for _, f := range fields {
 		var p string
-		if json.Unmarshal(vals[f], &p) != nil {
-			continue
+		switch f {
+		case "Phone":
+			p = r.Phone
+		case "Mobile":
+			p = r.Mobile
+		case "Home_Phone":
+			p = r.HomePhone
+		case "Other_Phone":
+			p = r.OtherPhone
+		default:
+			if vals == nil && json.Unmarshal(raw, &vals) != nil {
+				continue
+			}
+			if json.Unmarshal(vals[f], &p) != nil {
+				continue
+			}
 		}
 		if p = strings.TrimSpace(p); p != "" && !slices.Contains(out, p) {
 			out = append(out, p)
