@@ -27,6 +27,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/cache"
+	webconsole "github.com/callrouter/callrouter/internal/console"
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/adapters"
 	"github.com/callrouter/callrouter/internal/crmsync"
@@ -233,6 +234,13 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	// handed is committed before the process exits.
 	defer ingest.Close()
 
+	sessions, err := webconsole.NewSessions(ctx, st, nil, 0)
+	if err != nil {
+		return err
+	}
+	board := webconsole.NewBoard(nil, 0)
+	defer board.Close()
+
 	srv := httpapi.New(httpapi.Config{
 		Tenants: reg,
 		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout).WithPresence(rsm.Presence()),
@@ -243,6 +251,8 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		Observer:       rsm,
 		Ready:          c.Ready,
 		AdminTokenHash: adminHash,
+		Sessions:       sessions,
+		Board:          board,
 		Log:            log,
 	})
 	hs := srv.FastHTTP()
@@ -301,6 +311,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", cfg.shutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
+	board.Close() // live board streams would hold the drain up to their lifetime
 	if err := hs.ShutdownWithContext(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

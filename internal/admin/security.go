@@ -257,3 +257,19 @@ func (s *Service) randomHex(n int) (string, error) {
 	}
 	return hex.EncodeToString(b), nil
 }
+
+// Console session actions, as the audit log records them.
+const (
+	ActionConsoleSignIn  = "console.sign_in"
+	ActionConsoleSignOut = "console.sign_out"
+)
+
+// RecordSession writes a console sign-in or sign-out (ActionConsoleSignIn,
+// ActionConsoleSignOut) of actor to the instance-wide audit log. EINVALID
+// for another action; the store's errors otherwise.
+func (s *Service) RecordSession(ctx context.Context, actor, action string) error {
+	if action != ActionConsoleSignIn && action != ActionConsoleSignOut {
+		return domain.Errorf(domain.EINVALID, "action: %q is not a console session action", action)
+	}
+	return s.audit(ctx, actor, "", action, map[string]string{})
+}

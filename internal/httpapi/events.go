@@ -92,6 +92,9 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
 	if s.observer != nil {
 		s.observer.Observe(t.ID, id, in.Kind, in.Fields)
 	}
+	if s.calls != nil {
+		s.calls.ObserveCall(t.ID, in.Kind, in.UniqueID, in.Fields)
+	}
 	ctx.SetContentType("application/json")
 	ctx.SetBodyString(`{"id":` + jsonString(id) + `}`)
 }

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callrouter/callrouter/internal/admin"
+	"github.com/callrouter/callrouter/internal/console"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/lookup"
 	"github.com/callrouter/callrouter/internal/tenant"
@@ -40,7 +41,14 @@ type Config struct {
 	Ready func() bool
 	// AdminTokenHash is the SHA-256 of the admin bearer token.
 	AdminTokenHash []byte
-	Log            *zap.Logger
+	// Sessions signs console sessions; nil serves no console (/console/
+	// answers 404) and the admin API takes bearer tokens only.
+	Sessions *console.Sessions
+	// Board shows calls live in the console; nil disables the live board.
+	Board *console.Board
+	// Calls hears of every stored call event; Board when nil.
+	Calls CallObserver
+	Log   *zap.Logger
 	// Now is the clock for request timing; time.Now when nil.
 	Now func() time.Time
 	// ReadTimeout bounds reading one request, headers and body, from its
@@ -74,6 +82,9 @@ type Server struct {
 	observer  EventObserver
 	ready     func() bool
 	adminHash [sha256.Size]byte
+	sessions  *console.Sessions
+	board     *console.Board
+	calls     CallObserver
 	log       *zap.Logger
 	now       func() time.Time
 	// timeouts of the connections FastHTTP serves: read, write, idle.
@@ -83,7 +94,11 @@ type Server struct {
 // New returns a Server. Register Decorate with the tenant registry so every
 // tenant carries what the route handler precomputes.
 func New(cfg Config) *Server {
-	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, events: cfg.Events, observer: cfg.Observer, ready: cfg.Ready, log: cfg.Log, now: cfg.Now}
+	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, events: cfg.Events, observer: cfg.Observer, ready: cfg.Ready, log: cfg.Log, now: cfg.Now,
+		sessions: cfg.Sessions, board: cfg.Board, calls: cfg.Calls}
+	if s.calls == nil && s.board != nil {
+		s.calls = s.board
+	}
 	copy(s.adminHash[:], cfg.AdminTokenHash)
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -179,6 +194,7 @@ var (
 	pathHealthz = []byte("/healthz")
 	pathReadyz  = []byte("/readyz")
 	pathMetrics = []byte("/metrics")
+	pathConsole = []byte("/console")
 	suffixRoute = []byte("/route")
 	suffixEvent = []byte("/events")
 )
@@ -230,6 +246,9 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	case bytes.HasPrefix(path, pathAdmin):
 		s.serveAdmin(ctx)
 		countRequest(epAdmin, ctx)
+	case bytes.HasPrefix(path, pathConsole):
+		s.serveConsole(ctx)
+		countRequest(epConsole, ctx)
 	case bytes.Equal(path, pathHealthz):
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("ok")
@@ -262,11 +281,12 @@ const (
 	epHealth
 	epMetrics
 	epOther
+	epConsole
 	numEndpoints
 )
 
 var (
-	endpointNames = [numEndpoints]string{"route", "crm_webhook", "events", "admin", "health", "metrics", "other"}
+	endpointNames = [numEndpoints]string{"route", "crm_webhook", "events", "admin", "health", "metrics", "other", "console"}
 	statusCodes   = [...]int{200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 500, 503}
 	// requestCounters is indexed by endpoint, then by position in statusCodes;
 	// the last column counts any other status.
@@ -274,6 +294,8 @@ var (
 	routeDuration   = metrics.NewHistogram(`callrouter_route_duration_seconds`)
 	routePanics     = metrics.NewCounter(`callrouter_route_panics_total`)
 	handlerPanics   = metrics.NewCounter(`callrouter_handler_panics_total`)
+	csrfRefused     = metrics.NewCounter(`callrouter_console_csrf_refused_total`)
+	consoleSignIns  = metrics.NewCounter(`callrouter_console_sign_ins_total`)
 )
 
 func init() {
