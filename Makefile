@@ -15,7 +15,7 @@ FUZZMINTIME ?= 200x
 
 export POSTGRES_URL
 
-.PHONY: all build run test unit lint fmt tidy vet staticcheck fuzz fuzz-short bench bench-quick bench-micro soak soak-quick clean tools wrk
+.PHONY: all build run test unit chromium screenshots lint fmt tidy vet staticcheck fuzz fuzz-short bench bench-quick bench-micro soak soak-quick clean tools wrk
 
 all: build
 
@@ -30,8 +30,18 @@ run: build
 ## then short fuzz runs of the HTTP parsers
 test: lint unit fuzz-short
 
-unit:
+unit: chromium
 	$(GO) test -race -count=1 -timeout 8m ./...
+
+## chromium: install Debian's Chromium for the console's browser tests when missing
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## screenshots: retake docs/screenshots/*.png from the console's browser tests
+screenshots: chromium
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestBrowser' ./internal/console
 
 lint: fmt tidy vet staticcheck
 
