@@ -74,6 +74,9 @@ func (s *Server) serveConsole(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// maxSessionBody bounds a sign-in body: a token and little else.
+const maxSessionBody = 4 << 10
+
 // sessionView is what the console learns of its session.
 type sessionView struct {
 	Actor   string    `json:"actor"`
@@ -89,14 +92,14 @@ func (s *Server) serveSession(ctx *fasthttp.RequestCtx) {
 	defer cancel()
 	switch string(ctx.Method()) {
 	case fasthttp.MethodPost:
-		if len(ctx.PostBody()) > 4096 {
-			writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than 4 KiB")
+		body, ok := readBody(ctx, maxSessionBody)
+		if !ok {
 			return
 		}
 		var in struct {
 			Token string `json:"token"`
 		}
-		if err := json.Unmarshal(ctx.PostBody(), &in); err != nil {
+		if err := json.Unmarshal(body, &in); err != nil {
 			writeErrorCode(ctx, fasthttp.StatusBadRequest, domain.EINVALID, "body: must be a JSON object {\"token\":\"...\"}")
 			return
 		}
