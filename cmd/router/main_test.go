@@ -170,6 +170,12 @@ func TestParseServeFlagsAndEnv(t *testing.T) {
 	if _, err := parseServe([]string{"--log-format", "xml"}, io.Discard); err == nil || !strings.Contains(err.Error(), "log-format") {
 		t.Fatalf("bad log format: %v", err)
 	}
+	if cfg.eventRetention != 30*24*time.Hour || cfg.retentionInterval != 10*time.Minute {
+		t.Fatalf("retention defaults: %s every %s, want 720h every 10m", cfg.eventRetention, cfg.retentionInterval)
+	}
+	if _, err := parseServe([]string{"--event-retention", "48h"}, io.Discard); err == nil || !strings.Contains(err.Error(), "event-retention") {
+		t.Fatalf("a retention under 3 days: %v, want refused", err)
+	}
 }
 
 func TestMigrateCreatesTheStore(t *testing.T) {

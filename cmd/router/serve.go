@@ -80,6 +80,11 @@ type serveConfig struct {
 	// drainDelay is how long a SIGTERM leaves the listener accepting
 	// (with reusePort) before it closes and in-flight requests drain.
 	drainDelay time.Duration
+	// eventRetention is how long rejected bodies (and finished events)
+	// are kept for a tenant that sets no event_retention_days;
+	// retentionInterval is how often they are swept.
+	eventRetention    time.Duration
+	retentionInterval time.Duration
 	// opened, when set, is given the store once it is open (tests: to
 	// make an SQLite disk look full).
 	opened func(store.Store)
@@ -111,6 +116,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.ringostatPoll, "ringostat-presence-interval", envDuration("ROUTER_RINGOSTAT_PRESENCE_INTERVAL", ringostat.DefaultPollInterval), "how often the SIP logins' presence is read from Ringostat, for tenants with presence on; presence older than 3 intervals is ignored (ROUTER_RINGOSTAT_PRESENCE_INTERVAL)")
 	fs.DurationVar(&c.ringostatPush, "ringostat-push-interval", envDuration("ROUTER_RINGOSTAT_PUSH_INTERVAL", ringostat.DefaultPushInterval), "how often phone-index changes are pushed to Ringostat Smart Phone (ROUTER_RINGOSTAT_PUSH_INTERVAL)")
 	fs.DurationVar(&c.ringostatReconcile, "ringostat-reconcile-interval", envDuration("ROUTER_RINGOSTAT_RECONCILE_INTERVAL", ringostat.DefaultReconcileInterval), "how often Ringostat's call log is read to recover call events whose webhook never arrived (ROUTER_RINGOSTAT_RECONCILE_INTERVAL)")
+	fs.DurationVar(&c.eventRetention, "event-retention", envDuration("ROUTER_EVENT_RETENTION", domain.DefaultEventRetentionDays*24*time.Hour), "how long rejected event bodies are kept for a tenant whose event_retention_days is 0; at least 72h (ROUTER_EVENT_RETENTION)")
+	fs.DurationVar(&c.retentionInterval, "retention-interval", envDuration("ROUTER_RETENTION_INTERVAL", 10*time.Minute), "how often expired rejected bodies are deleted (ROUTER_RETENTION_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -131,6 +138,12 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.logFormat != "json" && c.logFormat != "console" {
 		return c, fmt.Errorf("--log-format: must be json or console, got %q", c.logFormat)
+	}
+	if c.eventRetention < domain.MinEventRetentionDays*24*time.Hour {
+		return c, fmt.Errorf("--event-retention: must be at least %dd (%s), got %s", domain.MinEventRetentionDays, domain.MinEventRetentionDays*24*time.Hour, c.eventRetention)
+	}
+	if c.retentionInterval < time.Second {
+		return c, fmt.Errorf("--retention-interval: must be at least 1s, got %s", c.retentionInterval)
 	}
 	if c.negativeTTL <= 0 {
 		return c, fmt.Errorf("--negative-ttl: must be positive, got %s", c.negativeTTL)
@@ -266,6 +279,8 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		listening <- ln.Addr().String()
 	}
 
+	go sweepRejected(ctx, st, cfg.eventRetention, cfg.retentionInterval, log)
+
 	// Serve while warming: until the cache is warm, misses read the store,
 	// which is slower but correct, and /readyz says so.
 	go warm(ctx, c, st, log)
@@ -320,6 +335,34 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// sweepRejected deletes expired rejected event bodies every interval until
+// ctx ends; def is the retention of a tenant that sets none.
+func sweepRejected(ctx context.Context, st store.Store, def, interval time.Duration, log *zap.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tenants, err := st.ListTenants(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("retention sweep: list tenants", zap.Error(err))
+			}
+			continue
+		}
+		n, err := events.ExpireRejected(ctx, st, tenants, def, time.Now())
+		if err != nil && ctx.Err() == nil {
+			log.Warn("retention sweep", zap.Error(err))
+		}
+		if n > 0 {
+			log.Info("retention sweep: expired rejected event bodies", zap.Int("deleted", n))
+		}
+	}
 }
 
 func warm(ctx context.Context, c *cache.Cache, st store.Store, log *zap.Logger) {

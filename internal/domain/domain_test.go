@@ -34,6 +34,16 @@ func TestSettingsValidateNamesTheField(t *testing.T) {
 		{func(s *Settings) { s.OwnerOrder = []EntityKind{"lead", "lead"} }, "owner_order"},
 		{func(s *Settings) { s.OnMiss = "x" }, "on_miss"},
 		{func(s *Settings) { s.OnUnmapped = "x" }, "on_unmapped"},
+		{func(s *Settings) { s.EventRetentionDays = 2 }, "event_retention_days"},
+		{func(s *Settings) { s.EventRetentionDays = -1 }, "event_retention_days"},
+		{func(s *Settings) { s.EventRetentionDays = MaxEventRetentionDays + 1 }, "event_retention_days"},
+	}
+	for _, days := range []int{0, MinEventRetentionDays, DefaultEventRetentionDays} {
+		s := DefaultSettings()
+		s.EventRetentionDays = days
+		if err := s.Validate(); err != nil {
+			t.Errorf("event_retention_days %d: %v, want accepted", days, err)
+		}
 	}
 	for _, tc := range tests {
 		s := DefaultSettings()

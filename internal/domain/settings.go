@@ -61,6 +61,9 @@ type Settings struct {
 	AutoCallback              bool `json:"auto_callback"`
 	AutoCallbackDelaySeconds  int  `json:"auto_callback_delay_seconds"`
 	AutoCallbackWindowMinutes int  `json:"auto_callback_window_minutes"`
+	// EventRetentionDays is how long finished events and rejected bodies
+	// are kept; 0 means the server's default (--event-retention).
+	EventRetentionDays int `json:"event_retention_days"`
 }
 
 // Limits and defaults of the automatic call-back.
@@ -113,6 +116,10 @@ const (
 	MaxCallbackDueMinutes     = 7 * 24 * 60
 	MaxPipelineRules          = 100
 	MaxFormFieldNames         = 20
+
+	DefaultEventRetentionDays = 30
+	MinEventRetentionDays     = 3
+	MaxEventRetentionDays     = 3660
 )
 
 // DefaultCallerKeys are the request parameters the caller is read from when
@@ -295,6 +302,9 @@ func (s Settings) Validate() error {
 	}
 	if s.CallbackDueMinutes < 1 || s.CallbackDueMinutes > MaxCallbackDueMinutes {
 		return Errorf(EINVALID, "callback_due_minutes: must be between 1 and %d, got %d", MaxCallbackDueMinutes, s.CallbackDueMinutes)
+	}
+	if d := s.EventRetentionDays; d != 0 && (d < MinEventRetentionDays || d > MaxEventRetentionDays) {
+		return Errorf(EINVALID, "event_retention_days: must be between %d and %d (0 for the server's default), got %d", MinEventRetentionDays, MaxEventRetentionDays, d)
 	}
 	if len(s.PipelineRules) > MaxPipelineRules {
 		return Errorf(EINVALID, "pipeline_rules: at most %d rules, got %d", MaxPipelineRules, len(s.PipelineRules))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/time/rate"
 
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/store"
@@ -22,8 +23,20 @@ type Enqueuer interface {
 	EnqueueTx(ctx context.Context, tx any, parts []store.Partition) error
 }
 
-// MaxRejectedBody is how much of a refused body is kept for inspection.
-const MaxRejectedBody = 64 << 10
+// Limits of the rejected bodies kept for inspection. Junk must not fill the
+// disk nor take the writer from other tenants' events: a body is kept
+// truncated, a tenant keeps its newest MaxRejectedPerTenant (older ones are
+// dropped and counted), at most RejectedRate a second (burst RejectedBurst)
+// are written per tenant and at most maxRejectWriters at once across
+// tenants; the rest are counted, not stored. Old ones expire by the
+// tenant's event_retention_days (ExpireRejected).
+const (
+	MaxRejectedBody      = 4 << 10
+	MaxRejectedPerTenant = 1000
+	RejectedRate         = 10
+	RejectedBurst        = 100
+	maxRejectWriters     = 2
+)
 
 // Group commit limits. A batch is whatever arrived while the previous
 // commit ran, so a lone event waits for nothing and a burst shares one
@@ -42,6 +55,15 @@ type Ingest struct {
 	store store.Events
 	enq   Enqueuer
 	now   func() time.Time
+
+	// rejectLimit and rejectBurst bound the rejected bodies stored per
+	// tenant; limiters holds each tenant's bucket.
+	rejectMu    sync.Mutex
+	rejectLimit rate.Limit
+	rejectBurst int
+	limiters    map[string]*rate.Limiter
+	// rejectWriters holds a token per rejected-body write under way.
+	rejectWriters chan struct{}
 
 	mu     sync.RWMutex // held for reading while sending to reqs, for writing by Close
 	closed bool
@@ -71,7 +93,9 @@ func NewIngest(st store.Events, enq Enqueuer, now func() time.Time, committers i
 		now = time.Now
 	}
 	committers = max(committers, 1)
-	g := &Ingest{store: st, enq: enq, now: now, reqs: make(chan *pending, maxBatch*committers), quit: make(chan struct{})}
+	g := &Ingest{store: st, enq: enq, now: now, reqs: make(chan *pending, maxBatch*committers), quit: make(chan struct{}),
+		rejectLimit: RejectedRate, rejectBurst: RejectedBurst, limiters: map[string]*rate.Limiter{},
+		rejectWriters: make(chan struct{}, maxRejectWriters)}
 	g.wg.Add(committers)
 	for range committers {
 		go g.commitLoop()
@@ -224,15 +248,89 @@ func (g *Ingest) enqueue(ctx context.Context, tx any, stored []domain.CallEvent)
 // batchSize is the number of events per group commit.
 var batchSize = metrics.NewHistogram("callrouter_events_ingest_batch_size")
 
-// Reject keeps a refused body (its first MaxRejectedBody bytes) with the
-// reason it was refused.
+// LimitRejected sets how many rejected bodies a tenant may have stored per
+// second (perSecond, rate.Inf for no limit) with a burst of burst; the
+// default is RejectedRate and RejectedBurst. Call it before the first
+// Reject.
+func (g *Ingest) LimitRejected(perSecond rate.Limit, burst int) {
+	g.rejectMu.Lock()
+	defer g.rejectMu.Unlock()
+	g.rejectLimit, g.rejectBurst = perSecond, burst
+	clear(g.limiters)
+}
+
+// Reject keeps a refused body, its first MaxRejectedBody bytes, with the
+// reason it was refused, and drops the tenant's oldest beyond
+// MaxRejectedPerTenant. A body over the tenant's rate, or arriving while
+// maxRejectWriters others are being written, is counted and not stored, so
+// a flood of junk costs the writer a bounded share. It returns the store's
+// error.
 func (g *Ingest) Reject(ctx context.Context, tenantID, reason, contentType string, body []byte) error {
 	if len(body) > MaxRejectedBody {
 		body = body[:MaxRejectedBody]
 	}
 	counter("callrouter_events_rejected_total", tenantID).Inc()
-	return g.store.RejectEvent(ctx, domain.RejectedEvent{TenantID: tenantID, ReceivedAt: g.now(), Reason: reason,
-		ContentType: contentType, Body: body})
+	if !g.rejectAllowed(tenantID) {
+		counter("callrouter_events_rejected_unstored_total", tenantID).Inc()
+		return nil
+	}
+	select {
+	case g.rejectWriters <- struct{}{}:
+		defer func() { <-g.rejectWriters }()
+	default:
+		counter("callrouter_events_rejected_unstored_total", tenantID).Inc()
+		return nil
+	}
+	if err := g.store.RejectEvent(ctx, domain.RejectedEvent{TenantID: tenantID, ReceivedAt: g.now(), Reason: reason,
+		ContentType: contentType, Body: body}); err != nil {
+		return err
+	}
+	n, err := g.store.TrimRejected(ctx, tenantID, MaxRejectedPerTenant)
+	if n > 0 {
+		counter("callrouter_events_rejected_dropped_total", tenantID).Add(n)
+	}
+	return err
+}
+
+// rejectAllowed takes a token from the tenant's rejected-body bucket.
+func (g *Ingest) rejectAllowed(tenantID string) bool {
+	g.rejectMu.Lock()
+	defer g.rejectMu.Unlock()
+	if g.rejectLimit == rate.Inf {
+		return true
+	}
+	l := g.limiters[tenantID]
+	if l == nil {
+		l = rate.NewLimiter(g.rejectLimit, g.rejectBurst)
+		g.limiters[tenantID] = l
+	}
+	return l.AllowN(g.now(), 1)
+}
+
+// ExpireRejected deletes the rejected bodies of each tenant in tenants
+// older than its event_retention_days (def when the tenant sets none),
+// counting them in callrouter_events_rejected_expired_total, and returns
+// how many it deleted and the first store error; it goes on past errors.
+func ExpireRejected(ctx context.Context, st store.Events, tenants []domain.Tenant, def time.Duration, now time.Time) (int, error) {
+	var (
+		total    int
+		firstErr error
+	)
+	for _, t := range tenants {
+		keep := def
+		if d := t.Settings.EventRetentionDays; d > 0 {
+			keep = time.Duration(d) * 24 * time.Hour
+		}
+		n, err := st.ExpireRejected(ctx, t.ID, now.Add(-keep))
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("expire rejected bodies of %s: %w", t.ID, err)
+		}
+		if n > 0 {
+			total += n
+			counter("callrouter_events_rejected_expired_total", t.ID).Add(n)
+		}
+	}
+	return total, firstErr
 }
 
 // counter returns a per-tenant event counter. Tenant ids are validated

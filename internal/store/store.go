@@ -235,6 +235,12 @@ type Events interface {
 	// ListRejected returns up to limit rejected bodies of a tenant, newest
 	// first.
 	ListRejected(ctx context.Context, tenantID string, limit int) ([]domain.RejectedEvent, error)
+	// TrimRejected deletes a tenant's rejected bodies but its newest keep
+	// and returns how many it deleted.
+	TrimRejected(ctx context.Context, tenantID string, keep int) (int, error)
+	// ExpireRejected deletes a tenant's rejected bodies received before
+	// before and returns how many it deleted.
+	ExpireRejected(ctx context.Context, tenantID string, before time.Time) (int, error)
 	// BeginWrite records that a CRM create with key is about to be sent,
 	// unless the key is recorded already, and returns the record as stored
 	// and whether this call recorded it. An old record with EntityID set is

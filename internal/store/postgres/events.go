@@ -210,6 +210,19 @@ func (db *DB) RejectEvent(ctx context.Context, r domain.RejectedEvent) error {
 	return mapErr(err, "reject event", "", r.TenantID)
 }
 
+// TrimRejected deletes a tenant's rejected bodies but its newest keep.
+func (db *DB) TrimRejected(ctx context.Context, tenantID string, keep int) (int, error) {
+	tag, err := db.pool.Exec(ctx, `DELETE FROM rejected_events WHERE tenant_id = $1 AND id <=
+		(SELECT id FROM rejected_events WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)`, tenantID, max(keep, 0))
+	return int(tag.RowsAffected()), mapErr(err, "trim rejected", "", tenantID)
+}
+
+// ExpireRejected deletes a tenant's rejected bodies received before before.
+func (db *DB) ExpireRejected(ctx context.Context, tenantID string, before time.Time) (int, error) {
+	tag, err := db.pool.Exec(ctx, `DELETE FROM rejected_events WHERE tenant_id = $1 AND received_at < $2`, tenantID, before)
+	return int(tag.RowsAffected()), mapErr(err, "expire rejected", "", tenantID)
+}
+
 // ListRejected returns a tenant's rejected bodies, newest first.
 func (db *DB) ListRejected(ctx context.Context, tenantID string, limit int) ([]domain.RejectedEvent, error) {
 	rows, _ := db.pool.Query(ctx, `SELECT id, tenant_id, received_at, reason, content_type, body

@@ -201,6 +201,28 @@ func (db *DB) RejectEvent(ctx context.Context, r domain.RejectedEvent) error {
 	return mapErr(err, "reject event", "", r.TenantID)
 }
 
+// TrimRejected deletes a tenant's rejected bodies but its newest keep.
+func (db *DB) TrimRejected(ctx context.Context, tenantID string, keep int) (int, error) {
+	res, err := db.w.ExecContext(ctx, `DELETE FROM rejected_events WHERE tenant_id = ? AND id <=
+		(SELECT id FROM rejected_events WHERE tenant_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, tenantID, tenantID, max(keep, 0))
+	if err != nil {
+		return 0, mapErr(err, "trim rejected", "", tenantID)
+	}
+	n, err := res.RowsAffected()
+	return int(n), mapErr(err, "trim rejected", "", tenantID)
+}
+
+// ExpireRejected deletes a tenant's rejected bodies received before before.
+func (db *DB) ExpireRejected(ctx context.Context, tenantID string, before time.Time) (int, error) {
+	res, err := db.w.ExecContext(ctx, `DELETE FROM rejected_events WHERE tenant_id = ? AND received_at < ?`,
+		tenantID, micros(before))
+	if err != nil {
+		return 0, mapErr(err, "expire rejected", "", tenantID)
+	}
+	n, err := res.RowsAffected()
+	return int(n), mapErr(err, "expire rejected", "", tenantID)
+}
+
 // ListRejected returns a tenant's rejected bodies, newest first.
 func (db *DB) ListRejected(ctx context.Context, tenantID string, limit int) ([]domain.RejectedEvent, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT id, tenant_id, received_at, reason, content_type, body

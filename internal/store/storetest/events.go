@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -270,6 +271,50 @@ func testEventRejected(t *testing.T, e *env) {
 	}
 	wantCode(t, e.s.RejectEvent(e.ctx, domain.RejectedEvent{TenantID: "nobody", Reason: "x"}), domain.ENOTFOUND,
 		"rejected body of an unknown tenant")
+}
+
+// testRejectedTrimAndExpire is the cap and the retention of rejected
+// bodies: trimming keeps a tenant's newest, expiry drops the old ones, and
+// neither touches another tenant's.
+func testRejectedTrimAndExpire(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	e.tenant(t, "b")
+	for i := range 5 {
+		e.clock.Advance(time.Hour)
+		for _, id := range []string{"a", "b"} {
+			if err := e.s.RejectEvent(e.ctx, domain.RejectedEvent{TenantID: id, Reason: fmt.Sprintf("r%d", i), Body: []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	reasons := func(id string) string {
+		t.Helper()
+		got, err := e.s.ListRejected(e.ctx, id, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range got {
+			out = append(out, r.Reason)
+		}
+		return strings.Join(out, ",")
+	}
+	if n, err := e.s.TrimRejected(e.ctx, "a", 10); err != nil || n != 0 {
+		t.Fatalf("trim under the cap: %d, %v; want nothing deleted", n, err)
+	}
+	if n, err := e.s.TrimRejected(e.ctx, "a", 3); err != nil || n != 2 || reasons("a") != "r4,r3,r2" {
+		t.Fatalf("trim to 3: %d deleted, %v, left %s; want the oldest 2 gone", n, err, reasons("a"))
+	}
+	// Bodies were received at start+1h … start+5h: expire those before 3h30.
+	if n, err := e.s.ExpireRejected(e.ctx, "b", start.Add(3*time.Hour+30*time.Minute)); err != nil || n != 3 || reasons("b") != "r4,r3" {
+		t.Fatalf("expire: %d deleted, %v, left %s; want the 3 older gone", n, err, reasons("b"))
+	}
+	if reasons("a") != "r4,r3,r2" {
+		t.Fatalf("expiring b's bodies touched a's: %s", reasons("a"))
+	}
+	if n, err := e.s.TrimRejected(e.ctx, "a", 0); err != nil || n != 3 || reasons("a") != "" {
+		t.Fatalf("trim to 0: %d, %v, left %s", n, err, reasons("a"))
+	}
 }
 
 // testEventBatch is group commit: several events in one transaction,

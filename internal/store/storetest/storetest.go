@@ -80,6 +80,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Event/WaitingPartitions", testEventWaitingPartitions},
 		{"Event/DropWaiting", testEventDropWaiting},
 		{"Event/Rejected", testEventRejected},
+		{"Event/RejectedTrimAndExpire", testRejectedTrimAndExpire},
 		{"Event/ConcurrentDuplicates", testEventConcurrentDuplicates},
 		{"Write/BeginFinish", testWriteBeginFinish},
 		{"Event/Lease", testEventLease},
