@@ -278,24 +278,46 @@ func counter(name, tenantID string) *metrics.Counter {
 
 // Run works every connection until ctx ends: presence every
 // PollInterval, index changes every PushInterval (and the full push after
-// connecting), the call log every ReconcileInterval. Push and
-// reconciliation of a tenant run on one instance at a time (a lease).
+// connecting), the call log every ReconcileInterval, due call-backs every
+// second. Push and reconciliation of a tenant run on one instance at a
+// time (a lease); presence polls run beside them, so a long full push
+// never lets presence go stale.
 func (m *Manager) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	type due struct{ poll, push, reconcile time.Time }
 	next := map[string]*due{}
-	busy := map[string]bool{}
-	var bmu sync.Mutex
-	var wg sync.WaitGroup
+	var (
+		bmu       sync.Mutex
+		polling   = map[string]bool{}
+		working   = map[string]bool{}
+		wg        sync.WaitGroup
+		conns     []store.RingostatConn
+		loaded    time.Time
+		haveConns bool
+	)
 	defer wg.Wait()
-	var conns []store.RingostatConn
-	var loaded time.Time
+	// start runs f for a tenant unless the same kind of work still runs.
+	start := func(busy map[string]bool, id string, f func()) {
+		bmu.Lock()
+		if busy[id] {
+			bmu.Unlock()
+			return
+		}
+		busy[id] = true
+		bmu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { bmu.Lock(); busy[id] = false; bmu.Unlock() }()
+			f()
+		}()
+	}
 	for {
 		now := m.now()
-		if now.Sub(loaded) >= 10*time.Second || conns == nil {
+		if !haveConns || now.Sub(loaded) >= 10*time.Second {
 			if cs, err := m.cfg.Store.ListRingostat(ctx); err == nil {
-				conns, loaded = cs, now
+				conns, loaded, haveConns = cs, now, true
 			} else if ctx.Err() == nil {
 				m.log.Warn("ringostat: list connections", zap.Error(err))
 			}
@@ -304,34 +326,26 @@ func (m *Manager) Run(ctx context.Context) {
 			if c.State != store.RingostatActive {
 				continue
 			}
-			d := next[c.TenantID]
+			id := c.TenantID
+			d := next[id]
 			if d == nil {
 				d = &due{}
-				next[c.TenantID] = d
+				next[id] = d
 			}
-			bmu.Lock()
-			if busy[c.TenantID] {
-				bmu.Unlock()
-				continue
-			}
-			busy[c.TenantID] = true
-			bmu.Unlock()
-			poll, push, rec := !now.Before(d.poll), !now.Before(d.push), !now.Before(d.reconcile)
-			if poll {
+			if !now.Before(d.poll) {
 				d.poll = now.Add(m.cfg.PollInterval)
+				start(polling, id, func() { m.poll(ctx, id) })
 			}
+			push, rec := !now.Before(d.push), !now.Before(d.reconcile)
 			if push {
 				d.push = now.Add(m.cfg.PushInterval)
 			}
 			if rec {
 				d.reconcile = now.Add(m.cfg.ReconcileInterval)
 			}
-			wg.Add(1)
-			go func(id string) {
-				defer wg.Done()
-				defer func() { bmu.Lock(); busy[id] = false; bmu.Unlock() }()
-				m.work(ctx, id, poll, push, rec)
-			}(c.TenantID)
+			if push || rec {
+				start(working, id, func() { m.work(ctx, id, push, rec) })
+			}
 		}
 		m.Callbacks(ctx)
 		select {
@@ -339,21 +353,19 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 		case <-m.changed:
-			loaded = time.Time{}
+			haveConns = false
 			clear(next)
 		}
 	}
 }
 
-func (m *Manager) work(ctx context.Context, tenantID string, poll, push, rec bool) {
-	if poll {
-		if err := m.PollPresence(ctx, tenantID); err != nil && ctx.Err() == nil {
-			m.log.Warn("ringostat: presence poll", zap.String("tenant", tenantID), zap.Error(err))
-		}
+func (m *Manager) poll(ctx context.Context, tenantID string) {
+	if err := m.PollPresence(ctx, tenantID); err != nil && ctx.Err() == nil {
+		m.log.Warn("ringostat: presence poll", zap.String("tenant", tenantID), zap.Error(err))
 	}
-	if !push && !rec {
-		return
-	}
+}
+
+func (m *Manager) work(ctx context.Context, tenantID string, push, rec bool) {
 	ttl := max(2*m.cfg.ReconcileInterval, time.Minute)
 	ok, err := m.cfg.Store.LeaseRingostat(ctx, tenantID, m.cfg.Instance, ttl)
 	if err != nil || !ok {

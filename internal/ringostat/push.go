@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/store"
@@ -45,6 +46,14 @@ func (m *Manager) Push(ctx context.Context, tenantID string) error {
 func (m *Manager) pushAll(ctx context.Context, c *Client, conn store.RingostatConn, origin string, link linker) error {
 	after := parseCursor(conn.PushCursor)
 	for {
+		// A full push outlasts the lease work() took: renew it per batch,
+		// and stop if another instance has taken over.
+		if m.cfg.Instance != "" {
+			held, err := m.cfg.Store.LeaseRingostat(ctx, conn.TenantID, m.cfg.Instance, max(2*m.cfg.ReconcileInterval, time.Minute))
+			if err != nil || !held {
+				return err
+			}
+		}
 		rows, err := m.cfg.Store.IndexEntities(ctx, conn.TenantID, after, m.cfg.PushBatch)
 		if err != nil {
 			return err
