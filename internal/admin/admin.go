@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"time"
 
@@ -164,6 +165,10 @@ func (s *Service) PatchTenant(ctx context.Context, actor, id string, body []byte
 	// form_entities mirrors the matrix's form row: only a body that gives
 	// it may set the row through it, so the stored copy is set aside.
 	in.FormEntities = nil
+	// The body's objects merge into the stored ones: copies, so that the
+	// stored settings stay as they were to compare with.
+	in.Matrix, in.FormMapping, in.CallMapping = maps.Clone(t.Settings.Matrix), maps.Clone(t.Settings.FormMapping),
+		maps.Clone(t.Settings.CallMapping)
 	if err := decodeStrict(body, &in); err != nil {
 		return TenantView{}, err
 	}
@@ -174,6 +179,9 @@ func (s *Service) PatchTenant(ctx context.Context, actor, id string, body []byte
 		t.Name = *in.Name
 	}
 	if err := checkSettings(&in.Settings); err != nil {
+		return TenantView{}, err
+	}
+	if err := s.checkMappings(ctx, id, t.Settings, in.Settings); err != nil {
 		return TenantView{}, err
 	}
 	t.Settings = in.Settings

@@ -32,6 +32,9 @@ type CRMs interface {
 	// MissingFields names the fields the CRM account lacks that callrouter
 	// would write.
 	MissingFields(ctx context.Context, tenantID string) ([]string, error)
+	// MappableFields lists the fields a mapping may name for entity in the
+	// tenant's CRM account; ok is false when they cannot be listed.
+	MappableFields(ctx context.Context, tenantID, entity string) (crmName string, fields []string, ok bool, err error)
 }
 
 // WithCRMs enables the integration operations.

@@ -208,3 +208,15 @@ type EmailFinder interface {
 	// Errors as Writer's.
 	FindContactByEmail(ctx context.Context, email string) (Ref, error)
 }
+
+// FieldLister lists the fields a CRM account has, so that a tenant's
+// mapping naming one the account lacks is refused when it is saved rather
+// than failing events later. Adapters of CRMs that let callrouter list
+// their fields implement it (amoCRM, Zoho CRM, retailCRM).
+type FieldLister interface {
+	// MappableFields returns every address a mapping may name for entity
+	// ("contact" or "deal") in this account: field ids and codes, or API
+	// names. ok is false when the account does not let callrouter list
+	// them (a token without the scope). Errors: the CRM's.
+	MappableFields(ctx context.Context, entity string) (fields []string, ok bool, err error)
+}

@@ -718,6 +718,24 @@ func (e *Engine) MissingFields(ctx context.Context, tenantID string) ([]string, 
 	return fc.MissingFields(ctx)
 }
 
+// MappableFields lists the fields a mapping may name for entity
+// ("contact", "deal") in the tenant's CRM account, with the CRM's name;
+// ok is false when the CRM (or the account's token) does not let
+// callrouter list them. Errors: ENOTFOUND without an integration, the
+// CRM's errors.
+func (e *Engine) MappableFields(ctx context.Context, tenantID, entity string) (crmName string, fields []string, ok bool, err error) {
+	src, in, err := e.source(ctx, tenantID)
+	if err != nil {
+		return "", nil, false, err
+	}
+	fl, can := src.(crm.FieldLister)
+	if !can {
+		return in.CRM, nil, false, nil
+	}
+	fields, ok, err = fl.MappableFields(ctx, entity)
+	return in.CRM, fields, ok, err
+}
+
 // tokenStore keeps one integration's OAuth token sealed in the store.
 type tokenStore struct {
 	e        *Engine

@@ -129,3 +129,53 @@ func TestFormRowNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestMappingUnknownFieldRefusedOnSave: where the CRM lists its fields
+// (amoCRM, Zoho CRM, retailCRM) a mapping naming a field the account
+// lacks is refused when saved, naming it; Uspacy's is saved and left to
+// the CRM.
+func TestMappingUnknownFieldRefusedOnSave(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		mapFields(t, w) // the account's own fields are accepted
+		_, err := w.admin.PatchTenant(context.Background(), "test", "acme",
+			[]byte(`{"form_mapping":{"deal":[{"crm_field":"No_Such_Field_999","source":"constant","value":"x"}]}}`))
+		if w.crmName() == "uspacy" {
+			if err != nil {
+				t.Fatalf("Uspacy lists no fields, the mapping is saved: %v", err)
+			}
+			return
+		}
+		if domain.ErrorCode(err) != domain.EINVALID || !strings.HasPrefix(domain.ErrorMessage(err), "form_mapping.deal[0].crm_field:") ||
+			!strings.Contains(domain.ErrorMessage(err), "No_Such_Field_999") {
+			t.Fatalf("an unknown field: %v", err)
+		}
+	})
+}
+
+// TestFormWithOnlyEmailFindsContact: a form carrying only an e-mail finds
+// the contact an earlier form made, where the CRM can be searched by
+// e-mail (amoCRM), and makes no second contact or deal.
+func TestFormWithOnlyEmailFindsContact(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		w.post(domain.EventForm, map[string]string{"phone": "0671000931", "email": "olena@example.com", "name": "Olena"})
+		w.mustDrain()
+		w.clock.Advance(3600e9)
+		id := w.post(domain.EventForm, map[string]string{"email": "Olena@Example.com", "message": "call me"})
+		w.mustDrain()
+		ev := w.event(id)
+		wr := w.fake.Written()
+		if w.crmName() != "amocrm" {
+			t.Logf("%s: no e-mail search; the e-mail-only form: %q, contacts %d", w.crmName(), ev.Note, len(wr.Contacts))
+			return
+		}
+		if ev.State != domain.EventDone || !strings.Contains(ev.Note, "client found") {
+			t.Fatalf("e-mail-only form: %q %q", ev.State, ev.Note)
+		}
+		if len(wr.Contacts) != 1 || len(wr.Leads) != 1 || len(wr.Tasks) != 2 {
+			t.Fatalf("contacts %d, deals %d, tasks %d; want 1, 1, 2 (only the task is new)", len(wr.Contacts), len(wr.Leads), len(wr.Tasks))
+		}
+		if tk := wr.Tasks[1]; tk.ContactID != wr.Contacts[0].ID && tk.LeadID == "" {
+			t.Errorf("the task is not linked to the found contact: %+v", tk)
+		}
+	})
+}

@@ -630,3 +630,97 @@ func cmpOr(vs ...string) string {
 	}
 	return ""
 }
+
+var _ crm.FieldLister = (*source)(nil)
+
+// standardCodes are the field codes amoCRM accounts have on contacts
+// whether or not they list them (PHONE, EMAIL, POSITION) and the
+// tracking-data codes of leads.
+var standardCodes = map[string][]string{
+	"contacts": {"PHONE", "EMAIL", "POSITION"},
+	"leads":    utmCodes[:],
+}
+
+// MappableFields lists the custom fields of leads ("deal") or contacts
+// with GET /api/v4/{leads|contacts}/custom_fields, every page: each
+// field's id and, where it has one, its code. Errors: the CRM's.
+func (s *source) MappableFields(ctx context.Context, entity string) ([]string, bool, error) {
+	plural := "leads"
+	if entity == "contact" {
+		plural = "contacts"
+	}
+	out := slices.Clone(standardCodes[plural])
+	path := "/api/v4/" + plural + "/custom_fields"
+	q := url.Values{"limit": {"50"}}
+	for page := 1; page <= 100; page++ {
+		q.Set("page", strconv.Itoa(page))
+		resp, err := s.get(ctx, path, q)
+		if err != nil {
+			return nil, false, fmt.Errorf("list %s fields: %w", plural, err)
+		}
+		if resp.Status == http.StatusNoContent || len(resp.Body) == 0 {
+			break
+		}
+		var p struct {
+			Links struct {
+				Next *struct{} `json:"next"`
+			} `json:"_links"`
+			Embedded struct {
+				Fields []struct {
+					ID   int64   `json:"id"`
+					Code *string `json:"code"`
+				} `json:"custom_fields"`
+			} `json:"_embedded"`
+		}
+		if err := decode(resp, http.MethodGet, path, &p); err != nil {
+			return nil, false, err
+		}
+		for _, f := range p.Embedded.Fields {
+			out = append(out, strconv.FormatInt(f.ID, 10))
+			if f.Code != nil && *f.Code != "" {
+				out = append(out, *f.Code)
+			}
+		}
+		if p.Links.Next == nil {
+			break
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), true, nil
+}
+
+var _ crm.EmailFinder = (*source)(nil)
+
+// FindContactByEmail searches contacts with GET /api/v4/contacts?query=
+// (amoCRM's search covers e-mail fields) and returns the first whose
+// EMAIL field holds email exactly (case aside), the most recently updated
+// first. Errors: the CRM's.
+func (s *source) FindContactByEmail(ctx context.Context, email string) (crm.Ref, error) {
+	type contact struct {
+		ID           int64 `json:"id"`
+		CustomFields []struct {
+			FieldCode *string `json:"field_code"`
+			Values    []struct {
+				Value any `json:"value"`
+			} `json:"values"`
+		} `json:"custom_fields_values"`
+	}
+	q := url.Values{"query": {email}, "order[updated_at]": {"desc"}}
+	id, err := findInPages(ctx, s, "contact by e-mail", "/api/v4/contacts", "contacts", q, func(c contact) (int64, bool) {
+		for _, f := range c.CustomFields {
+			if f.FieldCode == nil || *f.FieldCode != "EMAIL" {
+				continue
+			}
+			for _, v := range f.Values {
+				if t, ok := v.Value.(string); ok && strings.EqualFold(strings.TrimSpace(t), email) {
+					return c.ID, true
+				}
+			}
+		}
+		return 0, false
+	})
+	if err != nil || id == "" {
+		return crm.Ref{}, err
+	}
+	return crm.Ref{Kind: domain.KindContact, ID: id}, nil
+}

@@ -509,3 +509,42 @@ func (s *Source) CreateContact(ctx context.Context, c crm.NewContact) (crm.Ref, 
 	}
 	return crm.Ref{Kind: domain.KindContact, ID: idString(a.ID)}, nil
 }
+
+var _ crm.FieldLister = (*Source)(nil)
+
+// customFieldsAnswer is the answer of GET /api/v5/custom-fields.
+type customFieldsAnswer struct {
+	envelope
+	CustomFields []struct {
+		Code   string `json:"code"`
+		Entity string `json:"entity"`
+	} `json:"customFields"`
+	Pagination pagination `json:"pagination"`
+}
+
+// MappableFields lists the custom field codes of orders ("deal") or
+// customers with GET /api/v5/custom-fields?filter[entity]=…, every page.
+// Errors: the CRM's.
+func (s *Source) MappableFields(ctx context.Context, entity string) ([]string, bool, error) {
+	ent := "order"
+	if entity == "contact" {
+		ent = "customer"
+	}
+	var out []string
+	for page := 1; page <= 100; page++ {
+		var a customFieldsAnswer
+		q := url.Values{"filter[entity]": {ent}, "limit": {"100"}, "page": {strconv.Itoa(page)}}
+		if err := s.get(ctx, "/api/v5/custom-fields", q, false, &a); err != nil {
+			return nil, false, fmt.Errorf("list %s custom fields: %w", ent, err)
+		}
+		for _, f := range a.CustomFields {
+			if f.Entity == "" || f.Entity == ent {
+				out = append(out, f.Code)
+			}
+		}
+		if a.Pagination.last(page) {
+			break
+		}
+	}
+	return out, true, nil
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -197,4 +198,25 @@ func (s *source) MissingFields(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+var _ crm.FieldLister = (*source)(nil)
+
+// MappableFields lists the API names of the Leads layout (the entity a
+// "deal" mapping writes: callrouter's leads are Zoho Leads) or of the
+// Contacts layout, from GET /settings/fields. ok is false when the token
+// may not read field metadata. Errors: the CRM's.
+func (s *source) MappableFields(ctx context.Context, entity string) ([]string, bool, error) {
+	module := "Leads"
+	if entity == "contact" {
+		module = "Contacts"
+	}
+	l, err := s.layoutOf(ctx, module)
+	if err != nil {
+		return nil, false, err
+	}
+	if l.guessed {
+		return nil, false, nil
+	}
+	return slices.Sorted(maps.Keys(l.types)), true, nil
 }

@@ -159,6 +159,7 @@ type record struct {
 	auto        int64   // leads: the auto contact holding Put's phones
 	pipeline    int64   // leads: 0 is PipelineID
 	utm         crm.UTM // leads: the tracking-data fields
+	email       string  // contacts created through the API with an EMAIL
 }
 
 // touch stamps a change at now, or a second after the previous change when

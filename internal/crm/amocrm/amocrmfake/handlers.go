@@ -320,6 +320,9 @@ func plural(kind domain.EntityKind) string {
 // matches is amoCRM's search as far as callrouter relies on it: the query's
 // digits anywhere in a phone's digits, or the text in the name.
 func matches(rec *record, query string) bool {
+	if strings.Contains(query, "@") {
+		return rec.email != "" && strings.EqualFold(rec.email, query)
+	}
 	if d := digits(query); len(d) >= 4 {
 		for _, p := range rec.phones {
 			if strings.Contains(digits(p), d) {
@@ -529,6 +532,11 @@ func (s *Server) recordJSON(rec *record, with map[string]bool) any {
 			c.CustomFieldsValues = append(c.CustomFieldsValues, customField{FieldID: vipFieldID, FieldName: "VIP",
 				FieldType: "checkbox", Values: []customValues{{Value: true}}})
 		}
+	}
+	if rec.email != "" {
+		code := "EMAIL"
+		c.CustomFieldsValues = append(c.CustomFieldsValues, customField{FieldID: phoneFieldID + 1, FieldName: "Email",
+			FieldCode: &code, FieldType: "multitext", Values: []customValues{{Value: rec.email, EnumCode: "WORK"}}})
 	}
 	c.Embedded.Tags, c.Embedded.Companies = []any{}, []any{}
 	if with["leads"] && rec.kind == domain.KindContact {

@@ -211,6 +211,8 @@ func (s *Server) serveWrites(w http.ResponseWriter, r *http.Request) bool {
 		s.addLeads(w, r, false)
 	case r.Method == http.MethodPost && path == "/api/v4/contacts":
 		s.addContacts(w, r)
+	case r.Method == http.MethodGet && (path == "/api/v4/leads/custom_fields" || path == "/api/v4/contacts/custom_fields"):
+		s.listCustomFields(w, r, strings.Split(path, "/")[3])
 	case r.Method == http.MethodPost && path == "/api/v4/calls":
 		s.addCalls(w, r)
 	case r.Method == http.MethodPost && path == "/api/v4/tasks":
@@ -521,7 +523,7 @@ func (s *Server) addLeads(w http.ResponseWriter, r *http.Request, isComplex bool
 			s.nextID++
 			name := strings.TrimSpace(cmp.Or(c.Name, strings.TrimSpace(c.FirstName+" "+c.LastName)))
 			rec := &record{kind: domain.KindContact, id: s.nextID, name: name, phones: p.phones[j],
-				responsible: c.ResponsibleUserID, createdAt: now}
+				responsible: c.ResponsibleUserID, createdAt: now, email: p.fields[j].email}
 			rec.touch(now)
 			s.records[domain.KindContact][rec.id] = rec
 			contacts = append(contacts, rec.id)
@@ -991,7 +993,7 @@ func (s *Server) addContacts(w http.ResponseWriter, r *http.Request) {
 		s.nextID++
 		name := strings.TrimSpace(cmp.Or(c.Name, strings.TrimSpace(c.FirstName+" "+c.LastName)))
 		rec := &record{kind: domain.KindContact, id: s.nextID, name: name, phones: fields[i].phones,
-			responsible: c.ResponsibleUserID, createdAt: now}
+			responsible: c.ResponsibleUserID, createdAt: now, email: fields[i].email}
 		rec.touch(now)
 		s.records[domain.KindContact][rec.id] = rec
 		s.writeSeq++
@@ -1005,5 +1007,34 @@ func (s *Server) addContacts(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{
 		"_links":    links{Self: link{"http://" + host + "/api/v4/contacts"}},
 		"_embedded": map[string]any{"contacts": out},
+	})
+}
+
+// listCustomFields serves GET /api/v4/{leads|contacts}/custom_fields: the
+// account's fields of the entity on one page (the fake has few).
+func (s *Server) listCustomFields(w http.ResponseWriter, r *http.Request, plural string) {
+	type cf struct {
+		ID   int64   `json:"id"`
+		Name string  `json:"name"`
+		Code *string `json:"code"`
+		Type string  `json:"type"`
+	}
+	code := func(c string) *string { return &c }
+	var fields []cf
+	if plural == "leads" {
+		for i, c := range utmCodes {
+			fields = append(fields, cf{ID: utmFieldID + int64(i), Name: strings.ToLower(c), Code: code(c), Type: "tracking_data"})
+		}
+		fields = append(fields, cf{ID: LeadCustomFieldID, Name: "Roistat visit", Type: "text"})
+	} else {
+		fields = append(fields, cf{ID: phoneFieldID, Name: "Телефон", Code: code("PHONE"), Type: "multitext"},
+			cf{ID: phoneFieldID + 1, Name: "Email", Code: code("EMAIL"), Type: "multitext"},
+			cf{ID: ContactCustomFieldID, Name: "Landing", Type: "url"})
+	}
+	w.Header().Set("Content-Type", "application/hal+json")
+	json.NewEncoder(w).Encode(map[string]any{
+		"_total_items": len(fields), "_page": 1,
+		"_links":    links{Self: link{"http://" + r.Host + r.URL.Path}},
+		"_embedded": map[string]any{"custom_fields": fields},
 	})
 }

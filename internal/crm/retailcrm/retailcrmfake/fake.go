@@ -633,6 +633,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.listUsers(w, q)
 	case path == "reference/statuses":
 		s.listStatuses(w)
+	case path == "custom-fields":
+		s.listCustomFields(w, q)
 	default:
 		fail(w, http.StatusNotFound, "API method not found", nil)
 	}

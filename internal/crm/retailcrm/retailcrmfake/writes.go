@@ -603,3 +603,24 @@ func (s *Server) Reauthorize() {
 	defer s.mu.Unlock()
 	s.revoked = false
 }
+
+// listCustomFields serves GET /api/v5/custom-fields: the account's custom
+// fields, filter[entity] order or customer, on one page.
+func (s *Server) listCustomFields(w http.ResponseWriter, q url.Values) {
+	type cf struct {
+		Name   string `json:"name"`
+		Code   string `json:"code"`
+		Type   string `json:"type"`
+		Entity string `json:"entity"`
+	}
+	all := []cf{{Name: "Roistat", Code: OrderCustomField, Type: "string", Entity: "order"},
+		{Name: "Landing", Code: CustomerCustomField, Type: "string", Entity: "customer"}}
+	var out []cf
+	for _, f := range all {
+		if e := q.Get("filter[entity]"); e == "" || e == f.Entity {
+			out = append(out, f)
+		}
+	}
+	reply(w, http.StatusOK, map[string]any{"success": true, "customFields": out,
+		"pagination": map[string]int{"limit": 100, "totalCount": len(out), "currentPage": 1, "totalPageCount": 1}})
+}
