@@ -44,7 +44,7 @@ type noEnqueue struct{}
 func (noEnqueue) EnqueueTx(context.Context, any, []store.Partition) error { return nil }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	st     *sqlite.DB
 	reg    *tenant.Registry
@@ -59,7 +59,7 @@ const (
 	project = "4242"
 )
 
-func newHarness(t *testing.T, mut func(*domain.Settings), opts ...func(*ringostat.Config)) *harness {
+func newHarness(t testing.TB, mut func(*domain.Settings), opts ...func(*ringostat.Config)) *harness {
 	t.Helper()
 	ctx := t.Context()
 	clk := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
