@@ -28,6 +28,18 @@ func envInt(name string, def int64) int64 {
 	return n
 }
 
+func envFloat(name string, def float64) float64 {
+	v := env(name, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		envError(name, v, "a number")
+	}
+	return f
+}
+
 func envBool(name string, def bool) bool {
 	v := env(name, "")
 	if v == "" {

@@ -176,6 +176,17 @@ func TestParseServeFlagsAndEnv(t *testing.T) {
 	if _, err := parseServe([]string{"--event-retention", "48h"}, io.Discard); err == nil || !strings.Contains(err.Error(), "event-retention") {
 		t.Fatalf("a retention under 3 days: %v, want refused", err)
 	}
+	if cfg.decisionLogSample != 0 {
+		t.Fatalf("the decision log is on by default: %v", cfg.decisionLogSample)
+	}
+	for _, bad := range []string{"-0.1", "1.5", "NaN"} {
+		if _, err := parseServe([]string{"--decision-log-sample", bad}, io.Discard); err == nil || !strings.Contains(err.Error(), "decision-log-sample") {
+			t.Fatalf("--decision-log-sample %s: %v, want refused", bad, err)
+		}
+	}
+	if c, err := parseServe([]string{"--decision-log-sample", "0.01"}, io.Discard); err != nil || c.decisionLogSample != 0.01 {
+		t.Fatalf("--decision-log-sample 0.01: %v %v", c.decisionLogSample, err)
+	}
 }
 
 func TestMigrateCreatesTheStore(t *testing.T) {

@@ -85,6 +85,8 @@ type serveConfig struct {
 	// retentionInterval is how often they are swept.
 	eventRetention    time.Duration
 	retentionInterval time.Duration
+	// decisionLogSample is the share of route decisions logged (0 off).
+	decisionLogSample float64
 	// opened, when set, is given the store once it is open (tests: to
 	// make an SQLite disk look full).
 	opened func(store.Store)
@@ -116,6 +118,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.ringostatPoll, "ringostat-presence-interval", envDuration("ROUTER_RINGOSTAT_PRESENCE_INTERVAL", ringostat.DefaultPollInterval), "how often the SIP logins' presence is read from Ringostat, for tenants with presence on; presence older than 3 intervals is ignored (ROUTER_RINGOSTAT_PRESENCE_INTERVAL)")
 	fs.DurationVar(&c.ringostatPush, "ringostat-push-interval", envDuration("ROUTER_RINGOSTAT_PUSH_INTERVAL", ringostat.DefaultPushInterval), "how often phone-index changes are pushed to Ringostat Smart Phone (ROUTER_RINGOSTAT_PUSH_INTERVAL)")
 	fs.DurationVar(&c.ringostatReconcile, "ringostat-reconcile-interval", envDuration("ROUTER_RINGOSTAT_RECONCILE_INTERVAL", ringostat.DefaultReconcileInterval), "how often Ringostat's call log is read to recover call events whose webhook never arrived (ROUTER_RINGOSTAT_RECONCILE_INTERVAL)")
+	fs.Float64Var(&c.decisionLogSample, "decision-log-sample", envFloat("ROUTER_DECISION_LOG_SAMPLE", 0), "share of route decisions logged at info with tenant, call id, masked caller, reason, target and latency: 0 off, 0.01 one in a hundred, 1 all (ROUTER_DECISION_LOG_SAMPLE)")
 	fs.DurationVar(&c.eventRetention, "event-retention", envDuration("ROUTER_EVENT_RETENTION", domain.DefaultEventRetentionDays*24*time.Hour), "how long rejected event bodies are kept for a tenant whose event_retention_days is 0; at least 72h (ROUTER_EVENT_RETENTION)")
 	fs.DurationVar(&c.retentionInterval, "retention-interval", envDuration("ROUTER_RETENTION_INTERVAL", 10*time.Minute), "how often expired rejected bodies are deleted (ROUTER_RETENTION_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
@@ -141,6 +144,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.eventRetention < domain.MinEventRetentionDays*24*time.Hour {
 		return c, fmt.Errorf("--event-retention: must be at least %dd (%s), got %s", domain.MinEventRetentionDays, domain.MinEventRetentionDays*24*time.Hour, c.eventRetention)
+	}
+	if !(c.decisionLogSample >= 0 && c.decisionLogSample <= 1) {
+		return c, fmt.Errorf("--decision-log-sample: must be between 0 and 1, got %v", c.decisionLogSample)
 	}
 	if c.retentionInterval < time.Second {
 		return c, fmt.Errorf("--retention-interval: must be at least 1s, got %s", c.retentionInterval)
@@ -259,14 +265,15 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout).WithPresence(rsm.Presence()),
 		Admin: admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(pub),
 			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil)), admin.WithRingostat(rsm)),
-		Webhooks:       engine,
-		Events:         ingest,
-		Observer:       rsm,
-		Ready:          c.Ready,
-		AdminTokenHash: adminHash,
-		Sessions:       sessions,
-		Board:          board,
-		Log:            log,
+		Webhooks:          engine,
+		Events:            ingest,
+		Observer:          rsm,
+		Ready:             c.Ready,
+		AdminTokenHash:    adminHash,
+		DecisionLogSample: cfg.decisionLogSample,
+		Sessions:          sessions,
+		Board:             board,
+		Log:               log,
 	})
 	hs := srv.FastHTTP()
 	ln, err := listen(ctx, cfg.listen, cfg.reusePort)

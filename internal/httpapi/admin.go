@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
 	"github.com/callrouter/callrouter/internal/domain"
 )
@@ -34,6 +35,9 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		method = fasthttp.MethodGet // fasthttp leaves the body out of the answer
 	}
 	actor := who.Actor
+	if method != fasthttp.MethodGet {
+		defer s.logAdminChange(ctx, actor, method)
+	}
 	path := ctx.Path()[len(pathAdmin):]
 	if !utf8.Valid(path) || bytes.IndexByte(path, 0) >= 0 {
 		writeErrorCode(ctx, fasthttp.StatusBadRequest, domain.EINVALID, "path: must be UTF-8 without NUL characters")
@@ -179,6 +183,16 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Event(c, seg[1], seg[3])) })
 	default:
 		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such admin endpoint")
+	}
+}
+
+// logAdminChange logs a change made through the admin API at info once it
+// succeeded: who, the method and the path. Bodies are never logged: they
+// carry credentials.
+func (s *Server) logAdminChange(ctx *fasthttp.RequestCtx, actor, method string) {
+	if st := ctx.Response.StatusCode(); st < 400 {
+		s.log.Info("admin change", zap.String("actor", actor), zap.String("method", method),
+			zap.String("path", storableText(string(ctx.Path()))), zap.Int("status", st))
 	}
 }
 

@@ -75,6 +75,7 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
 		if rerr := s.events.Reject(c, t.ID, reason, storableText(contentType), body); rerr != nil {
 			s.log.Error("keep rejected event", zap.String("tenant", t.ID), zap.Error(rerr))
 		}
+		s.log.Info("call event rejected", zap.String("tenant", t.ID), zap.String("reason", redactLog(reason)))
 		writeErrorCode(ctx, statusOf(code), code, reason)
 		return
 	}
@@ -95,6 +96,8 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
 	if s.calls != nil {
 		s.calls.ObserveCall(t.ID, in.Kind, in.UniqueID, in.Fields)
 	}
+	s.log.Info("call event stored", zap.String("tenant", t.ID), zap.String("id", id), zap.String("kind", string(in.Kind)),
+		zap.String("call_id", clipID([]byte(in.UniqueID))))
 	ctx.SetContentType("application/json")
 	ctx.SetBodyString(`{"id":` + jsonString(id) + `}`)
 }

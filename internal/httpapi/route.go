@@ -91,6 +91,9 @@ func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, tenantID []byte) {
 	// itself by the tenant's budget.
 	res := s.router.Route(context.Background(), t, rr.caller, start)
 	renderRoute(&ctx.Response, rt, res, rr)
+	if s.sampleDecision() {
+		s.logDecision(ctx, t, rr, res, start)
+	}
 }
 
 // authorized checks the tenant's webhook secret, taken from ?key= (the PBX

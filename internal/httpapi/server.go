@@ -58,6 +58,9 @@ type Config struct {
 	// WriteTimeout bounds writing one response, so a client that does not
 	// read it is cut; DefaultWriteTimeout when zero.
 	WriteTimeout time.Duration
+	// DecisionLogSample is the share of route decisions logged at info
+	// (0 off, 1 every one); see logDecision.
+	DecisionLogSample float64
 	// IdleTimeout is how long a keep-alive connection may wait for its next
 	// request; DefaultIdleTimeout when zero.
 	IdleTimeout time.Duration
@@ -87,6 +90,8 @@ type Server struct {
 	calls     CallObserver
 	log       *zap.Logger
 	now       func() time.Time
+	// decisionSample is Config.DecisionLogSample.
+	decisionSample float64
 	// timeouts of the connections FastHTTP serves: read, write, idle.
 	timeouts [3]time.Duration
 }
@@ -109,6 +114,7 @@ func New(cfg Config) *Server {
 	if s.ready == nil {
 		s.ready = func() bool { return true }
 	}
+	s.decisionSample = min(max(cfg.DecisionLogSample, 0), 1)
 	s.timeouts = [3]time.Duration{cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout}
 	for i, d := range [3]time.Duration{DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout} {
 		if s.timeouts[i] <= 0 {
