@@ -27,7 +27,9 @@ commands:
   set ID KEY=VALUE...                          change settings (default_country=UA route_budget_ms=500
                                                owner_order=lead,contact on_miss=default_owner
                                                lead_on_call_start=true callback_due_minutes=30
-                                               "pipeline_rules=pool_name=Context ads:7001;utm_source=fb:7002")
+                                               "pipeline_rules=pool_name=Context ads:7001;utm_source=fb:7002"
+                                               presence=skip_offline on_unavailable=default_owner
+                                               auto_callback=true auto_callback_delay_seconds=60)
   set-default-owner ID CRM_USER_ID             set the default owner ("" clears it)
   default-owner ID                             show the default owner
   put-employee ID CRM_USER_ID [--sip S] [--phone P] [--name N] [--email E]
@@ -355,7 +357,8 @@ func settingsBody(pairs []string) (map[string]any, error) {
 		case v == "true" || v == "false":
 			body[k] = v == "true"
 		default:
-			if n, err := strconv.Atoi(v); err == nil && (k == "route_budget_ms" || k == "callback_due_minutes") {
+			if n, err := strconv.Atoi(v); err == nil && (k == "route_budget_ms" || k == "callback_due_minutes" ||
+				k == "auto_callback_delay_seconds" || k == "auto_callback_window_minutes") {
 				body[k] = n
 			} else {
 				body[k] = v

@@ -122,3 +122,17 @@ func TestRingostatEndToEnd(t *testing.T) {
 		return r["state"] == "broken" && r["last_error"] == "401 Invalid auth key"
 	})
 }
+
+// TestRingostatSettingsCLI: the presence and call-back settings travel as
+// the admin API takes them (numbers as numbers).
+func TestRingostatSettingsCLI(t *testing.T) {
+	body, err := settingsBody([]string{"presence=skip_offline_and_busy", "on_unavailable=next", "auto_callback=true",
+		"auto_callback_delay_seconds=90", "auto_callback_window_minutes=120"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body["presence"] != "skip_offline_and_busy" || body["on_unavailable"] != "next" || body["auto_callback"] != true ||
+		body["auto_callback_delay_seconds"] != 90 || body["auto_callback_window_minutes"] != 120 {
+		t.Fatalf("settings body: %v", body)
+	}
+}
