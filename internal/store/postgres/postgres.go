@@ -88,6 +88,13 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		// machine; connections are cheap next to that wait.
 		pcfg.MaxConns = int32(max(12, 4*runtime.GOMAXPROCS(0)))
 	}
+	if _, set := pcfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
+		// A commit returns once its WAL is flushed, whatever the server's
+		// default: the 200 of an event is sent after its commit, and a
+		// server configured with synchronous_commit=off would lose it on a
+		// crash. An operator who sets it in the URL decides otherwise.
+		pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	}
 	if cfg.schema != "" {
 		pcfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{cfg.schema}.Sanitize()
 	}

@@ -184,10 +184,15 @@ func dsn(path string, cfg config, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.busyTimeout.Milliseconds(), 10)+")")
 	q.Add("_pragma", "foreign_keys(ON)")
-	q.Add("_pragma", "synchronous(NORMAL)")
 	if readOnly {
+		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Set("_query_only", "1")
 	} else {
+		// FULL: in WAL mode NORMAL fsyncs only at checkpoints, so a commit
+		// (and the 200 of the events in it) could be lost with the power.
+		// FULL fsyncs the WAL at every commit; group commit shares that
+		// fsync among the events of a batch.
+		q.Add("_pragma", "synchronous(FULL)")
 		q.Add("_pragma", "journal_mode(WAL)")
 		// BEGIN IMMEDIATE takes the write lock up front: a deferred
 		// transaction that reads and then writes can fail with SQLITE_BUSY
