@@ -242,7 +242,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		Deps: crm.Deps{Transport: crm.NewTransport(cfg.crmAllowPrivate)}, Peers: pub})
 	processor := events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Log: log})
 	runner, err := newRunner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: cfg.syncInterval,
-		Events: processor, EventStore: st, Log: log, Instance: instance, Leases: st})
+		Events: processor, EventStore: st, Tenants: st, Log: log, Instance: instance, Leases: st})
 	if err != nil {
 		return err
 	}

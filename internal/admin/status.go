@@ -27,8 +27,9 @@ type Status struct {
 	Ringostat RingostatStatus `json:"ringostat"`
 }
 
-// CacheStatus reports the route cache of this instance; the counters are
-// process-wide, the cache being shared by all tenants.
+// CacheStatus reports the route cache of this instance: whether it is warm
+// (shared by all tenants) and the tenant's own hits and misses on this
+// instance since it started.
 type CacheStatus struct {
 	Ready        bool    `json:"ready"`
 	HitRatio     float64 `json:"hit_ratio"`
@@ -98,7 +99,10 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	cs := cache.ReadStats()
+	var cs cache.Stats
+	if c := s.tenants.Lookup(id); c != nil {
+		cs = c.CacheCounts.Read()
+	}
 	return Status{
 		Tenant: t.ID, Name: t.Name, IndexSize: n, Employees: len(emps), StopList: len(stops), DefaultOwner: owner,
 		Cache: CacheStatus{Ready: s.cache.Ready(), HitRatio: cs.HitRatio(), Hits: cs.Hits,

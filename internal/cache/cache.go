@@ -83,6 +83,42 @@ func (s Stats) HitRatio() float64 {
 	return float64(s.Hits+s.NegativeHits) / float64(all)
 }
 
+// Counts are one tenant's cache counters on this instance. The zero value
+// is ready; counting is atomic, so the route hot path neither allocates nor
+// waits.
+type Counts struct {
+	hits, negativeHits, misses atomic.Uint64
+}
+
+// Read returns the counters; a nil Counts reads as zero.
+func (n *Counts) Read() Stats {
+	if n == nil {
+		return Stats{}
+	}
+	return Stats{Hits: n.hits.Load(), NegativeHits: n.negativeHits.Load(), Misses: n.misses.Load()}
+}
+
+func (n *Counts) hit() {
+	hits.Inc()
+	if n != nil {
+		n.hits.Add(1)
+	}
+}
+
+func (n *Counts) negativeHit() {
+	negativeHits.Inc()
+	if n != nil {
+		n.negativeHits.Add(1)
+	}
+}
+
+func (n *Counts) miss() {
+	misses.Inc()
+	if n != nil {
+		n.misses.Add(1)
+	}
+}
+
 // ReadStats returns the process-wide cache counters.
 func ReadStats() Stats {
 	return Stats{Hits: hits.Get(), NegativeHits: negativeHits.Get(), Misses: misses.Get()}
@@ -156,27 +192,33 @@ func (c *Cache) Close() { c.rc.Close() }
 // index and stay valid as long as they are referenced. It does not allocate
 // while buf has room for the key's rows, so pass a small array's slice.
 func (c *Cache) Get(tenant string, suffix []byte, buf []Row) (rows []Row, ok bool) {
+	return c.GetCounted(tenant, suffix, buf, nil)
+}
+
+// GetCounted is Get that also counts the outcome in n, the tenant's own
+// counters (nil: process-wide only). It allocates no more than Get.
+func (c *Cache) GetCounted(tenant string, suffix []byte, buf []Row, n *Counts) (rows []Row, ok bool) {
 	h := c.flat.hash(tenant, suffix)
 	if rows, ok := c.flat.get(h, tenant, suffix, buf); ok {
-		hits.Inc()
+		n.hit()
 		return rows, true
 	}
 	// Collisions are harmless: the entry's own tenant and suffix are
 	// compared before it is used.
 	e, ok := c.rc.Get(h)
 	if !ok || e.Tenant != tenant || e.Suffix != string(suffix) {
-		misses.Inc()
+		n.miss()
 		return buf, false
 	}
 	if e.Negative() {
 		if c.now().UnixNano() >= e.expires {
-			misses.Inc()
+			n.miss()
 			return buf, false
 		}
-		negativeHits.Inc()
+		n.negativeHit()
 		return buf, true
 	}
-	hits.Inc()
+	n.hit()
 	return append(buf, e.Rows...), true
 }
 

@@ -246,7 +246,7 @@ func (g *Ingest) enqueue(ctx context.Context, tx any, stored []domain.CallEvent)
 }
 
 // batchSize is the number of events per group commit.
-var batchSize = metrics.NewHistogram("callrouter_events_ingest_batch_size")
+var batchSize = metrics.NewPrometheusHistogramExt("callrouter_events_ingest_batch_size", metrics.ExponentialBuckets(1, 2, 12))
 
 // LimitRejected sets how many rejected bodies a tenant may have stored per
 // second (perSecond, rate.Inf for no limit) with a burst of burst; the

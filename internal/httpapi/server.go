@@ -270,7 +270,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		countRequest(epHealth, ctx)
 	case bytes.Equal(path, pathMetrics):
 		ctx.SetContentType("text/plain; version=0.0.4")
-		metrics.WritePrometheus(ctx, true)
+		writeMetrics(ctx)
 		countRequest(epMetrics, ctx)
 	default:
 		writeErrorCode(ctx, fasthttp.StatusNotFound, "not_found", "path: no such endpoint")
@@ -297,7 +297,7 @@ var (
 	// requestCounters is indexed by endpoint, then by position in statusCodes;
 	// the last column counts any other status.
 	requestCounters [numEndpoints][len(statusCodes) + 1]*metrics.Counter
-	routeDuration   = metrics.NewHistogram(`callrouter_route_duration_seconds`)
+	routeDuration   = metrics.NewPrometheusHistogramExt(`callrouter_route_duration_seconds`, metrics.ExponentialBuckets(50e-6, 2, 16))
 	routePanics     = metrics.NewCounter(`callrouter_route_panics_total`)
 	handlerPanics   = metrics.NewCounter(`callrouter_handler_panics_total`)
 	csrfRefused     = metrics.NewCounter(`callrouter_console_csrf_refused_total`)

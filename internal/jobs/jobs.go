@@ -26,6 +26,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crmsync"
+	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/store"
 )
@@ -89,6 +90,11 @@ type sweepArgs struct{}
 
 func (sweepArgs) Kind() string { return "call_events_sweep" }
 
+// TenantLister lists every tenant (store.Tenants).
+type TenantLister interface {
+	ListTenants(ctx context.Context) ([]domain.Tenant, error)
+}
+
 // Drainer applies a partition's waiting events (events.Processor).
 type Drainer interface {
 	Drain(ctx context.Context, tenantID, partition string) error
@@ -128,7 +134,10 @@ type Config struct {
 	// for; SweepAge is how long an event waits before it counts as such.
 	SweepInterval time.Duration
 	SweepAge      time.Duration
-	Log           *zap.Logger
+	// Tenants lists every tenant, for the backlog gauges of tenants without
+	// a CRM; nil publishes those of tenants with an integration only.
+	Tenants TenantLister
+	Log     *zap.Logger
 	// Instance names this instance: River's client id (river_leader and
 	// attempted_by show it) and the holder of its sync leases. River makes
 	// one up when empty.
@@ -330,12 +339,30 @@ func sweep(ctx context.Context, cfg Config, insert func(context.Context, river.J
 	}
 	now := time.Now()
 	before := now.Add(-cfg.SweepAge)
-	for _, in := range ins {
-		st, err := cfg.EventStore.EventStats(ctx, in.TenantID)
+	// Every tenant's backlog gauges, a tenant without a CRM included: its
+	// events wait too, and an alert on the gauge must see them.
+	ids := make([]string, 0, len(ins))
+	if cfg.Tenants != nil {
+		ts, err := cfg.Tenants.ListTenants(ctx)
 		if err != nil {
-			return fmt.Errorf("event stats of %s: %w", in.TenantID, err)
+			return fmt.Errorf("list tenants: %w", err)
 		}
-		events.Publish(in.TenantID, st, now)
+		for _, t := range ts {
+			ids = append(ids, t.ID)
+		}
+	} else {
+		for _, in := range ins {
+			ids = append(ids, in.TenantID)
+		}
+	}
+	for _, id := range ids {
+		st, err := cfg.EventStore.EventStats(ctx, id)
+		if err != nil {
+			return fmt.Errorf("event stats of %s: %w", id, err)
+		}
+		events.Publish(id, st, now)
+	}
+	for _, in := range ins {
 		if in.State != store.IntegrationActive {
 			continue
 		}

@@ -101,7 +101,7 @@ var (
 	reasonCounters [numReasons]*metrics.Counter
 	storeReads     = metrics.NewCounter(`callrouter_route_store_reads_total`)
 	storeErrors    = metrics.NewCounter(`callrouter_route_store_errors_total`)
-	storeDuration  = metrics.NewHistogram(`callrouter_route_store_read_duration_seconds`)
+	storeDuration  = metrics.NewPrometheusHistogramExt(`callrouter_route_store_read_duration_seconds`, metrics.ExponentialBuckets(50e-6, 2, 16))
 	liveFailures   = metrics.NewCounter(`callrouter_route_live_lookup_failures_total`)
 )
 
@@ -167,7 +167,7 @@ func (s *Service) Route(ctx context.Context, t *tenant.Config, caller []byte, st
 	suffix := phone.SuffixBytes(num)
 	// Most keys have one row; a key with more than four spills to the heap.
 	var rowBuf [4]cache.Row
-	if rows, ok := s.cache.Get(t.ID, suffix, rowBuf[:0]); ok {
+	if rows, ok := s.cache.GetCounted(t.ID, suffix, rowBuf[:0], t.CacheCounts); ok {
 		return count(s.present(t, Decide(t, rows, num), start))
 	}
 	rows, reason, ok := s.miss(ctx, t, string(num), start.Add(t.Budget))

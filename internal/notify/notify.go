@@ -210,7 +210,7 @@ var (
 	failures  = metrics.NewCounter(`callrouter_notify_errors_total`)
 	// delay is publish → applied here, by the publisher's clock: a second
 	// of skew between hosts shows as a second here.
-	delay = metrics.NewHistogram(`callrouter_notify_delay_seconds`)
+	delay = metrics.NewPrometheusHistogramExt(`callrouter_notify_delay_seconds`, metrics.ExponentialBuckets(0.001, 2, 16))
 )
 
 // message is an announcement on the wire.

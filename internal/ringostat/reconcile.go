@@ -30,7 +30,7 @@ var unfinished = map[string]bool{"IN PROGRESS": true, "CALLING": true, "RINGING"
 
 // reconcileLag is how long after its end a recovered call was ingested:
 // how late a call whose webhook was lost reaches the CRM's queue.
-var reconcileLag = metrics.NewHistogram(`callrouter_ringostat_reconcile_lag_seconds`)
+var reconcileLag = metrics.NewPrometheusHistogramExt(`callrouter_ringostat_reconcile_lag_seconds`, metrics.ExponentialBuckets(1, 2, 16))
 
 // Reconcile reads the tenant's call log from the end of the last window
 // (less ReconcileOverlap) to now less ReconcileLag, and ingests every

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/phone"
 	"github.com/callrouter/callrouter/internal/store"
@@ -57,6 +58,10 @@ type Config struct {
 	// compiled caller keys and response pieces), set by the Registry's
 	// decorator before the Config is published.
 	Ext any
+	// CacheCounts are the tenant's route cache hits and misses on this
+	// instance; the Registry hands them from a Config to the one that
+	// replaces it, so an admin change does not reset them.
+	CacheCounts *cache.Counts
 
 	secretHash [sha256.Size]byte
 	// prevHash is the secret a rotation replaced, accepted while now() is
@@ -221,7 +226,7 @@ func (r *Registry) LoadAll(ctx context.Context) error {
 	}
 	m := make(map[string]*Config, len(ts))
 	for _, t := range ts {
-		c, err := r.build(ctx, t)
+		c, err := r.build(ctx, t, (*r.cur.Load())[t.ID])
 		if err != nil {
 			return err
 		}
@@ -244,7 +249,7 @@ func (r *Registry) Reload(ctx context.Context, id string) error {
 	case err != nil:
 		return fmt.Errorf("load tenant %s: %w", id, err)
 	default:
-		if c, err = r.build(ctx, t); err != nil {
+		if c, err = r.build(ctx, t, (*r.cur.Load())[id]); err != nil {
 			return err
 		}
 	}
@@ -262,7 +267,9 @@ func (r *Registry) Reload(ctx context.Context, id string) error {
 	return nil
 }
 
-func (r *Registry) build(ctx context.Context, t domain.Tenant) (*Config, error) {
+// build makes t's Config, keeping the cache counters of prev, the Config
+// it replaces (nil for a new tenant).
+func (r *Registry) build(ctx context.Context, t domain.Tenant, prev *Config) (*Config, error) {
 	emps, err := r.src.ListEmployees(ctx, t.ID)
 	if err != nil {
 		return nil, fmt.Errorf("load employees of %s: %w", t.ID, err)
@@ -273,6 +280,10 @@ func (r *Registry) build(ctx context.Context, t domain.Tenant) (*Config, error) 
 	}
 	c := Build(t, emps, stops)
 	c.now = r.now
+	c.CacheCounts = new(cache.Counts)
+	if prev != nil && prev.CacheCounts != nil {
+		c.CacheCounts = prev.CacheCounts
+	}
 	if r.decorate != nil {
 		r.decorate(c)
 	}
