@@ -208,3 +208,29 @@ func TestMigrateCreatesTheStore(t *testing.T) {
 		t.Fatalf("River's migrations: %d applied, err %v", river, err)
 	}
 }
+
+// serve -h prints the flags' defaults, but never the secrets taken from
+// the environment; the environment still configures them, and a flag
+// still beats it.
+func TestServeHelpHidesSecretsFromEnv(t *testing.T) {
+	const token, key = "cra_env_admin_token_value", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+	t.Setenv("ROUTER_ADMIN_TOKEN", token)
+	t.Setenv("ROUTER_SECRET_KEY", key)
+	var help bytes.Buffer
+	if _, err := parseServe([]string{"-h"}, &help); err == nil {
+		t.Fatal("-h parsed without flag.ErrHelp")
+	}
+	if !strings.Contains(help.String(), "-admin-token") {
+		t.Fatalf("help lacks the flags: %s", help.String())
+	}
+	if strings.Contains(help.String(), token) || strings.Contains(help.String(), key) {
+		t.Fatalf("serve -h prints a secret from the environment:\n%s", help.String())
+	}
+	cfg, err := parseServe(nil, io.Discard)
+	if err != nil || cfg.adminToken != token || cfg.secretKey != key {
+		t.Fatalf("environment ignored: %+v, %v", cfg, err)
+	}
+	if cfg, err = parseServe([]string{"--admin-token", "flag-token-value"}, io.Discard); err != nil || cfg.adminToken != "flag-token-value" {
+		t.Fatalf("flag must beat env: %+v, %v", cfg, err)
+	}
+}

@@ -100,14 +100,16 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", env("ROUTER_LISTEN", "127.0.0.1:8080"), "address to listen on (ROUTER_LISTEN)")
 	fs.StringVar(&c.db, "db", env("ROUTER_DB", defaultDB), "SQLite file, or a postgres:// URL (ROUTER_DB)")
-	fs.StringVar(&c.adminToken, "admin-token", env("ROUTER_ADMIN_TOKEN", ""), "admin API bearer token; when empty one is generated at first start, printed once and only its hash stored (ROUTER_ADMIN_TOKEN)")
+	// Secrets take no default from the environment here: -h prints
+	// defaults. The environment is read after parsing (secretFromEnv).
+	fs.StringVar(&c.adminToken, "admin-token", "", "admin API bearer token; when empty one is generated at first start, printed once and only its hash stored (ROUTER_ADMIN_TOKEN)")
 	fs.StringVar(&c.logFormat, "log-format", env("ROUTER_LOG_FORMAT", "json"), "json or console (ROUTER_LOG_FORMAT)")
 	fs.StringVar(&c.logLevel, "log-level", env("ROUTER_LOG_LEVEL", "info"), "debug, info, warn or error (ROUTER_LOG_LEVEL)")
 	fs.Int64Var(&c.cacheItems, "cache-items", envInt("ROUTER_CACHE_ITEMS", 0), "capacity in keys of the run-time overlay (unknown callers remembered, and keys too large for the flat index); 0 = 262144 (ROUTER_CACHE_ITEMS)")
 	fs.DurationVar(&c.negativeTTL, "negative-ttl", envDuration("ROUTER_NEGATIVE_TTL", 30*time.Second), "how long an unknown caller is remembered as unknown (ROUTER_NEGATIVE_TTL)")
 	fs.DurationVar(&c.storeTimeout, "store-timeout", envDuration("ROUTER_STORE_TIMEOUT", 2*time.Second), "bound of a store read on a cache miss (ROUTER_STORE_TIMEOUT)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("ROUTER_SHUTDOWN_TIMEOUT", 15*time.Second), "how long shutdown waits for in-flight requests (ROUTER_SHUTDOWN_TIMEOUT)")
-	fs.StringVar(&c.secretKey, "secret-key", env("ROUTER_SECRET_KEY", ""), "32-byte key (hex or base64) encrypting CRM credentials at rest; when empty a key file secret.key is created beside the SQLite database, or in ./data for PostgreSQL (ROUTER_SECRET_KEY)")
+	fs.StringVar(&c.secretKey, "secret-key", "", "32-byte key (hex or base64) encrypting CRM credentials at rest; when empty a key file secret.key is created beside the SQLite database, or in ./data for PostgreSQL (ROUTER_SECRET_KEY)")
 	fs.DurationVar(&c.syncInterval, "sync-interval", envDuration("ROUTER_SYNC_INTERVAL", 30*time.Second), "how often each CRM integration gets an incremental sync (ROUTER_SYNC_INTERVAL)")
 	fs.DurationVar(&c.liveTimeout, "live-timeout", envDuration("ROUTER_LIVE_TIMEOUT", 3*time.Second), "bound of a CRM search started by a route miss with live_lookup; the call itself waits at most its route budget (ROUTER_LIVE_TIMEOUT)")
 	fs.StringVar(&c.debugListen, "debug-listen", env("ROUTER_DEBUG_LISTEN", ""), "address for net/http/pprof (/debug/pprof/), off when empty; bind it to loopback (ROUTER_DEBUG_LISTEN)")
@@ -127,6 +129,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
+	secretFromEnv(fs, "admin-token", &c.adminToken, "ROUTER_ADMIN_TOKEN")
+	secretFromEnv(fs, "secret-key", &c.secretKey, "ROUTER_SECRET_KEY")
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -158,6 +162,17 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, fmt.Errorf("--drain-delay: must not be negative, got %s", c.drainDelay)
 	}
 	return c, nil
+}
+
+// secretFromEnv gives a secret flag its environment twin's value unless
+// the flag was set: the flag still wins, and the value never becomes a
+// default that -h would print.
+func secretFromEnv(fs *flag.FlagSet, name string, v *string, envName string) {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	if !set {
+		*v = env(envName, "")
+	}
 }
 
 func runServe(args []string) error {

@@ -167,7 +167,7 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			return resp, nil
 		case h.cfg.IsAuthFailure(resp.Status, resp.Body):
 			rejected := &AuthError{CRM: h.cfg.CRM, Status: resp.Status,
-				Message: scrub(h.cfg.ErrorText(resp.Status, resp.Body), requestSecrets(token, r))}
+				Message: Redact(h.cfg.ErrorText(resp.Status, resp.Body), requestSecrets(token, r)...)}
 			if refreshed || h.cfg.Auth == nil {
 				return nil, rejected
 			}
@@ -187,7 +187,7 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			}
 		default:
 			return nil, &StatusError{CRM: h.cfg.CRM, Method: r.Method, Path: r.Path, Status: resp.Status,
-				Message: scrub(h.cfg.ErrorText(resp.Status, resp.Body), requestSecrets(token, r))}
+				Message: Redact(h.cfg.ErrorText(resp.Status, resp.Body), requestSecrets(token, r)...)}
 		}
 		if err := h.cfg.Sleep(ctx, wait); err != nil {
 			return nil, err

@@ -78,9 +78,16 @@ func requestSecrets(token string, r Request) []string {
 	return out
 }
 
-// scrub cuts every secret out of msg.
-func scrub(msg string, secrets []string) string {
+// Redact returns msg with every secret in it, as sent or URL-encoded,
+// replaced by "[redacted]": the one redaction path of every CRM's error
+// texts (the HTTP client's for API calls, an adapter's own for token
+// requests it makes outside it). Values shorter than six characters are
+// left alone, so a short one cannot cut ordinary words out of a message.
+func Redact(msg string, secrets ...string) string {
 	for _, s := range secrets {
+		if s = strings.TrimSpace(s); len(s) < minSecret {
+			continue
+		}
 		msg = strings.ReplaceAll(msg, s, redacted)
 		// The CRM may echo a value URL-encoded, as it was sent.
 		if e := url.QueryEscape(s); e != s {

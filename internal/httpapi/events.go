@@ -72,7 +72,11 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, tenantID string) {
 	if err != nil {
 		// The reason may quote the body; the one kept is the one answered.
 		code, reason := domain.ErrorCode(err), storableText(domain.ErrorMessage(err))
-		if rerr := s.events.Reject(c, t.ID, reason, storableText(contentType), body); rerr != nil {
+		presented := ctx.QueryArgs().PeekBytes(argKey)
+		if len(presented) == 0 {
+			presented = ctx.Request.Header.PeekBytes(headerKey)
+		}
+		if rerr := s.events.Reject(c, t.ID, reason, storableText(contentType), redactBody(body, presented)); rerr != nil {
 			s.log.Error("keep rejected event", zap.String("tenant", t.ID), zap.Error(rerr))
 		}
 		s.log.Info("call event rejected", zap.String("tenant", t.ID), zap.String("reason", redactLog(reason)))

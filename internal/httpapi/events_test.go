@@ -191,3 +191,28 @@ func TestEventsObserved(t *testing.T) {
 		t.Fatalf("observed %q", got)
 	}
 }
+
+// A webhook secret inside a refused body (a `key` field, or the query's
+// key repeated anywhere) is not kept in the stored rejected body.
+func TestRejectedBodiesLoseTheWebhookKey(t *testing.T) {
+	e := newEnv(t)
+	secret := e.acme("")
+	for _, tc := range []struct{ ct, body string }{
+		{"application/json", `{"key":"` + secret + `","uniqueid":"1",`},
+		{"application/json", `{"KEY" : "other-secret-value","note":"` + secret + `"}`},
+		{"application/x-www-form-urlencoded", `event=teleport&key=form-secret-value&uniqueid=2`},
+	} {
+		if a := e.postEvent(secret, "", tc.ct, tc.body); a.status != 400 {
+			t.Fatalf("%s: %d %s, want 400", tc.body, a.status, a.body)
+		}
+	}
+	rej := e.mustAdmin(200, "GET", "tenants/acme/events/rejected", "").body
+	for _, leak := range []string{secret, "other-secret-value", "form-secret-value"} {
+		if strings.Contains(rej, leak) {
+			t.Errorf("stored rejected bodies carry %q: %s", leak, rej)
+		}
+	}
+	if strings.Count(rej, "[redacted]") < 4 || !strings.Contains(rej, "uniqueid=2") {
+		t.Errorf("rejected bodies lost more than the key: %s", rej)
+	}
+}

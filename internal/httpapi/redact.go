@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"regexp"
 	"strings"
 )
@@ -28,4 +29,24 @@ func redactLog(msg string) string {
 	}
 	msg = secretParam.ReplaceAllString(msg, "${1}[redacted]")
 	return secretHeader.ReplaceAllString(msg, "${1}[redacted]")
+}
+
+// Webhook secrets a body may carry: a `key` form field or JSON member
+// (Ringostat sends the URL's static parameters in the body too when told
+// so, and a mistaken setup puts the secret there).
+var (
+	bodyFormKey = regexp.MustCompile(`(?i)((?:^|[&;])key=)[^&;]*`)
+	bodyJSONKey = regexp.MustCompile(`(?i)("key"\s*:\s*)"(?:[^"\\]|\\.)*"`)
+)
+
+// redactBody returns a copy of a rejected body fit to be stored and shown:
+// without the secret the request presented (in the query or a header),
+// wherever the body repeats it, and without the value of any `key` field.
+func redactBody(body, presented []byte) []byte {
+	out := bytes.Clone(body)
+	if len(presented) >= 6 {
+		out = bytes.ReplaceAll(out, presented, []byte("[redacted]"))
+	}
+	out = bodyFormKey.ReplaceAll(out, []byte("${1}[redacted]"))
+	return bodyJSONKey.ReplaceAll(out, []byte(`${1}"[redacted]"`))
 }

@@ -96,15 +96,18 @@ func (r *refresher) refresh(ctx context.Context, refreshToken string) (crm.Token
 	}
 	var ans tokenAnswer
 	jsonErr := json.Unmarshal(body, &ans)
+	// An accounts server (or a proxy before it) may echo the request in
+	// its error text.
+	secrets := []string{r.clientSecret, refreshToken}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode/100 == 5:
-		return crm.Token{}, fmt.Errorf("zoho token refresh: HTTP %d: %s", resp.StatusCode, refusal(ans, jsonErr))
+		return crm.Token{}, fmt.Errorf("zoho token refresh: HTTP %d: %s", resp.StatusCode, refusal(ans, jsonErr, secrets...))
 	case throttled(ans):
 		// Zoho allows 10 refreshes per 10 minutes per refresh token and
 		// answers more with "Access Denied": the token is fine, wait.
-		return crm.Token{}, fmt.Errorf("zoho token refresh: throttled: %s", refusal(ans, jsonErr))
+		return crm.Token{}, fmt.Errorf("zoho token refresh: throttled: %s", refusal(ans, jsonErr, secrets...))
 	case resp.StatusCode/100 == 4 || ans.Error != nil:
-		return crm.Token{}, &crm.AuthError{CRM: "zoho", Status: resp.StatusCode, Message: refusal(ans, jsonErr)}
+		return crm.Token{}, &crm.AuthError{CRM: "zoho", Status: resp.StatusCode, Message: refusal(ans, jsonErr, secrets...)}
 	case resp.StatusCode != http.StatusOK:
 		return crm.Token{}, fmt.Errorf("zoho token refresh: unexpected HTTP %d", resp.StatusCode)
 	case jsonErr != nil:
@@ -123,9 +126,13 @@ func (r *refresher) refresh(ctx context.Context, refreshToken string) (crm.Token
 	return tok, nil
 }
 
-// refusal is the accounts server's own text for a refused refresh; it
-// never contains the tokens sent.
-func refusal(ans tokenAnswer, jsonErr error) string {
+// refusal is the accounts server's own text for a refused refresh, with
+// the secrets sent cut out through crm.Redact.
+func refusal(ans tokenAnswer, jsonErr error, secrets ...string) string {
+	return crm.Redact(refusalText(ans, jsonErr), secrets...)
+}
+
+func refusalText(ans tokenAnswer, jsonErr error) string {
 	switch {
 	case jsonErr != nil || ans.Error == nil:
 		return "no error text in the answer"
