@@ -67,6 +67,12 @@ var MetricHelp = map[string]string{
 	"callrouter_ringostat_presence_poll_failures_total": "Ringostat presence polls that failed, per tenant.",
 	"callrouter_ringostat_reconcile_lag_seconds":        "Time from a call's end to the ingest of a call recovered from Ringostat's call log (its webhook was lost).",
 	"callrouter_ringostat_recovered_calls_total":        "Calls recovered from Ringostat's call log whose webhook never arrived, per tenant.",
+	"callrouter_console_csrf_refused_total":             "Console requests refused for a missing or wrong CSRF token or origin.",
+	"callrouter_console_sign_ins_total":                 "Console sign-ins with an admin token.",
+	"callrouter_crm_shared_limit_waits_total":           "CRM calls that waited for a rate-limit slot shared among instances (PostgreSQL).",
+	"callrouter_crm_shared_limit_errors_total":          "Database errors taking or releasing a shared CRM rate-limit slot.",
+	"callrouter_events_form_known_total":                "Form events whose client the CRM already knew, per tenant.",
+	"callrouter_ringostat_callbacks_total":              "Automatic call-backs of missed clients, by tenant and result (e.g. cancelled, failed).",
 }
 
 // Non-callrouter families (go_*, process_*, flag) are VictoriaMetrics'
