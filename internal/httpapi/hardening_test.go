@@ -51,6 +51,7 @@ type hardEnv struct {
 	*env
 	addr   string
 	closed chan string
+	srv    *Server
 }
 
 // newHardEnv serves over st with timeout as the read, write and idle
@@ -90,7 +91,7 @@ func newHardEnv(t *testing.T, st store.Store, timeout time.Duration) *hardEnv {
 	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { hs.Shutdown() })
 	addr := ln.Addr().String()
-	return &hardEnv{env: &env{t: t, url: "http://" + addr, st: st, cache: c}, addr: addr, closed: closed}
+	return &hardEnv{env: &env{t: t, url: "http://" + addr, st: st, cache: c}, addr: addr, closed: closed, srv: srv}
 }
 
 func openSQLite(t *testing.T) store.Store {
