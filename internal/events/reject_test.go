@@ -53,7 +53,7 @@ func (c *fixedClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func rejectFixture(t *testing.T) (*countingRejects, store.Store, *fixedClock, *tenant.Registry) {
+func rejectFixture(t testing.TB) (*countingRejects, store.Store, *fixedClock, *tenant.Registry) {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.Backends()[0].Open(t)
