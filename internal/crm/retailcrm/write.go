@@ -548,3 +548,28 @@ func (s *Source) MappableFields(ctx context.Context, entity string) ([]string, b
 	}
 	return out, true, nil
 }
+
+var _ crm.EmailFinder = (*Source)(nil)
+
+// FindContactByEmail lists customers with GET
+// /api/v5/customers?filter[email]=… and returns the first whose email is
+// the address (case aside). Errors: the CRM's.
+func (s *Source) FindContactByEmail(ctx context.Context, email string) (crm.Ref, error) {
+	var a struct {
+		envelope
+		Customers []struct {
+			ID    int64  `json:"id"`
+			Email string `json:"email"`
+		} `json:"customers"`
+	}
+	q := url.Values{"filter[email]": {email}, "limit": {"20"}}
+	if err := s.get(ctx, "/api/v5/customers", q, false, &a); err != nil {
+		return crm.Ref{}, fmt.Errorf("search customers by e-mail: %w", err)
+	}
+	for _, c := range a.Customers {
+		if strings.EqualFold(strings.TrimSpace(c.Email), email) {
+			return crm.Ref{Kind: domain.KindContact, ID: idString(c.ID)}, nil
+		}
+	}
+	return crm.Ref{}, nil
+}

@@ -233,6 +233,7 @@ type rawEntity struct {
 	KanbanStatus flexString `json:"kanban_status"`
 	Converted    flexBool   `json:"converted"`
 	Phone        valueList  `json:"phone"`
+	Email        valueList  `json:"email"`
 	Contacts     related    `json:"contacts"`
 	Companies    related    `json:"companies"`
 }

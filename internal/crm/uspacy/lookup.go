@@ -145,3 +145,30 @@ func (s *source) Users(ctx context.Context) ([]crm.User, error) {
 	}
 	return users, nil
 }
+
+var _ crm.EmailFinder = (*source)(nil)
+
+// FindContactByEmail searches contacts with GET
+// /crm/v1/entities/contacts/?search=… and returns the first whose email
+// list holds the address (case aside). Whether Uspacy's search covers
+// e-mails is unconfirmed; a miss makes a new contact, never a wrong match.
+// Errors from the CRM as for Get.
+func (s *source) FindContactByEmail(ctx context.Context, email string) (crm.Ref, error) {
+	q := url.Values{"search": {email}, "page": {"1"}, "list": {"50"}}
+	resp, err := s.get(ctx, "/crm/v1/entities/contacts/", q)
+	if err != nil {
+		return crm.Ref{}, fmt.Errorf("%s: search contacts by e-mail: %w", name, err)
+	}
+	var env envelope
+	if err := json.Unmarshal(resp.Body, &env); err != nil {
+		return crm.Ref{}, fmt.Errorf("%s: search contacts by e-mail: %w", name, err)
+	}
+	for _, r := range env.Data {
+		for _, e := range r.Email {
+			if strings.EqualFold(strings.TrimSpace(e), email) {
+				return crm.Ref{Kind: domain.KindContact, ID: string(r.ID)}, nil
+			}
+		}
+	}
+	return crm.Ref{}, nil
+}

@@ -528,3 +528,32 @@ func (s *source) CreateContact(ctx context.Context, c crm.NewContact) (crm.Ref, 
 	}
 	return crm.Ref{Kind: domain.KindContact, ID: id}, nil
 }
+
+var _ crm.EmailFinder = (*source)(nil)
+
+// FindContactByEmail searches Contacts with GET
+// /crm/v8/Contacts/search?email=… (Zoho matches the e-mail fields
+// exactly) and returns the first hit; 204 is none. Errors: the CRM's.
+func (s *source) FindContactByEmail(ctx context.Context, email string) (crm.Ref, error) {
+	const path = apiPrefix + "/Contacts/search"
+	resp, err := s.http.Do(ctx, crm.Request{Method: http.MethodGet, Path: path,
+		Query: url.Values{"email": {email}, "fields": {"Email"}}})
+	if err != nil {
+		return crm.Ref{}, fmt.Errorf("zoho: search contacts by e-mail: %w", err)
+	}
+	if resp.Status == http.StatusNoContent || len(resp.Body) == 0 {
+		return crm.Ref{}, nil
+	}
+	var a struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(resp.Body, &a); err != nil {
+		return crm.Ref{}, fmt.Errorf("zoho: search contacts by e-mail: decode answer: %w", err)
+	}
+	if len(a.Data) == 0 || a.Data[0].ID == "" {
+		return crm.Ref{}, nil
+	}
+	return crm.Ref{Kind: domain.KindContact, ID: a.Data[0].ID}, nil
+}

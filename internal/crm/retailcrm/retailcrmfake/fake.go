@@ -725,6 +725,9 @@ func (s *Server) listCustomers(w http.ResponseWriter, q url.Values) {
 	}
 	s.mu.Lock()
 	ids := sortedKeys(s.customers, idFilter(q))
+	if e := q.Get("filter[email]"); e != "" {
+		ids = slices.DeleteFunc(ids, func(id int64) bool { return !strings.EqualFold(s.customers[id].email(), e) })
+	}
 	from, to, p := window(len(ids), limit, page)
 	out := make([]customerJSON, 0, to-from)
 	for _, id := range ids[from:to] {

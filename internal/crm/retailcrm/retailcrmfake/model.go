@@ -13,11 +13,15 @@ type customerRec struct {
 	firstName, lastName string
 	managerID           int64
 	phones              []string
+	mail                string // as created through the API
 }
 
 func (c *customerRec) external() string { return "" }
 
 func (c *customerRec) email() string {
+	if c.mail != "" {
+		return c.mail
+	}
 	return "customer" + strconv.FormatInt(c.id, 10) + "@example.com"
 }
 

@@ -248,7 +248,8 @@ func (s *Server) createCustomer(w http.ResponseWriter, f url.Values) {
 	}
 	s.mu.Lock()
 	id := nextID(s.customers)
-	c := &customerRec{id: id, createdAt: s.stamp(), firstName: in.FirstName, lastName: in.LastName, managerID: in.ManagerID, phones: phones}
+	c := &customerRec{id: id, createdAt: s.stamp(), firstName: in.FirstName, lastName: in.LastName, managerID: in.ManagerID, phones: phones,
+		mail: in.Email}
 	s.customers[id] = c
 	s.addHistory(customersFeed, historyJSON{Created: true, Source: "api", APIKey: &apiKeyJSON{Current: true}, Field: "id",
 		NewValue: id, Customer: c.json()})

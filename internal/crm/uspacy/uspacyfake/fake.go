@@ -149,6 +149,7 @@ type record struct {
 	updated int64
 	utm     crm.UTM
 	stage   string // kanban_stage_id when a client set one
+	email   string // contacts created with an e-mail
 }
 
 // New starts a fake account that is shut down when the test ends. Its
@@ -457,7 +458,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind domain.Entity
 	s.mu.Lock()
 	var recs []*record
 	for _, rec := range s.records[kind] {
-		if search == "" || matches(rec.e, search) {
+		if search == "" || matches(rec.e, search) || rec.email != "" && strings.EqualFold(rec.email, search) {
 			recs = append(recs, rec)
 		}
 	}
@@ -553,6 +554,9 @@ func (s *Server) render(rec *record) map[string]any {
 		firstName, lastName, _ := strings.Cut(e.Name, " ")
 		m["first_name"], m["last_name"], m["patronymic"], m["position"] = firstName, lastName, "", ""
 		m["phone"], m["email"], m["messengers"] = phones, []any{}, []any{}
+		if rec.email != "" {
+			m["email"] = []any{map[string]any{"type": "work", "value": rec.email, "main": true}}
+		}
 	case domain.KindCompany:
 		m["phone"], m["email"], m["messengers"], m["site"], m["address"] = phones, []any{}, []any{}, "", ""
 	case domain.KindDeal:

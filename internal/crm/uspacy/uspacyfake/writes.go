@@ -353,6 +353,7 @@ func (s *Server) createEntity(w http.ResponseWriter, r *http.Request, kind domai
 				email, _ = m["value"].(string)
 			}
 		}
+		rec.email = email
 		s.written.Contacts = append(s.written.Contacts, crmtest.WrittenContact{
 			Seq: s.nextSeqLocked(), ID: e.ID, Phone: phone, OwnerID: e.OwnerID, Name: title, Email: email,
 			Fields: customOf(in, ContactCustomField)})

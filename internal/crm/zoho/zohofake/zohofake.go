@@ -870,8 +870,9 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	phone := digits(q.Get("phone"))
 	word := strings.ToLower(strings.TrimSpace(q.Get("word")))
+	email := strings.TrimSpace(q.Get("email"))
 	switch {
-	case phone == "" && word == "":
+	case phone == "" && word == "" && email == "":
 		writeError(w, http.StatusBadRequest, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
 			map[string]any{"param_name": "criteria/email/phone/word"})
 		return
@@ -907,6 +908,12 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 		}
 		if word != "" {
 			if hasWord(rec, word) {
+				hits = append(hits, rec)
+			}
+			continue
+		}
+		if email != "" {
+			if e, _ := rec.fields["Email"].(string); e != "" && strings.EqualFold(e, email) {
 				hits = append(hits, rec)
 			}
 			continue
