@@ -124,6 +124,11 @@ func (f fakeCRMs) Kick(string)                                             {}
 func (f fakeCRMs) Users(context.Context, string) ([]crm.User, error)       { return f.users, nil }
 func (f fakeCRMs) MissingFields(context.Context, string) ([]string, error) { return nil, nil }
 
+// MappableFields: this CRM lists no fields, so mappings are saved unchecked.
+func (f fakeCRMs) MappableFields(context.Context, string, string) (string, []string, bool, error) {
+	return "amocrm", nil, false, nil
+}
+
 type queue struct{}
 
 func (queue) EnqueueTx(context.Context, any, []store.Partition) error { return nil }
