@@ -2,11 +2,13 @@ package admin
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/phone"
 	"github.com/callrouter/callrouter/internal/store"
 )
 
@@ -163,10 +165,70 @@ func (s *Service) Event(ctx context.Context, id, eventID string) (EventView, err
 	if err != nil {
 		return EventView{}, err
 	}
+	return eventView(ev), nil
+}
+
+// EventQuery selects call events for Events, as the admin API's query
+// string gives it: every field optional.
+type EventQuery struct {
+	State  string // waiting, done, failed, dropped
+	Caller string // the client's number, in any format
+	Before string // RFC 3339: events received before it
+	Limit  string // 1–1000, default 100
+}
+
+// Events returns a tenant's call events matching q, failed and waiting
+// ones first, each newest first. EINVALID names the bad parameter;
+// ENOTFOUND for an unknown tenant.
+func (s *Service) Events(ctx context.Context, id string, q EventQuery) ([]EventView, error) {
+	t, err := s.store.Tenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	f := store.EventFilter{Limit: 100}
+	switch q.State {
+	case "", domain.EventWaiting, domain.EventDone, domain.EventFailed, domain.EventDropped:
+		f.State = q.State
+	default:
+		return nil, domain.Errorf(domain.EINVALID, "state: must be waiting, done, failed or dropped, got %q", q.State)
+	}
+	if c := strings.TrimSpace(q.Caller); c != "" {
+		n, err := phone.Ingest(c, t.Settings.DefaultCountry)
+		if err != nil {
+			return nil, domain.Errorf(domain.EINVALID, "caller: %s", domain.ErrorMessage(err))
+		}
+		f.Partition = n
+	}
+	if q.Before != "" {
+		b, err := time.Parse(time.RFC3339Nano, q.Before)
+		if err != nil {
+			return nil, domain.Errorf(domain.EINVALID, "before: must be an RFC 3339 time, got %q", q.Before)
+		}
+		f.Before = b
+	}
+	if q.Limit != "" {
+		n, err := strconv.Atoi(q.Limit)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, domain.Errorf(domain.EINVALID, "limit: must be 1 to 1000, got %q", q.Limit)
+		}
+		f.Limit = n
+	}
+	evs, err := s.store.ListEvents(ctx, id, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]EventView, 0, len(evs))
+	for _, ev := range evs {
+		out = append(out, eventView(ev))
+	}
+	return out, nil
+}
+
+func eventView(ev domain.CallEvent) EventView {
 	v := EventView{ID: ev.ID, UniqueID: ev.UniqueID, Kind: string(ev.Kind), State: ev.State, Note: ev.Note,
 		Attempts: ev.Attempts, ReceivedAt: ev.ReceivedAt, Fields: ev.Fields}
 	if !ev.ProcessedAt.IsZero() {
 		v.ProcessedAt = &ev.ProcessedAt
 	}
-	return v, nil
+	return v
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -418,6 +419,15 @@ func TestBrowserLiveBoard(t *testing.T) {
 	s.postEvent(t, url.Values{"event": {"call_start"}, "uniqueid": {"call-2"}, "caller": {"+380671112233"}})
 	s.postEvent(t, url.Values{"event": {"call_end"}, "uniqueid": {"call-2"}, "caller": {"+380671112233"}, "disposition": {"NO ANSWER"}})
 	run(t, ctx, chromedp.WaitVisible(chromedp.CSS(`#live-calls tr[data-call="call-2"][data-state="missed"]`)))
+	// The searchable list of stored events, filtered by caller.
+	run(t, ctx,
+		chromedp.SendKeys(chromedp.CSS(`#event-search input[name=caller]`), "+380671112233"),
+		chromedp.Click(chromedp.CSS(`#event-search button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#events tbody tr[data-event]`)),
+	)
+	if n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#events tbody tr[data-event]').length`)); n != 2 {
+		t.Fatalf("%d events of +380671112233 listed, want its call_start and call_end", n)
+	}
 	screenshot(t, ctx, "calls")
 }
 
@@ -580,5 +590,43 @@ func TestSessionOverHTTP(t *testing.T) {
 	resp.Body.Close()
 	if csp := resp.Header.Get("Content-Security-Policy"); resp.StatusCode != 200 || !strings.Contains(csp, "script-src 'self'") {
 		t.Fatalf("/console/: %d, CSP %q", resp.StatusCode, csp)
+	}
+}
+
+func (s *site) adminGET(t *testing.T, path string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.url+"/admin/v1/"+path, nil)
+	req.Header.Set("Authorization", "Bearer "+bootstrapToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestEventsAPI(t *testing.T) {
+	s := newSite(t)
+	s.postEvent(t, url.Values{"event": {"call_start"}, "uniqueid": {"e1"}, "caller": {"+380501234567"}})
+	s.postEvent(t, url.Values{"event": {"call_start"}, "uniqueid": {"e2"}, "caller": {"+380671112233"}})
+	status, body := s.adminGET(t, "tenants/acme/events?state=waiting&caller="+url.QueryEscape("050 123 45 67")+"&limit=10")
+	var evs []struct {
+		UniqueID string `json:"uniqueid"`
+		State    string `json:"state"`
+	}
+	if err := json.Unmarshal([]byte(body), &evs); status != 200 || err != nil {
+		t.Fatalf("events: %d %s", status, body)
+	}
+	if len(evs) != 1 || evs[0].UniqueID != "e1" || evs[0].State != "waiting" {
+		t.Fatalf("events of one caller = %+v, want e1 only", evs)
+	}
+	for q, field := range map[string]string{"state=lost": "state:", "limit=0": "limit:", "before=yesterday": "before:", "caller=abc": "caller:"} {
+		if status, body := s.adminGET(t, "tenants/acme/events?"+q); status != 400 || !strings.Contains(body, field) {
+			t.Errorf("?%s: %d %s, want 400 naming %s", q, status, body, field)
+		}
+	}
+	if status, _ := s.adminGET(t, "tenants/nobody/events"); status != 404 {
+		t.Errorf("unknown tenant: %d, want 404", status)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/domain"
 )
 
@@ -178,6 +179,12 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		s.only(ctx, fasthttp.MethodGet, func() {
 			limit, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("limit")))
 			s.reply(ctx, 200)(a.RejectedEvents(c, seg[1], limit))
+		})
+	case len(seg) == 3 && seg[2] == "events":
+		s.only(ctx, fasthttp.MethodGet, func() {
+			q := ctx.QueryArgs()
+			s.reply(ctx, 200)(a.Events(c, seg[1], admin.EventQuery{State: string(q.Peek("state")), Caller: string(q.Peek("caller")),
+				Before: string(q.Peek("before")), Limit: string(q.Peek("limit"))}))
 		})
 	case len(seg) == 4 && seg[2] == "events":
 		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Event(c, seg[1], seg[3])) })

@@ -211,6 +211,10 @@ type Events interface {
 	InsertEvents(ctx context.Context, evs []domain.CallEvent, enqueue func(ctx context.Context, tx any, stored []domain.CallEvent) error) ([]Inserted, error)
 	// Event returns one event. ENOTFOUND.
 	Event(ctx context.Context, tenantID, id string) (domain.CallEvent, error)
+	// ListEvents returns up to f.Limit (1–1000) events of a tenant matching
+	// f: failed ones first, then waiting ones, then the rest, each newest
+	// (by ReceivedAt) first. Errors are the store's.
+	ListEvents(ctx context.Context, tenantID string, f EventFilter) ([]domain.CallEvent, error)
 	// NextEvent returns the oldest waiting event of a tenant's partition.
 	// ENOTFOUND when none waits.
 	NextEvent(ctx context.Context, tenantID, partition string) (domain.CallEvent, error)
@@ -256,6 +260,49 @@ type Events interface {
 	// ReleasePartition ends holder's lease; someone else's is left alone.
 	ReleasePartition(ctx context.Context, tenantID, partition, holder string) error
 }
+
+// EventFilter selects call events for ListEvents; zero fields select
+// everything.
+type EventFilter struct {
+	State     string    // one of the domain.Event* states
+	Partition string    // the client's normalized number (Partition of the event)
+	Before    time.Time // received strictly before this
+	Limit     int
+}
+
+// clampLimit bounds a listing's limit to 1–1000, 100 when unset.
+func (f EventFilter) clampLimit() int {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		return 100
+	}
+	return f.Limit
+}
+
+// Where returns the SQL conditions and arguments of f after "tenant_id =
+// <first placeholder>", with placeholders made by ph from their 1-based
+// position (2 onwards), and the LIMIT to apply.
+func (f EventFilter) Where(ph func(n int) string) (string, []any, int) {
+	var where string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where += " AND " + cond + " " + ph(len(args)+1)
+	}
+	if f.State != "" {
+		add("state =", f.State)
+	}
+	if f.Partition != "" {
+		add("partition =", f.Partition)
+	}
+	if !f.Before.IsZero() {
+		add("received_at <", f.Before)
+	}
+	return where, args, f.clampLimit()
+}
+
+// EventOrder orders ListEvents: failed first, then waiting, then the rest,
+// newest first.
+const EventOrder = ` ORDER BY CASE state WHEN 'failed' THEN 0 WHEN 'waiting' THEN 1 ELSE 2 END, received_at DESC, seq DESC`
 
 // Partition names the events of one client of one tenant.
 type Partition struct {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -118,6 +119,28 @@ func (db *DB) Event(ctx context.Context, tenantID, id string) (domain.CallEvent,
 	ev, err := scanEvent(db.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM call_events
 		WHERE tenant_id = $1 AND id = $2`, tenantID, id))
 	return ev, mapErr(err, "get event", "event", tenantID)
+}
+
+// ListEvents returns a tenant's events matching f, failed and waiting
+// ones first.
+func (db *DB) ListEvents(ctx context.Context, tenantID string, f store.EventFilter) ([]domain.CallEvent, error) {
+	where, args, limit := f.Where(func(n int) string { return "$" + strconv.Itoa(n) })
+	args = append(append([]any{tenantID}, args...), limit)
+	rows, err := db.pool.Query(ctx, `SELECT `+eventColumns+` FROM call_events WHERE tenant_id = $1`+where+
+		store.EventOrder+` LIMIT $`+strconv.Itoa(len(args)), args...)
+	if err != nil {
+		return nil, mapErr(err, "list events", "", tenantID)
+	}
+	defer rows.Close()
+	var out []domain.CallEvent
+	for rows.Next() {
+		ev, err := scanEvent(rows)
+		if err != nil {
+			return nil, mapErr(err, "list events", "", tenantID)
+		}
+		out = append(out, ev)
+	}
+	return out, mapErr(rows.Err(), "list events", "", tenantID)
 }
 
 // NextEvent returns the oldest waiting event of a partition. ENOTFOUND.

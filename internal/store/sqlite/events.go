@@ -103,6 +103,32 @@ func (db *DB) Event(ctx context.Context, tenantID, id string) (domain.CallEvent,
 	return ev, mapErr(err, "get event", "event", tenantID)
 }
 
+// ListEvents returns a tenant's events matching f, failed and waiting
+// ones first.
+func (db *DB) ListEvents(ctx context.Context, tenantID string, f store.EventFilter) ([]domain.CallEvent, error) {
+	where, args, limit := f.Where(func(int) string { return "?" })
+	for i, a := range args {
+		if t, ok := a.(time.Time); ok {
+			args[i] = micros(t)
+		}
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM call_events WHERE tenant_id = ?`+where+
+		store.EventOrder+` LIMIT ?`, append(append([]any{tenantID}, args...), limit)...)
+	if err != nil {
+		return nil, mapErr(err, "list events", "", tenantID)
+	}
+	defer rows.Close()
+	var out []domain.CallEvent
+	for rows.Next() {
+		ev, err := scanEvent(rows)
+		if err != nil {
+			return nil, mapErr(err, "list events", "", tenantID)
+		}
+		out = append(out, ev)
+	}
+	return out, mapErr(rows.Err(), "list events", "", tenantID)
+}
+
 // NextEvent returns the oldest waiting event of a partition. It reads
 // through the writer so that it sees what the previous event's finish
 // committed an instant ago. ENOTFOUND.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store"
 )
 
 // --- call events ---
@@ -494,4 +495,62 @@ func testEventLease(t *testing.T, e *env) {
 	}
 	_, err := e.s.LeasePartition(e.ctx, "nobody", "p", "h", time.Second)
 	wantCode(t, err, domain.ENOTFOUND, "lease of an unknown tenant")
+}
+
+func testEventList(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	e.tenant(t, "b")
+	ids := map[string]string{}
+	for _, c := range []struct{ call, part string }{
+		{"c1", "380671111111"}, {"c2", "380672222222"}, {"c3", "380671111111"}, {"c4", "380673333333"},
+	} {
+		e.clock.Advance(time.Second)
+		id, _ := e.insert(t, callEvent("a", c.call, domain.EventCallEnd, c.part))
+		ids[c.call] = id
+	}
+	e.insert(t, callEvent("b", "c1", domain.EventCallEnd, "380671111111"))
+	if err := e.s.FinishEvent(e.ctx, "a", ids["c1"], domain.EventDone, "lead 7"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.FinishEvent(e.ctx, "a", ids["c2"], domain.EventFailed, "refused"); err != nil {
+		t.Fatal(err)
+	}
+	list := func(f store.EventFilter) []string {
+		t.Helper()
+		evs, err := e.s.ListEvents(e.ctx, "a", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, ev := range evs {
+			if ev.TenantID != "a" {
+				t.Fatalf("ListEvents of a returned an event of %q", ev.TenantID)
+			}
+			out = append(out, ev.UniqueID)
+		}
+		return out
+	}
+	// Failed first, then waiting newest first, then the rest.
+	if got := fmt.Sprint(list(store.EventFilter{})); got != "[c2 c4 c3 c1]" {
+		t.Fatalf("all: %s, want [c2 c4 c3 c1]", got)
+	}
+	if got := fmt.Sprint(list(store.EventFilter{State: domain.EventWaiting})); got != "[c4 c3]" {
+		t.Fatalf("waiting: %s", got)
+	}
+	if got := fmt.Sprint(list(store.EventFilter{Partition: "380671111111"})); got != "[c3 c1]" {
+		t.Fatalf("one client: %s", got)
+	}
+	if got := fmt.Sprint(list(store.EventFilter{Limit: 2})); got != "[c2 c4]" {
+		t.Fatalf("limit 2: %s", got)
+	}
+	c3, err := e.s.Event(e.ctx, "a", ids["c3"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(list(store.EventFilter{Before: c3.ReceivedAt})); got != "[c2 c1]" {
+		t.Fatalf("before c3: %s", got)
+	}
+	if evs, err := e.s.ListEvents(e.ctx, "nobody", store.EventFilter{}); err != nil || len(evs) != 0 {
+		t.Fatalf("unknown tenant: %v, %v", evs, err)
+	}
 }

@@ -81,6 +81,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Event/DropWaiting", testEventDropWaiting},
 		{"Event/Rejected", testEventRejected},
 		{"Event/RejectedTrimAndExpire", testRejectedTrimAndExpire},
+		{"Event/List", testEventList},
 		{"Event/ConcurrentDuplicates", testEventConcurrentDuplicates},
 		{"Write/BeginFinish", testWriteBeginFinish},
 		{"Event/Lease", testEventLease},
