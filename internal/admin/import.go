@@ -104,8 +104,10 @@ func (s *Service) Import(ctx context.Context, actor, id, format, contentType str
 		return ImportReport{}, err
 	}
 	br := bufio.NewReaderSize(body, importPeek)
+	// A read error here with bytes before it is met again by the row
+	// readers, after the rows before it are stored.
 	head, perr := br.Peek(importPeek)
-	if perr != nil && perr != io.EOF && !errors.Is(perr, bufio.ErrBufferFull) {
+	if len(head) == 0 && perr != nil && perr != io.EOF {
 		return ImportReport{}, errors.Join(domain.Errorf(domain.EINVALID, "body: could not be read"), perr)
 	}
 	if len(bytes.TrimSpace(head)) == 0 && len(head) < importPeek {

@@ -2,12 +2,15 @@ package admin_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/store"
@@ -113,3 +116,27 @@ func TestImportMemoryStaysFlat(t *testing.T) {
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// TestImportBodyCutShort: a body that fails midway (the client went away,
+// a chunked body over the limit) ends the import with EINVALID wrapping the
+// read error; the batches stored before it stay stored and are reported.
+func TestImportBodyCutShort(t *testing.T) {
+	cs := &countingStore{Store: sqliteStore(t)}
+	w := newWorld(t, cs, 1)
+	ctx := context.Background()
+	if _, err := w.svc.CreateTenant(ctx, "ops", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
+		t.Fatal(err)
+	}
+	cut := errors.New("connection reset")
+	for _, jsonl := range []bool{false, true} {
+		cs.rows = 0
+		body := io.MultiReader(&rowSource{n: 1500, jsonl: jsonl, sampleEvery: 1 << 30}, iotest.ErrReader(cut))
+		rep, err := w.svc.Import(ctx, "ops", "acme", "", "", body)
+		if !errors.Is(err, cut) || domain.ErrorCode(err) != domain.EINVALID {
+			t.Fatalf("jsonl=%v: err %v, want invalid wrapping the read error", jsonl, err)
+		}
+		if cs.rows != 1000 || rep.Accepted != 1000 || !strings.Contains(err.Error(), "1000 rows") {
+			t.Fatalf("jsonl=%v: stored %d, report %+v, err %v; want the first batch of 1000 stored and said", jsonl, cs.rows, rep, err)
+		}
+	}
+}
