@@ -141,10 +141,15 @@ var utf8BOM = []byte("\xef\xbb\xbf")
 // non-space byte is '{'; any other body is read as urlencoded pairs, because
 // the PBX sends odd content types and a non-form body simply has no matching
 // pair. When the body is a JSON-RPC envelope, rr.jsonrpc and rr.rpcID are set
-// even if the caller is then missing, so the error can be answered in kind.
+// even if the caller is then missing, so the answer is given in kind.
+//
+// No key holding a value is not an error: rr.caller stays empty and the
+// handler answers "no forward". JSON-RPC params that are not an object (a
+// positional array) are treated as holding no keys.
 //
 // keys are a tenant's compileCallerKeys result; nil means the defaults.
-// Errors are *domain.Error with code domain.EINVALID.
+// Errors (a malformed body or JSON-RPC id) are *domain.Error with code
+// domain.EINVALID.
 func parseRouteRequest(req *fasthttp.Request, keys []callerKey, rr *routeRequest) error {
 	rr.reset()
 	if len(keys) == 0 {
@@ -171,9 +176,8 @@ func parseRouteRequest(req *fasthttp.Request, keys []callerKey, rr *routeRequest
 	}
 	if best < len(keys) {
 		rr.caller, rr.field = rr.clean(raw, true), keys[best].name
-		return nil
 	}
-	return missingCallerError(keys)
+	return nil
 }
 
 // parseBody classifies the body and parses it when it is JSON.
@@ -222,8 +226,11 @@ func (rr *routeRequest) parseBody(req *fasthttp.Request) error {
 		// the query string or a header.
 		return nil
 	}
-	if t := params.Type(); t != fastjson.TypeObject {
-		return domain.Errorf(domain.EINVALID, "params: must be an object, got %s", t)
+	if params.Type() != fastjson.TypeObject {
+		// Positional params (an array) or a scalar name no caller key; the
+		// caller may still come from the query string or a header, and
+		// without one the call gets a no-forward answer, not an error.
+		return nil
 	}
 	rr.obj = params
 	return nil
@@ -569,27 +576,4 @@ func appendJSONString(dst, s []byte) []byte {
 		i += n
 	}
 	return append(dst, '"')
-}
-
-// missingCallerError names every key tried and where it may be sent.
-func missingCallerError(keys []callerKey) error {
-	var b strings.Builder
-	b.WriteString("caller: missing; send ")
-	if len(keys) > 1 {
-		b.WriteString("one of ")
-	}
-	header := false
-	for i := range keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(keys[i].name)
-		header = header || len(keys[i].path) == 1
-	}
-	if header {
-		b.WriteString(" in the query string, a form or JSON body, or a header")
-	} else {
-		b.WriteString(" in the query string or a form or JSON body")
-	}
-	return domain.Errorf(domain.EINVALID, "%s", b.String())
 }

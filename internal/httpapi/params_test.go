@@ -123,7 +123,7 @@ func TestParseRouteRequest(t *testing.T) {
 		{name: "form as text/plain", req: routeReq{contentType: "text/plain", body: "src=" + phone},
 			want: routeWant{caller: phone, field: "src"}},
 		{name: "plain text body is no form", req: routeReq{contentType: "text/plain", body: phone},
-			want: routeWant{err: "caller: missing"}},
+			want: routeWant{}},
 
 		// JSON body
 		{name: "json", req: routeReq{contentType: "application/json", body: `{"caller":"` + phone + `"}`}, want: caller},
@@ -153,7 +153,7 @@ func TestParseRouteRequest(t *testing.T) {
 		{name: "json nested deeper than the path", req: routeReq{contentType: "application/json", body: `{"caller":{"number":"1"},"caller_number":[2],"callerid":true,"caller_id":null,"phone":"` + phone + `"}`},
 			want: routeWant{caller: phone, field: "phone"}},
 		{name: "json path through a scalar", req: routeReq{contentType: "application/json", body: `{"additional_call_data":"x"}`},
-			want: routeWant{err: "caller: missing"}},
+			want: routeWant{}},
 		{name: "json empty values skipped", req: routeReq{contentType: "application/json", body: `{"caller":"","caller_number":"  ","callerid":"%20","from":"` + phone + `"}`},
 			want: routeWant{caller: phone, field: "from"}},
 		{name: "json duplicate key, first wins", req: routeReq{contentType: "application/json", body: `{"caller":"1","caller":"2"}`},
@@ -185,13 +185,15 @@ func TestParseRouteRequest(t *testing.T) {
 		{name: "jsonrpc without params, caller in query", req: routeReq{uri: routeURI + "&caller=" + phone, contentType: "application/json", body: `{"jsonrpc":"2.0","method":"route","id":4}`},
 			want: routeWant{caller: phone, field: "caller", jsonrpc: true, rpcID: "4"}},
 		{name: "jsonrpc caller missing keeps id", req: routeReq{contentType: "application/json", body: `{"jsonrpc":"2.0","method":"route","params":{},"id":"x"}`},
-			want: routeWant{err: "caller: missing", jsonrpc: true, rpcID: `"x"`}},
-		{name: "jsonrpc params array", req: routeReq{contentType: "application/json", body: `{"jsonrpc":"2.0","method":"route","params":["` + phone + `"],"id":5}`},
-			want: routeWant{err: "params: must be an object", jsonrpc: true, rpcID: "5"}},
+			want: routeWant{jsonrpc: true, rpcID: `"x"`}},
+		{name: "jsonrpc params array names no caller", req: routeReq{contentType: "application/json", body: `{"jsonrpc":"2.0","method":"route","params":["` + phone + `"],"id":5}`},
+			want: routeWant{jsonrpc: true, rpcID: "5"}},
+		{name: "jsonrpc params array, caller in query", req: routeReq{uri: routeURI + "&caller=" + phone, contentType: "application/json", body: `{"jsonrpc":"2.0","params":[1,2],"id":5}`},
+			want: routeWant{caller: phone, field: "caller", jsonrpc: true, rpcID: "5"}},
 		{name: "jsonrpc params string", req: routeReq{uri: routeURI + "&caller=" + phone, contentType: "application/json", body: `{"jsonrpc":"2.0","params":"caller=1","id":6}`},
-			want: routeWant{err: "params: must be an object", jsonrpc: true, rpcID: "6"}},
+			want: routeWant{caller: phone, field: "caller", jsonrpc: true, rpcID: "6"}},
 		{name: "jsonrpc params null", req: routeReq{contentType: "application/json", body: `{"jsonrpc":"2.0","params":null}`},
-			want: routeWant{err: "params: must be an object", jsonrpc: true, rpcID: "null"}},
+			want: routeWant{jsonrpc: true, rpcID: "null"}},
 		{name: "jsonrpc object id", req: routeReq{contentType: "application/json", body: `{"jsonrpc":"2.0","params":{"caller":"1"},"id":{}}`},
 			want: routeWant{err: "id: must be a string, number or null", jsonrpc: true, rpcID: "null"}},
 		{name: "jsonrpc NaN id", req: routeReq{contentType: "application/json", body: `{"jsonrpc":"2.0","params":{"caller":"1"},"id":NaN}`},
@@ -238,7 +240,7 @@ func TestParseRouteRequest(t *testing.T) {
 			want: routeWant{caller: phone, field: "src"}},
 		{name: "header for dotted key not read", keys: []string{"additional_call_data.userfield"},
 			req:  routeReq{headers: [][2]string{{"Additional_call_data.userfield", phone}}},
-			want: routeWant{err: "caller: missing; send additional_call_data.userfield in the query string or a form or JSON body"}},
+			want: routeWant{}},
 
 		// precedence
 		{name: "key order beats source order", req: routeReq{uri: routeURI + "&phone=111", contentType: "application/json", body: `{"caller":"222"}`},
@@ -268,15 +270,17 @@ func TestParseRouteRequest(t *testing.T) {
 		{name: "caller_param jsonrpc", keys: []string{"client.phone"}, req: routeReq{contentType: "application/json", body: `{"jsonrpc":"2.0","params":{"client":{"phone":"` + phone + `"}},"id":9}`},
 			want: routeWant{caller: phone, field: "client.phone", jsonrpc: true, rpcID: "9"}},
 		{name: "caller_param ignores defaults", keys: []string{"client.phone"}, req: routeReq{uri: routeURI + "&caller=" + phone, headers: [][2]string{{"Phone", phone}}},
-			want: routeWant{err: "caller: missing; send client.phone in the query string or a form or JSON body"}},
+			want: routeWant{}},
 		{name: "caller_param header", keys: []string{"tel_no"}, req: routeReq{headers: [][2]string{{"Tel-No", phone}}},
 			want: routeWant{caller: phone, field: "tel_no"}},
 		{name: "caller_param missing", keys: []string{"tel_no"}, req: routeReq{},
-			want: routeWant{err: "caller: missing; send tel_no in the query string, a form or JSON body, or a header"}},
+			want: routeWant{}},
 
-		// missing
-		{name: "missing lists every key", req: routeReq{uri: routeURI + "&caller=%20", contentType: "application/json", body: `{"uuid":"x"}`},
-			want: routeWant{err: "caller: missing; send one of caller, caller_number, callerid, caller_id, phone, from, src, userfield, additional_call_data.userfield in the query string, a form or JSON body, or a header"}},
+		// missing: no error, an empty caller the handler answers with no forward
+		{name: "Ringostat sample body without a caller", req: routeReq{contentType: "application/json", body: `{"call_id":"pkv","step_forward":"webhookNumber%3A120","uuid":"842d921d-5334-4eca-812d-9a0c6e1f5b2a"}`},
+			want: routeWant{}},
+		{name: "missing everywhere", req: routeReq{uri: routeURI + "&caller=%20", contentType: "application/json", body: `{"uuid":"x"}`},
+			want: routeWant{}},
 	}
 
 	// One routeRequest across every case, as the pool would hand it out, so

@@ -257,8 +257,59 @@ func TestRouteCallerParam(t *testing.T) {
 		t.Fatalf("caller_param: %q", a.body)
 	}
 	a = e.route(secret, "caller=380671234567")
-	if a.status != 400 || !strings.Contains(a.body, "client.phone") {
-		t.Fatalf("caller_param missing: %d %q, want 400 naming client.phone", a.status, a.body)
+	if a.status != 200 || a.body != `{}` || a.header.Get("X-Route-Reason") != "invalid_caller" {
+		t.Fatalf("caller_param missing: %d %q reason %q, want 200 {} invalid_caller", a.status, a.body, a.header.Get("X-Route-Reason"))
+	}
+}
+
+// TestRouteWithoutCaller: a live call whose request names no usable caller
+// gets a no-forward answer the PBX acts on, in the tenant's format, never a
+// 400 (issue 11, item 9).
+func TestRouteWithoutCaller(t *testing.T) {
+	e := newEnv(t)
+	secret := e.acme(`,"on_miss":"default_owner"`)
+	key := "?key=" + url.QueryEscape(secret)
+	// Ringostat's published webhook-number sample: call_id, step_forward, uuid and nothing else.
+	sample := `{"call_id":"pkv","step_forward":"webhookNumber%3A120","uuid":"842d921d-5334-4eca-812d-9a0c6e1f5b2a"}`
+	cases := []struct{ name, query, ctype, body string }{
+		{"published sample body", "", "application/json", sample},
+		{"empty caller", "&caller=", "", ""},
+		{"blank caller", "&caller=%20%20", "", ""},
+		{"empty caller in JSON", "", "application/json", `{"caller":"","uuid":"u1"}`},
+		{"hidden caller anonymous", "&caller=anonymous", "", ""},
+		{"hidden caller word", "", "application/json", `{"caller":"Hidden"}`},
+		{"hidden caller unknown", "", "application/x-www-form-urlencoded", "caller=unknown"},
+		{"JSON-RPC params as an array", "", "application/json", `{"jsonrpc":"2.0","method":"route","params":["380671234567"],"id":7}`},
+		{"nothing at all", "", "", ""},
+	}
+	for _, format := range []struct{ name, settings, noForward string }{
+		{"json", `{"response_format":"json"}`, `{}`},
+		{"text", `{"response_format":"text"}`, ``},
+	} {
+		e.mustAdmin(200, "PATCH", "tenants/acme", format.settings)
+		for _, tc := range cases {
+			a := e.do("POST", "/pbx/acme/route"+key+tc.query, tc.ctype, tc.body, nil)
+			if a.status != 200 || a.body != format.noForward || a.header.Get("X-Route-Reason") != "invalid_caller" {
+				t.Errorf("%s, %s: %d %q reason %q; want 200 %q invalid_caller", format.name, tc.name, a.status, a.body,
+					a.header.Get("X-Route-Reason"), format.noForward)
+			}
+		}
+	}
+	e.mustAdmin(200, "PATCH", "tenants/acme", `{"response_format":"jsonrpc"}`)
+	for _, tc := range []struct{ body, want string }{
+		{`{"jsonrpc":"2.0","method":"route","params":["380671234567"],"id":7}`, `{"jsonrpc":"2.0","id":7,"result":{}}`},
+		{`{"jsonrpc":"2.0","method":"route","params":{"uuid":"u1"},"id":"r-1"}`, `{"jsonrpc":"2.0","id":"r-1","result":{}}`},
+		{sample, `{"jsonrpc":"2.0","id":null,"result":{}}`},
+	} {
+		a := e.do("POST", "/pbx/acme/route"+key, "application/json", tc.body, nil)
+		if a.status != 200 || a.body != tc.want || a.header.Get("X-Route-Reason") != "invalid_caller" {
+			t.Errorf("jsonrpc %s: %d %q reason %q; want %q invalid_caller", tc.body, a.status, a.body, a.header.Get("X-Route-Reason"), tc.want)
+		}
+	}
+	// Positional params do not hide a caller sent in the query string.
+	a := e.do("POST", "/pbx/acme/route"+key+"&caller=380671234567", "application/json", `{"jsonrpc":"2.0","params":[1],"id":3}`, nil)
+	if a.status != 200 || a.body != `{"jsonrpc":"2.0","id":3,"result":{"number":"anna_sip"}}` {
+		t.Errorf("params array with the caller in the query: %d %q", a.status, a.body)
 	}
 }
 
@@ -275,9 +326,8 @@ func TestRouteErrors(t *testing.T) {
 		{"unknown tenant", "GET", "/pbx/nope/route" + key + "&caller=380671234567", "", "", nil, 404, "not_found", "tenant"},
 		{"missing key", "GET", "/pbx/acme/route?caller=380671234567", "", "", nil, 401, "unauthorized", "key"},
 		{"wrong key", "GET", "/pbx/acme/route?key=wrong&caller=380671234567", "", "", nil, 401, "unauthorized", "key"},
-		{"missing caller", "GET", "/pbx/acme/route" + key, "", "", nil, 400, "invalid", "caller"},
 		{"malformed JSON", "POST", "/pbx/acme/route" + key, "application/json", `{"caller":`, nil, 400, "invalid", "JSON"},
-		{"JSON-RPC params not an object", "POST", "/pbx/acme/route" + key, "application/json", `{"jsonrpc":"2.0","params":[1],"id":1}`, nil, 400, "invalid", "params"},
+		{"JSON-RPC id an object", "POST", "/pbx/acme/route" + key, "application/json", `{"jsonrpc":"2.0","params":{},"id":{}}`, nil, 400, "invalid", "id"},
 		{"oversized body", "POST", "/pbx/acme/route" + key, "application/json", `{"caller":"380671234567","pad":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 413, "too_large", "body"},
 		{"unknown pbx path", "GET", "/pbx/acme/nothing" + key, "", "", nil, 404, "not_found", "path"},
 	}
@@ -291,6 +341,12 @@ func TestRouteErrors(t *testing.T) {
 			errObj, _ := m["error"].(map[string]any)
 			if errObj["code"] != tc.code || !strings.Contains(errObj["message"].(string), tc.mentions) {
 				t.Fatalf("error %v, want code %s mentioning %q", errObj, tc.code, tc.mentions)
+			}
+			// 401 and 404 are no routing decision and claim no reason; a
+			// request the PBX got wrong is not trouble on our side either.
+			want := map[int]string{400: "invalid_caller", 413: "invalid_caller"}[tc.status]
+			if got := a.header.Get("X-Route-Reason"); got != want {
+				t.Fatalf("X-Route-Reason %q on a %d, want %q", got, tc.status, want)
 			}
 		})
 	}

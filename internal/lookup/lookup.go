@@ -217,6 +217,12 @@ func (s *Service) unavailable(t *tenant.Config, target string, now time.Time) (R
 	return 0, false
 }
 
+// NoCaller is the decision for a request that names no caller at all: no
+// forward, reason invalid_caller, counted like every other decision.
+func NoCaller() Result {
+	return count(Result{Reason: ReasonInvalidCaller})
+}
+
 func count(r Result) Result {
 	reasonCounters[r.Reason].Inc()
 	return r
