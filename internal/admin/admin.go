@@ -318,9 +318,10 @@ func (s *Service) DeleteEmployee(ctx context.Context, actor, id, crmUserID strin
 	return s.publish(ctx, actor, id, "employee.delete", map[string]string{"crm_user_id": crmUserID})
 }
 
-// PutStop adds a number to the stop list; body {"note"} is optional. Phone
-// numbers are stored normalized, anything else as a SIP login. EINVALID,
-// ENOTFOUND.
+// PutStop adds a number to the stop list; body {"note","kind"} is
+// optional, kind "line" (default: one of the project's own lines) or
+// "client". Phone numbers are stored normalized, anything else as a SIP
+// login. EINVALID (naming number or kind), ENOTFOUND.
 func (s *Service) PutStop(ctx context.Context, actor, id, number string, body []byte) (domain.StopEntry, error) {
 	t, err := s.store.Tenant(ctx, id)
 	if err != nil {
@@ -328,17 +329,22 @@ func (s *Service) PutStop(ctx context.Context, actor, id, number string, body []
 	}
 	var in struct {
 		Note string `json:"note"`
+		Kind string `json:"kind"`
 	}
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := decodeStrict(body, &in); err != nil {
 			return domain.StopEntry{}, err
 		}
 	}
+	kind, err := domain.ParseStopKind(in.Kind)
+	if err != nil {
+		return domain.StopEntry{}, err
+	}
 	n, err := stopNumber(number, t.Settings.DefaultCountry)
 	if err != nil {
 		return domain.StopEntry{}, err
 	}
-	e := domain.StopEntry{TenantID: id, Number: n, Note: in.Note, CreatedAt: s.now().UTC()}
+	e := domain.StopEntry{TenantID: id, Number: n, Kind: kind, Note: in.Note, CreatedAt: s.now().UTC()}
 	if err := s.store.PutStop(ctx, e); err != nil {
 		return domain.StopEntry{}, fmt.Errorf("put stop-list number: %w", err)
 	}

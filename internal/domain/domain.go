@@ -5,6 +5,7 @@
 package domain
 
 import (
+	"strings"
 	"time"
 )
 
@@ -114,11 +115,37 @@ func (e Employee) Target() string {
 	return e.Phone
 }
 
-// StopEntry is a project number (SIP login, FMC number) whose calls create
-// nothing in the CRM.
+// StopKind says what a stop-list number is.
+type StopKind string
+
+// Stop-list kinds. A line is one of the project's own lines (a SIP login, an
+// FMC or virtual number): a call to or from it creates nothing. A client is
+// a client's number: calls with that client create nothing.
+const (
+	StopLine   StopKind = "line"
+	StopClient StopKind = "client"
+)
+
+// ParseStopKind reads a stop-list kind; "" is StopLine. EINVALID names the
+// field kind.
+func ParseStopKind(s string) (StopKind, error) {
+	switch k := StopKind(strings.ToLower(strings.TrimSpace(s))); k {
+	case "":
+		return StopLine, nil
+	case StopLine, StopClient:
+		return k, nil
+	default:
+		return "", Errorf(EINVALID, "kind: must be line or client, got %q", s)
+	}
+}
+
+// StopEntry is a stop-list number: a project line or a client number whose
+// calls create nothing in the CRM.
 type StopEntry struct {
-	TenantID  string    `json:"-"`
-	Number    string    `json:"number"`
+	TenantID string `json:"-"`
+	Number   string `json:"number"`
+	// Kind is StopLine or StopClient; stores write "" as StopLine.
+	Kind      StopKind  `json:"kind"`
 	Note      string    `json:"note"`
 	CreatedAt time.Time `json:"created_at"`
 }

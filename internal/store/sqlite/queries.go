@@ -181,22 +181,31 @@ func (db *DB) DeleteEmployee(ctx context.Context, tenantID, crmUserID string) er
 		fmt.Sprintf("employee %q of tenant %q", crmUserID, tenantID), tenantID)
 }
 
-// PutStop inserts or replaces a stop-list number; CreatedAt is kept when
+// PutStop inserts or replaces a stop-list number (kind "" is stored as a
+// line); CreatedAt is kept when
 // set and stamped with the store's clock when zero. ENOTFOUND if the tenant
 // does not exist.
 func (db *DB) PutStop(ctx context.Context, s domain.StopEntry) error {
-	_, err := db.w.ExecContext(ctx, `INSERT INTO stop_list (tenant_id, number, note, created_at)
-		VALUES (?, ?, ?, ?)
+	_, err := db.w.ExecContext(ctx, `INSERT INTO stop_list (tenant_id, number, note, created_at, kind)
+		VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (tenant_id, number) DO UPDATE SET
-			note = excluded.note, created_at = excluded.created_at`,
-		s.TenantID, s.Number, s.Note, micros(db.stampOr(s.CreatedAt)))
+			note = excluded.note, created_at = excluded.created_at, kind = excluded.kind`,
+		s.TenantID, s.Number, s.Note, micros(db.stampOr(s.CreatedAt)), string(stopKind(s.Kind)))
 	return mapErr(err, "put stop", "", s.TenantID)
+}
+
+// stopKind is the kind stored for k: an entry without one is a line.
+func stopKind(k domain.StopKind) domain.StopKind {
+	if k == "" {
+		return domain.StopLine
+	}
+	return k
 }
 
 // ListStops returns a tenant's stop list ordered by number; none for an
 // unknown tenant.
 func (db *DB) ListStops(ctx context.Context, tenantID string) ([]domain.StopEntry, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT tenant_id, number, note, created_at FROM stop_list
+	rows, err := db.r.QueryContext(ctx, `SELECT tenant_id, number, note, created_at, kind FROM stop_list
 		WHERE tenant_id = ? ORDER BY number`, tenantID)
 	if err != nil {
 		return nil, mapErr(err, "list stops", "", tenantID)
@@ -208,7 +217,7 @@ func (db *DB) ListStops(ctx context.Context, tenantID string) ([]domain.StopEntr
 			s       domain.StopEntry
 			created int64
 		)
-		if err := rows.Scan(&s.TenantID, &s.Number, &s.Note, &created); err != nil {
+		if err := rows.Scan(&s.TenantID, &s.Number, &s.Note, &created, &s.Kind); err != nil {
 			return nil, mapErr(err, "list stops", "", tenantID)
 		}
 		s.CreatedAt = fromMicros(created)

@@ -176,7 +176,7 @@ func fmtEmployee(e domain.Employee) string {
 }
 
 func fmtStop(s domain.StopEntry) string {
-	return fmt.Sprintf("%q/%q note=%q created=%s", s.TenantID, s.Number, s.Note, fmtTime(s.CreatedAt))
+	return fmt.Sprintf("%q/%q kind=%q note=%q created=%s", s.TenantID, s.Number, s.Kind, s.Note, fmtTime(s.CreatedAt))
 }
 
 func fmtIndex(e domain.IndexEntry) string {
@@ -458,15 +458,18 @@ func testStopPutList(t *testing.T, e *env) {
 	e.tenant(t, "b")
 	explicit := start.Add(-48*time.Hour + 987*time.Nanosecond)
 	entries := []domain.StopEntry{
-		{TenantID: "a", Number: "380931112233", Note: "FMC"},
+		{TenantID: "a", Number: "380931112233", Kind: domain.StopLine, Note: "FMC"},
 		{TenantID: "a", Number: "101", Note: "reception", CreatedAt: explicit},
-		{TenantID: "a", Number: "380441234567"},
+		{TenantID: "a", Number: "380441234567", Kind: domain.StopClient},
 		{TenantID: "b", Number: "999"},
 	}
 	var want []domain.StopEntry
 	for _, s := range entries {
 		if err := e.s.PutStop(e.ctx, s); err != nil {
 			t.Fatalf("PutStop: %v", err)
+		}
+		if s.Kind == "" {
+			s.Kind = domain.StopLine // an entry without a kind is a line
 		}
 		if s.CreatedAt.IsZero() {
 			s.CreatedAt = e.clock.Now()
@@ -495,14 +498,14 @@ func testStopReplace(t *testing.T, e *env) {
 		t.Fatalf("PutStop: %v", err)
 	}
 	e.clock.Advance(time.Minute)
-	if err := e.s.PutStop(e.ctx, domain.StopEntry{TenantID: "a", Number: "101", Note: "new"}); err != nil {
+	if err := e.s.PutStop(e.ctx, domain.StopEntry{TenantID: "a", Number: "101", Kind: domain.StopClient, Note: "new"}); err != nil {
 		t.Fatalf("PutStop replacing: %v", err)
 	}
 	got, err := e.s.ListStops(e.ctx, "a")
 	if err != nil {
 		t.Fatalf("ListStops: %v", err)
 	}
-	want := []domain.StopEntry{{TenantID: "a", Number: "101", Note: "new", CreatedAt: stamp(e.clock.Now())}}
+	want := []domain.StopEntry{{TenantID: "a", Number: "101", Kind: domain.StopClient, Note: "new", CreatedAt: stamp(e.clock.Now())}}
 	same(t, "ListStops after replace", fmtStop, got, want)
 }
 
@@ -522,7 +525,7 @@ func testStopDelete(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatalf("ListStops: %v", err)
 	}
-	same(t, "ListStops after delete", fmtStop, got, []domain.StopEntry{{TenantID: "a", Number: "102", CreatedAt: stamp(start)}})
+	same(t, "ListStops after delete", fmtStop, got, []domain.StopEntry{{TenantID: "a", Number: "102", Kind: domain.StopLine, CreatedAt: stamp(start)}})
 }
 
 func testStopUnknownTenant(t *testing.T, e *env) {
