@@ -27,6 +27,7 @@ commands:
   set ID KEY=VALUE...                          change settings (default_country=UA route_budget_ms=500
                                                owner_order=lead,contact on_miss=default_owner
                                                lead_on_call_start=true callback_due_minutes=30
+                                               timezone=Europe/Kyiv
                                                "pipeline_rules=pool_name=Context ads:7001;utm_source=fb:7002"
                                                presence=skip_offline on_unavailable=default_owner
                                                auto_callback=true auto_callback_delay_seconds=60)
@@ -35,7 +36,10 @@ commands:
   put-employee ID CRM_USER_ID [--sip S] [--phone P] [--name N] [--email E]
   employees ID                                 list employees
   delete-employee ID CRM_USER_ID
-  stop-add ID NUMBER [--note TEXT]             add a number to the stop list
+  stop-add ID NUMBER [--kind line|client] [--note TEXT]
+                                               add a number to the stop list: one of the project's own
+                                               lines (default; calls to or from it create nothing) or a
+                                               client's number
   stop-list ID                                 list the stop list
   stop-remove ID NUMBER
   import ID FILE [--format csv|jsonl]          import contacts (FILE "-" reads stdin)
@@ -98,6 +102,7 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 	phone := fs.String("phone", "", "phone number")
 	email := fs.String("email", "", "e-mail")
 	note := fs.String("note", "", "note")
+	kind := fs.String("kind", "", "stop-list kind: line (default) or client")
 	format := fs.String("format", "", "csv or jsonl (default: from the file name or content)")
 	limit := fs.Int("limit", 50, "entries")
 	resend := fs.Bool("resend", false, "replay waiting call events on activation")
@@ -172,10 +177,14 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 		}
 		return c.Do(ctx, "DELETE", "tenants/"+seg(pos[0])+"/employees/"+seg(pos[1]), "", nil)
 	case "stop-add":
-		if err := need(2, "ID NUMBER [--note TEXT]"); err != nil {
+		if err := need(2, "ID NUMBER [--kind line|client] [--note TEXT]"); err != nil {
 			return nil, err
 		}
-		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/stop-list/"+seg(pos[1]), map[string]string{"note": *note})
+		body := map[string]string{"note": *note}
+		if *kind != "" {
+			body["kind"] = *kind
+		}
+		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/stop-list/"+seg(pos[1]), body)
 	case "stop-list":
 		if err := need(1, "ID"); err != nil {
 			return nil, err

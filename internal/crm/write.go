@@ -126,6 +126,9 @@ type NewCall struct {
 	Phone string
 	Line  string
 	Start time.Time
+	// Zone is the project's time zone: CRMs that take local times (retailCRM)
+	// or offsets (Zoho) get Start in it. nil is UTC.
+	Zone *time.Location
 	// Duration is the talk time (billsec); Wait the time before an answer.
 	Duration time.Duration
 	Wait     time.Duration
@@ -139,9 +142,11 @@ type NewCall struct {
 
 // NewTask is a task to create.
 type NewTask struct {
-	Key     string
-	Text    string
-	Due     time.Time
+	Key  string
+	Text string
+	Due  time.Time
+	// Zone is the project's time zone, as in NewCall. nil is UTC.
+	Zone    *time.Location
 	UserID  string
 	Phone   string
 	Lead    Ref
@@ -219,4 +224,12 @@ type FieldLister interface {
 	// names. ok is false when the account does not let callrouter list
 	// them (a token without the scope). Errors: the CRM's.
 	MappableFields(ctx context.Context, entity string) (fields []string, ok bool, err error)
+}
+
+// In returns t in zone, or in UTC when zone is nil.
+func In(t time.Time, zone *time.Location) time.Time {
+	if zone == nil {
+		return t.UTC()
+	}
+	return t.In(zone)
 }

@@ -34,6 +34,10 @@ func TestSettingsValidateNamesTheField(t *testing.T) {
 		{func(s *Settings) { s.OwnerOrder = []EntityKind{"lead", "lead"} }, "owner_order"},
 		{func(s *Settings) { s.OnMiss = "x" }, "on_miss"},
 		{func(s *Settings) { s.OnUnmapped = "x" }, "on_unmapped"},
+		{func(s *Settings) { s.Timezone = "Europe/Kiev2" }, "timezone"},
+		{func(s *Settings) { s.Timezone = "Local" }, "timezone"},
+		{func(s *Settings) { s.Timezone = "../../etc/passwd" }, "timezone"},
+		{func(s *Settings) { s.Timezone = "+02:00" }, "timezone"},
 		{func(s *Settings) { s.EventRetentionDays = 2 }, "event_retention_days"},
 		{func(s *Settings) { s.EventRetentionDays = -1 }, "event_retention_days"},
 		{func(s *Settings) { s.EventRetentionDays = MaxEventRetentionDays + 1 }, "event_retention_days"},
@@ -51,6 +55,29 @@ func TestSettingsValidateNamesTheField(t *testing.T) {
 		err := s.Validate()
 		if ErrorCode(err) != EINVALID || !strings.HasPrefix(ErrorMessage(err), tc.field+":") {
 			t.Errorf("%s: err = %v, want invalid naming the field", tc.field, err)
+		}
+	}
+}
+
+func TestSettingsLocation(t *testing.T) {
+	for _, tc := range []struct {
+		s    Settings
+		want string
+	}{
+		{Settings{DefaultCountry: "UA"}, "Europe/Kyiv"},
+		{Settings{DefaultCountry: "PL"}, "Europe/Warsaw"},
+		{Settings{DefaultCountry: "UA", Timezone: "Asia/Almaty"}, "Asia/Almaty"},
+		{Settings{Timezone: "America/Chicago"}, "America/Chicago"},
+		{Settings{DefaultCountry: "ZZ"}, "UTC"},
+		{Settings{}, "UTC"},
+	} {
+		if tc.s.Timezone != "" {
+			if err := tc.s.Validate(); err != nil && strings.HasPrefix(ErrorMessage(err), "timezone") {
+				t.Errorf("%+v: %v", tc.s, err)
+			}
+		}
+		if got := tc.s.Location().String(); got != tc.want {
+			t.Errorf("%+v: location %s, want %s", tc.s, got, tc.want)
 		}
 	}
 }

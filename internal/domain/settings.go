@@ -3,6 +3,10 @@ package domain
 import (
 	"slices"
 	"strings"
+	"time"
+	// The zone database is embedded so that timezone is validated and
+	// applied the same on hosts without /usr/share/zoneinfo.
+	_ "time/tzdata"
 )
 
 // Settings are a tenant's routing settings, as the admin API shows them.
@@ -65,6 +69,46 @@ type Settings struct {
 	// EventRetentionDays is how long finished events and rejected bodies
 	// are kept; 0 means the server's default (--event-retention).
 	EventRetentionDays int `json:"event_retention_days"`
+	// Timezone is the IANA name of the project's time zone: a calldate
+	// without a zone is read in it, and times are written to the CRM in it.
+	// Empty means the zone of DefaultCountry (see CountryTimezone), UTC
+	// when that is unknown too.
+	Timezone string `json:"timezone"`
+}
+
+// countryZones are the zones of the countries callrouter normalizes phones
+// for; a country spanning several zones gets its capital's.
+var countryZones = map[string]string{
+	"UA": "Europe/Kyiv", "RU": "Europe/Moscow", "KZ": "Asia/Almaty", "BY": "Europe/Minsk", "MD": "Europe/Chisinau",
+	"GE": "Asia/Tbilisi", "AM": "Asia/Yerevan", "AZ": "Asia/Baku", "UZ": "Asia/Tashkent", "KG": "Asia/Bishkek",
+	"PL": "Europe/Warsaw", "LT": "Europe/Vilnius", "LV": "Europe/Riga", "EE": "Europe/Tallinn", "DE": "Europe/Berlin",
+	"GB": "Europe/London", "US": "America/New_York", "CA": "America/Toronto", "CZ": "Europe/Prague",
+	"SK": "Europe/Bratislava", "RO": "Europe/Bucharest", "BG": "Europe/Sofia", "TR": "Europe/Istanbul",
+	"IL": "Asia/Jerusalem", "FR": "Europe/Paris", "ES": "Europe/Madrid", "IT": "Europe/Rome", "NL": "Europe/Amsterdam",
+	"AT": "Europe/Vienna", "HU": "Europe/Budapest", "FI": "Europe/Helsinki", "PT": "Europe/Lisbon",
+}
+
+// CountryTimezone returns the IANA zone of an ISO country code ("UA" →
+// "Europe/Kyiv"), "" when it has none here.
+func CountryTimezone(country string) string {
+	return countryZones[strings.ToUpper(strings.TrimSpace(country))]
+}
+
+// Location returns the tenant's time zone: Timezone, else the zone of
+// DefaultCountry, else UTC. Settings that passed Validate always load.
+func (s Settings) Location() *time.Location {
+	name := s.Timezone
+	if name == "" {
+		name = CountryTimezone(s.DefaultCountry)
+	}
+	if name == "" {
+		return time.UTC
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
 }
 
 // Limits and defaults of the automatic call-back.
@@ -216,6 +260,7 @@ func (s *Settings) Normalize() {
 	if s.AutoCallbackWindowMinutes == 0 {
 		s.AutoCallbackWindowMinutes = d.AutoCallbackWindowMinutes
 	}
+	s.Timezone = strings.TrimSpace(s.Timezone)
 	for i := range s.PipelineRules {
 		r := &s.PipelineRules[i]
 		r.Param, r.Value, r.Pipeline = strings.TrimSpace(r.Param), strings.TrimSpace(r.Value), strings.TrimSpace(r.Pipeline)
@@ -306,6 +351,13 @@ func (s Settings) Validate() error {
 	}
 	if d := s.EventRetentionDays; d != 0 && (d < MinEventRetentionDays || d > MaxEventRetentionDays) {
 		return Errorf(EINVALID, "event_retention_days: must be between %d and %d (0 for the server's default), got %d", MinEventRetentionDays, MaxEventRetentionDays, d)
+	}
+	if s.Timezone != "" {
+		// LoadLocation also takes "Local", the host's zone, which would
+		// make the setting mean something else on every host.
+		if _, err := time.LoadLocation(s.Timezone); err != nil || s.Timezone == "Local" || len(s.Timezone) > 64 {
+			return Errorf(EINVALID, "timezone: %q is not an IANA time zone name (e.g. Europe/Kyiv)", s.Timezone)
+		}
 	}
 	if len(s.PipelineRules) > MaxPipelineRules {
 		return Errorf(EINVALID, "pipeline_rules: at most %d rules, got %d", MaxPipelineRules, len(s.PipelineRules))

@@ -59,9 +59,10 @@ type Call struct {
 	UTM       crm.UTM
 }
 
-// ReadCall reads the fields of a stored event. received stands in for a
-// missing or unreadable calldate.
-func ReadCall(ev domain.CallEvent) Call {
+// ReadCall reads the fields of a stored event. A calldate without a zone is
+// read in loc (the tenant's time zone; nil is UTC); the event's receipt
+// time stands in for a missing or unreadable calldate.
+func ReadCall(ev domain.CallEvent, loc *time.Location) Call {
 	f := ev.Fields
 	c := Call{Kind: ev.Kind, UniqueID: ev.UniqueID, Employee: first(f, employeeKeys), Recording: first(f, recordingKeys)}
 	c.Outgoing = outgoing(ev.Kind, f)
@@ -84,7 +85,7 @@ func ReadCall(ev domain.CallEvent) Call {
 	default:
 		c.Answered = talk > 0
 	}
-	c.Start = parseTime(f["calldate"])
+	c.Start = parseTime(f["calldate"], loc)
 	if c.Start.IsZero() {
 		c.Start = ev.ReceivedAt
 	}
@@ -129,18 +130,32 @@ func seconds(s string) (time.Duration, bool) {
 	return time.Duration(v * float64(time.Second)), true
 }
 
-// calldate layouts seen in Ringostat's exports and webhook date formats.
-var timeLayouts = []string{time.RFC3339, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "02.01.2006 15:04:05", "2006-01-02 15:04"}
+// calldate layouts seen in Ringostat's exports and webhook date formats:
+// with a zone (the call log's example has an offset without a colon,
+// "2019-06-02T09:30:47+0300", which RFC 3339 refuses), then without.
+var (
+	zonedLayouts = []string{time.RFC3339, "2006-01-02T15:04:05-0700", "2006-01-02 15:04:05-07:00", "2006-01-02 15:04:05-0700"}
+	localLayouts = []string{"2006-01-02 15:04:05", "2006-01-02T15:04:05", "02.01.2006 15:04:05", "2006-01-02 15:04"}
+)
 
-// parseTime reads a calldate: one of timeLayouts (UTC when no zone) or Unix
-// seconds; zero when unreadable.
-func parseTime(s string) time.Time {
+// parseTime reads a calldate: one of zonedLayouts, one of localLayouts read
+// in loc (nil is UTC), or Unix seconds; zero when unreadable. The result is
+// in UTC.
+func parseTime(s string, loc *time.Location) time.Time {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return time.Time{}
 	}
-	for _, l := range timeLayouts {
+	if loc == nil {
+		loc = time.UTC
+	}
+	for _, l := range zonedLayouts {
 		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC()
+		}
+	}
+	for _, l := range localLayouts {
+		if t, err := time.ParseInLocation(l, s, loc); err == nil {
 			return t.UTC()
 		}
 	}

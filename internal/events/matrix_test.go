@@ -175,12 +175,20 @@ func TestScenarioMatrix(t *testing.T) {
 			}
 		}
 
-		// An unmapped answering manager → the default owner.
-		if l := oneLead(t, wr, "380671000007"); l.OwnerID != olga {
-			t.Errorf("unmapped manager: lead owner %q, want the default owner", l.OwnerID)
+		// A call answered on a SIP login no employee is mapped to: the lead
+		// and the call go to the default owner, and so does a task to
+		// follow it up (seed 000).
+		l = oneLead(t, wr, "380671000007")
+		c = oneCall(t, wr, "380671000007")
+		if l.OwnerID != olga || c.UserID != olga || !c.Answered {
+			t.Errorf("unmapped manager: lead %+v call %+v, want both for the default owner", l, c)
 		}
-		if n := len(wr.Tasks); n != 2 {
-			t.Errorf("%d tasks, want 2 (the two missed incoming calls)", n)
+		task = taskFor(t, wr, l.ID, l.ContactID)
+		if task.UserID != olga || !strings.Contains(task.Text, "sip_stranger") || !strings.Contains(task.Text, "380671000007") {
+			t.Errorf("unmapped manager: task %+v, want one for the default owner naming the line", task)
+		}
+		if n := len(wr.Tasks); n != 3 {
+			t.Errorf("%d tasks, want 3 (the two missed incoming calls and the one answered on an unmapped line)", n)
 		}
 	})
 }
@@ -222,18 +230,76 @@ func TestTwoCallsFromANewNumberMakeOneLead(t *testing.T) {
 	})
 }
 
+// TestStopListCreatesNothing: a call to or from one of the project's own
+// lines creates nothing, whoever the client is; a client entry blocks that
+// client's calls only (issue 11, item 3).
 func TestStopListCreatesNothing(t *testing.T) {
 	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
-		if _, err := w.admin.PutStop(context.Background(), "test", "acme", "+380441234567", nil); err != nil {
+		ctx := context.Background()
+		for _, st := range []struct{ number, body string }{
+			{"+380441110000", `{"note":"virtual number"}`},                // a line, the default kind
+			{"sip_reception", `{"kind":"line"}`},                          // a SIP login no employee has
+			{"+380 50 111 00 00", `{"kind":"line","note":"FMC of Anna"}`}, // an employee's mobile
+			{"+380441234567", `{"kind":"client"}`},
+			{"+380442220000", `{"kind":"client"}`}, // a client number, not a line: calls to it are filed
+		} {
+			if _, err := w.admin.PutStop(ctx, "test", "acme", st.number, []byte(st.body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stops, err := w.admin.Stops(ctx, "acme")
+		if err != nil {
 			t.Fatal(err)
 		}
-		id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "s1", "caller": "0441234567", "disposition": "NO ANSWER"})
-		w.mustDrain()
-		if ev := w.event(id); ev.State != domain.EventDone || ev.Note != "stop list" {
-			t.Fatalf("stop-list event: %q %q", ev.State, ev.Note)
+		kinds := map[string]domain.StopKind{}
+		for _, s := range stops {
+			kinds[s.Number] = s.Kind
 		}
-		if wr := w.fake.Written(); len(wr.Leads)+len(wr.Calls)+len(wr.Tasks)+len(wr.Contacts) != 0 {
-			t.Fatalf("a stop-list number created %+v", wr)
+		if kinds["380441110000"] != domain.StopLine || kinds["sip_reception"] != domain.StopLine ||
+			kinds["380501110000"] != domain.StopLine || kinds["380441234567"] != domain.StopClient {
+			t.Fatalf("stop list as listed: %+v", stops)
+		}
+
+		blocked := map[string]string{
+			"to a line": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "s1", "caller": "380671000011",
+				"dst": "0441110000", "disposition": "NO ANSWER"}),
+			"answered on a line's SIP login": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "s2", "caller": "380671000012",
+				"dst": "380443330000", "disposition": "ANSWERED", "billsec": "40", "employee_number": "sip_reception"}),
+			"answered on an FMC number": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "s3", "caller": "380671000013",
+				"disposition": "ANSWERED", "billsec": "40", "employee_number": "0501110000"}),
+			"dialled from a line": w.post(domain.EventOutgoingEnd, map[string]string{"uniqueid": "s4", "caller": "380441110000",
+				"dst": "380671000014", "disposition": "ANSWERED", "billsec": "9", "employee_number": "sip_anna"}),
+			"dialled by a line's employee": w.post(domain.EventOutgoingEnd, map[string]string{"uniqueid": "s5", "caller": "380443330000",
+				"dst": "380671000015", "disposition": "ANSWERED", "billsec": "9", "employee_number": "+380501110000"}),
+			"a line calling in": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "s6", "caller": "380441110000",
+				"dst": "380443330000", "disposition": "NO ANSWER"}),
+			"a blocked client": w.post(domain.EventCallEnd, map[string]string{"uniqueid": "s7", "caller": "0441234567",
+				"disposition": "NO ANSWER"}),
+		}
+		filed := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "s8", "caller": "380671000018",
+			"dst": "0442220000", "disposition": "ANSWERED", "billsec": "5", "employee_number": "sip_anna"})
+		w.mustDrain()
+		for name, id := range blocked {
+			if ev := w.event(id); ev.State != domain.EventDone || !strings.HasPrefix(ev.Note, "stop list") {
+				t.Errorf("%s: %q %q, want done by the stop list", name, ev.State, ev.Note)
+			}
+		}
+		wr := w.fake.Written()
+		for _, l := range wr.Leads {
+			if l.Phone != "380671000018" {
+				t.Errorf("a stopped call made lead %+v", l)
+			}
+		}
+		for _, c := range wr.Calls {
+			if c.Phone != "380671000018" {
+				t.Errorf("a stopped call made call %+v", c)
+			}
+		}
+		if len(wr.Tasks) != 0 {
+			t.Errorf("a stopped call made tasks %+v", wr.Tasks)
+		}
+		if ev := w.event(filed); ev.State != domain.EventDone || len(callsOf(wr, "380671000018")) != 1 {
+			t.Errorf("a call to a number on the list as a client was not filed: %q %q", ev.State, ev.Note)
 		}
 	})
 }
@@ -490,4 +556,46 @@ func TestDrainWaitsForTheLeaseHolder(t *testing.T) {
 	if ev := w.event(id); ev.State != domain.EventDone {
 		t.Fatalf("after the holder let go: %q %q", ev.State, ev.Note)
 	}
+}
+
+// TestTimesInTheProjectsZone: a calldate without a zone is the project's
+// local time (UA → Europe/Kyiv by default), and a missed call at 17:55
+// local with a 60-minute call-back is due at 18:55 local in every CRM,
+// counted from the calldate however late the event is processed (issue 11,
+// item 4).
+func TestTimesInTheProjectsZone(t *testing.T) {
+	kyiv, err := time.LoadLocation("Europe/Kyiv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	each(t, `{"callback_due_minutes":60}`, func(t *testing.T, w *world, _ bool) {
+		if z, ok := w.fake.(interface{ SetTimezone(*time.Location) }); ok {
+			z.SetTimezone(kyiv) // retailCRM reads API datetimes in the account's zone
+		}
+		w.clock.Set(time.Date(2026, 12, 5, 22, 40, 0, 0, kyiv)) // processed hours after the call
+		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "tz1", "caller": "380671000031",
+			"calldate": "2026-12-05 17:55:00", "disposition": "NO ANSWER", "billsec": "0"})
+		w.mustDrain()
+		wr := w.fake.Written()
+		start := time.Date(2026, 12, 5, 17, 55, 0, 0, kyiv)
+		due := time.Date(2026, 12, 5, 18, 55, 0, 0, kyiv)
+		if c := oneCall(t, wr, "380671000031"); !c.Start.Equal(start) {
+			t.Errorf("call start %s, want %s", c.Start.In(kyiv), start)
+		}
+		l := oneLead(t, wr, "380671000031")
+		task := taskFor(t, wr, l.ID, l.ContactID)
+		if !strings.Contains(task.Text, "18:55") || !strings.Contains(task.Text, "17:55") {
+			t.Errorf("task text %q, want the local call and due times", task.Text)
+		}
+		if w.crmName() == "zoho" {
+			// Zoho tasks have a due date, not a time: the local date.
+			if got := task.Due.Format(time.DateOnly); got != "2026-12-05" {
+				t.Errorf("zoho task due date %s, want 2026-12-05", got)
+			}
+			return
+		}
+		if !task.Due.Equal(due) {
+			t.Errorf("task due %s, want %s", task.Due.In(kyiv), due)
+		}
+	})
 }

@@ -42,7 +42,7 @@ func TestParseEncodings(t *testing.T) {
 			if in.Fields["additional_call_data.userfield"] != "x" || in.Fields["billsec"] != "42" {
 				t.Fatalf("fields: %v", in.Fields)
 			}
-			c := ReadCall(domain.CallEvent{Kind: in.Kind, UniqueID: in.UniqueID, Fields: in.Fields})
+			c := ReadCall(domain.CallEvent{Kind: in.Kind, UniqueID: in.UniqueID, Fields: in.Fields}, nil)
 			if n, ok := c.ClientNumber("UA"); !ok || n != "380671234567" || !c.Answered || c.Talk != 42*time.Second {
 				t.Fatalf("call: client=%q ok=%v answered=%v talk=%s", n, ok, c.Answered, c.Talk)
 			}
@@ -103,7 +103,7 @@ func TestReadCall(t *testing.T) {
 		{"webhooks 2.0 userfield", domain.EventCallEnd, map[string]string{"additional_call_data.userfield": "380671234567"}, false, false, "380671234567"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := ReadCall(domain.CallEvent{Kind: tc.kind, UniqueID: "u", Fields: tc.fields, ReceivedAt: received})
+			c := ReadCall(domain.CallEvent{Kind: tc.kind, UniqueID: "u", Fields: tc.fields, ReceivedAt: received}, nil)
 			n, _ := c.ClientNumber("UA")
 			if c.Outgoing != tc.outgoing || c.Answered != tc.answered || n != tc.client {
 				t.Fatalf("outgoing=%v answered=%v client=%q", c.Outgoing, c.Answered, n)
@@ -114,10 +114,44 @@ func TestReadCall(t *testing.T) {
 		})
 	}
 	c := ReadCall(domain.CallEvent{Kind: domain.EventCallEnd, Fields: map[string]string{"calldate": "2026-11-19 18:04:05",
-		"utm_source": "google", "client_id": "GA1.2", "recording": "https://rec/1.mp3", "employee_number": "sip_anna"}})
+		"utm_source": "google", "client_id": "GA1.2", "recording": "https://rec/1.mp3", "employee_number": "sip_anna"}}, nil)
 	if !c.Start.Equal(time.Date(2026, 11, 19, 18, 4, 5, 0, time.UTC)) || c.UTM.Source != "google" || c.UTM.ClientID != "GA1.2" ||
 		c.Recording != "https://rec/1.mp3" || c.Employee != "sip_anna" || c.UTM.Empty() {
 		t.Fatalf("call: %+v", c)
+	}
+}
+
+// TestReadCallTimeZones: a calldate without a zone is the tenant's local
+// time; one with a zone or offset (also Ringostat's "+0300" without a
+// colon) keeps it; Unix seconds are absolute.
+func TestReadCallTimeZones(t *testing.T) {
+	kyiv, err := time.LoadLocation("Europe/Kyiv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	winter := time.Date(2026, 12, 5, 15, 55, 0, 0, time.UTC) // 17:55 in Kyiv (UTC+2)
+	summer := time.Date(2026, 7, 5, 14, 55, 0, 0, time.UTC)  // 17:55 in Kyiv (UTC+3)
+	for _, tc := range []struct {
+		calldate string
+		loc      *time.Location
+		want     time.Time
+	}{
+		{"2026-12-05 17:55:00", kyiv, winter},
+		{"2026-12-05T17:55:00", kyiv, winter},
+		{"05.12.2026 17:55:00", kyiv, winter},
+		{"2026-12-05 17:55", kyiv, winter},
+		{"2026-07-05 17:55:00", kyiv, summer},
+		{"2026-12-05 17:55:00", nil, winter.Add(2 * time.Hour)},
+		{"2026-12-05T17:55:00+02:00", time.UTC, winter},
+		{"2026-12-05T17:55:00+0200", time.UTC, winter},
+		{"2026-12-05 15:55:00+00:00", kyiv, winter},
+		{"2026-12-05T15:55:00Z", kyiv, winter},
+		{"1796486100", kyiv, winter},
+	} {
+		c := ReadCall(domain.CallEvent{Kind: domain.EventCallEnd, Fields: map[string]string{"calldate": tc.calldate}}, tc.loc)
+		if !c.Start.Equal(tc.want) {
+			t.Errorf("calldate %q in %v: %s, want %s", tc.calldate, tc.loc, c.Start, tc.want)
+		}
 	}
 }
 

@@ -246,7 +246,7 @@ func (p *Processor) apply(ctx context.Context, ev domain.CallEvent, l *lease) (s
 		}
 		return p.form(ctx, &run{p: p, lease: l, ev: ev, t: t, w: w})
 	}
-	c := ReadCall(ev)
+	c := ReadCall(ev, t.Location)
 	switch ev.Kind {
 	case domain.EventCallAnswered, domain.EventOutgoingStart:
 		return "recorded", nil
@@ -254,6 +254,13 @@ func (p *Processor) apply(ctx context.Context, ev domain.CallEvent, l *lease) (s
 		if !t.Settings.LeadOnCallStart {
 			return "recorded", nil
 		}
+	}
+	// A call to or from one of the project's own lines (incoming: the line
+	// called or the employee who answered; outgoing: the employee or line
+	// that dialled) creates nothing, whoever the client is.
+	if t.StoppedLine(c.Line) || t.StoppedLine(c.Employee) {
+		counter("callrouter_events_stop_list_total", t.ID).Inc()
+		return "stop list: project line", nil
 	}
 	num, ok := c.ClientNumber(t.Settings.DefaultCountry)
 	if !ok {
@@ -281,7 +288,8 @@ func (r *run) matrix(ctx context.Context) (string, error) {
 	}
 	defOwner := r.t.DefaultOwner
 	manager := defOwner
-	if id, ok := r.t.Employee(r.c.Employee); ok {
+	id, mapped := r.t.Employee(r.c.Employee)
+	if mapped {
 		manager = id
 	}
 	if r.ev.Kind == domain.EventCallStart {
@@ -333,12 +341,42 @@ func (r *run) matrix(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
-	if want.Task {
-		if err := r.task(ctx, cl, responsible, missed); err != nil {
+	tx := textsFor(r.t.Settings.Language)
+	switch {
+	case !r.c.Outgoing && r.c.Answered && !mapped && r.c.Employee != "" && defOwner != "":
+		// Seed 000: a call answered on a line or SIP login no employee is
+		// mapped to is the senior manager's to follow up, so they get a
+		// task as well as the call, whatever the matrix row says of tasks.
+		counter("callrouter_events_unmapped_answer_tasks_total", r.t.ID).Inc()
+		if err := r.task(ctx, cl, defOwner, fmt.Sprintf(tx.unmapped, r.num, r.local(r.c.Start), r.c.Employee)); err != nil {
+			return "", err
+		}
+	case want.Task:
+		text := tx.followUp
+		if missed {
+			text = tx.callBack
+		}
+		if err := r.task(ctx, cl, responsible, fmt.Sprintf(text, r.num, r.local(r.c.Start))); err != nil {
 			return "", err
 		}
 	}
 	return r.note(), nil
+}
+
+// local formats t in the tenant's time zone for a task's text, e.g.
+// "2026-12-05 17:55 EET".
+func (r *run) local(t time.Time) string {
+	return crm.In(t, r.t.Location).Format("2006-01-02 15:04 MST")
+}
+
+// due is when a task about this call is due: callback_due_minutes after the
+// call started (its calldate), however late the event is processed.
+func (r *run) due() time.Time {
+	minutes := r.t.Settings.CallbackDueMinutes
+	if minutes <= 0 {
+		minutes = domain.DefaultCallbackDueMinutes
+	}
+	return r.c.Start.Add(time.Duration(minutes) * time.Minute)
 }
 
 func (r *run) note() string {
@@ -538,7 +576,7 @@ func (r *run) call(ctx context.Context, cl client, user string) error {
 	}
 	id, err := r.once(ctx, crm.WriteCall, parent, func(key string) (string, error) {
 		return r.w.CreateCall(ctx, crm.NewCall{Key: key, CallID: r.c.UniqueID, Outgoing: r.c.Outgoing, Answered: r.c.Answered,
-			Disposition: r.c.Disposition, Phone: r.num, Line: r.c.Line, Start: r.c.Start, Duration: r.c.Talk,
+			Disposition: r.c.Disposition, Phone: r.num, Line: r.c.Line, Start: r.c.Start, Zone: r.t.Location, Duration: r.c.Talk,
 			Wait: r.c.Wait, Recording: r.c.Recording, UserID: user, Lead: cl.lead, Contact: cl.contact})
 	})
 	if err != nil {
@@ -548,13 +586,10 @@ func (r *run) call(ctx context.Context, cl client, user string) error {
 	return nil
 }
 
-// task creates the call's task: the call-back task of a missed call, or
-// the follow-up task a matrix row asks for.
-func (r *run) task(ctx context.Context, cl client, user string, missed bool) error {
-	minutes := r.t.Settings.CallbackDueMinutes
-	if minutes <= 0 {
-		minutes = domain.DefaultCallbackDueMinutes
-	}
+// task creates a task about the call for user: the call-back task of a
+// missed call, the follow-up task a matrix row asks for, or the default
+// owner's task for a call answered on an unmapped line.
+func (r *run) task(ctx context.Context, cl client, user, text string) error {
 	parent := cl.lead
 	if parent.ID == "" {
 		parent = cl.contact
@@ -563,15 +598,9 @@ func (r *run) task(ctx context.Context, cl client, user string, missed bool) err
 		r.did = append(r.did, "task not created: no lead or contact")
 		return nil
 	}
-	tx := textsFor(r.t.Settings.Language)
-	text := tx.followUp
-	if missed {
-		text = tx.callBack
-	}
 	id, err := r.once(ctx, crm.WriteTask, parent, func(key string) (string, error) {
 		return r.w.CreateTask(ctx, crm.NewTask{Key: key, UserID: user, Phone: r.num, Lead: cl.lead, Contact: cl.contact,
-			Text: fmt.Sprintf(text, r.num, r.c.Start.UTC().Format("2006-01-02 15:04 UTC")),
-			Due:  r.p.now().Add(time.Duration(minutes) * time.Minute)})
+			Text: text, Due: r.due(), Zone: r.t.Location})
 	})
 	if err != nil {
 		return err

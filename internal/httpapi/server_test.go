@@ -383,6 +383,7 @@ func TestAdminValidationNamesTheField(t *testing.T) {
 		{"POST", "tenants", `{"id":"x","bogus":1}`, 400, "bogus"},
 		{"POST", "tenants", `{"id":"x","route_budget_ms":"fast"}`, 400, "route_budget_ms"},
 		{"PATCH", "tenants/acme", `{"route_budget_ms":5}`, 400, "route_budget_ms"},
+		{"PATCH", "tenants/acme", `{"timezone":"Mars/Olympus"}`, 400, "timezone"},
 		{"PATCH", "tenants/acme", `{"owner_order":["lead","ticket"]}`, 400, "owner_order"},
 		{"PATCH", "tenants/acme", `{"on_miss":"maybe"}`, 400, "on_miss"},
 		{"PATCH", "tenants/acme", `{"on_unmapped":"maybe"}`, 400, "on_unmapped"},
@@ -433,10 +434,24 @@ func TestAdminCRUDAndAudit(t *testing.T) {
 	if stop["number"] != "380443334455" {
 		t.Fatalf("stop number not normalized: %v", stop)
 	}
+	if stop["kind"] != "line" {
+		t.Fatalf("a stop-list entry without a kind is a line: %v", stop)
+	}
 	e.mustAdmin(200, "PUT", "tenants/acme/stop-list/manager_sip_7", "")
+	e.mustAdmin(200, "PUT", "tenants/acme/stop-list/0671112233", `{"kind":"client","note":"asked not to be called"}`)
+	if a := e.admin("PUT", "tenants/acme/stop-list/0671112244", `{"kind":"supplier"}`); a.status != 400 || !strings.Contains(a.body, `"kind: must be line or client`) {
+		t.Fatalf("stop-list kind supplier: %d %s, want 400 naming kind", a.status, a.body)
+	}
 	e.mustAdmin(200, "GET", "tenants/acme/stop-list/0443334455", "")
-	if err := json.Unmarshal([]byte(e.mustAdmin(200, "GET", "tenants/acme/stop-list", "").body), &list); err != nil || len(list) != 2 {
+	if err := json.Unmarshal([]byte(e.mustAdmin(200, "GET", "tenants/acme/stop-list", "").body), &list); err != nil || len(list) != 3 {
 		t.Fatalf("stop list: %v %v", list, err)
+	}
+	kinds := map[any]any{}
+	for _, entry := range list {
+		kinds[entry["number"]] = entry["kind"]
+	}
+	if kinds["380443334455"] != "line" || kinds["manager_sip_7"] != "line" || kinds["380671112233"] != "client" {
+		t.Fatalf("stop list kinds: %v", list)
 	}
 	e.mustAdmin(204, "DELETE", "tenants/acme/stop-list/380443334455", "")
 	e.mustAdmin(404, "GET", "tenants/acme/stop-list/380443334455", "")
@@ -447,7 +462,7 @@ func TestAdminCRUDAndAudit(t *testing.T) {
 	}
 
 	status := e.mustAdmin(200, "GET", "tenants/acme/status", "").json(t)
-	if status["index_size"].(float64) != 3 || status["employees"].(float64) != 2 || status["stop_list"].(float64) != 1 {
+	if status["index_size"].(float64) != 3 || status["employees"].(float64) != 2 || status["stop_list"].(float64) != 2 {
 		t.Fatalf("status: %v", status)
 	}
 
@@ -463,7 +478,7 @@ func TestAdminCRUDAndAudit(t *testing.T) {
 		}
 	}
 	for action, n := range map[string]int{"tenant.create": 1, "employee.put": 3, "default_owner.set": 1, "contacts.import": 1,
-		"employee.delete": 1, "stop_list.put": 2, "stop_list.delete": 1} {
+		"employee.delete": 1, "stop_list.put": 3, "stop_list.delete": 1} {
 		if actions[action] != n {
 			t.Errorf("audit %s: %d entries, want %d (all: %v)", action, actions[action], n, actions)
 		}

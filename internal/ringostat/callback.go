@@ -41,7 +41,7 @@ func (m *Manager) observeCallback(tenantID, eventID string, kind domain.EventKin
 	if t == nil {
 		return
 	}
-	call := events.ReadCall(domain.CallEvent{Kind: kind, UniqueID: fields["uniqueid"], Fields: fields})
+	call := events.ReadCall(domain.CallEvent{Kind: kind, UniqueID: fields["uniqueid"], Fields: fields}, t.Location)
 	num, ok := call.ClientNumber(t.Settings.DefaultCountry)
 	if !ok {
 		return

@@ -29,6 +29,8 @@ type Config struct {
 	// Region is the phone fast path's entry for Settings.DefaultCountry; nil
 	// when the tenant has no default country or the fast path has no entry.
 	Region *phone.Region
+	// Location is the tenant's time zone (Settings.Location), loaded once.
+	Location *time.Location
 	// Budget is route_budget_ms as a duration.
 	Budget time.Duration
 	// OwnerOrder, OnMissDefault and OnUnmappedDefault are Settings decoded
@@ -52,8 +54,9 @@ type Config struct {
 	// for the route path.
 	Presence             string
 	OnUnavailableDefault bool
-	// Stops holds the stop-list numbers.
-	Stops map[string]struct{}
+	// Stops maps the stop-list numbers (E.164 digits or SIP logins) to
+	// their kind.
+	Stops map[string]domain.StopKind
 	// Ext carries what other packages precompute per tenant (the HTTP layer's
 	// compiled caller keys and response pieces), set by the Registry's
 	// decorator before the Config is published.
@@ -125,13 +128,14 @@ func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *C
 		ID:                   t.ID,
 		Name:                 t.Name,
 		Settings:             s,
+		Location:             s.Location(),
 		Budget:               time.Duration(s.RouteBudgetMS) * time.Millisecond,
 		OwnerOrder:           s.OwnerOrder,
 		OnMissDefault:        s.OnMiss == domain.PolicyDefaultOwner,
 		OnUnmappedDefault:    s.OnUnmapped == domain.PolicyDefaultOwner,
 		Targets:              make(map[string]string, len(emps)),
 		DefaultOwner:         t.DefaultOwner,
-		Stops:                make(map[string]struct{}, len(stops)),
+		Stops:                make(map[string]domain.StopKind, len(stops)),
 		Staff:                make(map[string]string, 2*len(emps)),
 		SIPLogins:            make(map[string]struct{}, len(emps)),
 		Presence:             s.Presence,
@@ -161,7 +165,11 @@ func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *C
 	}
 	c.DefaultTarget = c.Targets[t.DefaultOwner]
 	for _, s := range stops {
-		c.Stops[s.Number] = struct{}{}
+		kind := s.Kind
+		if kind == "" {
+			kind = domain.StopLine
+		}
+		c.Stops[s.Number] = kind
 	}
 	return c
 }
@@ -308,9 +316,28 @@ func (c *Config) Employee(number string) (string, bool) {
 	return "", false
 }
 
-// Stopped reports whether a number (normalized, or a SIP login) is on the
-// stop list.
+// Stopped reports whether a client's number (normalized) is on the stop
+// list, of either kind: a project line at the client end of a call is an
+// internal call, which creates nothing either.
 func (c *Config) Stopped(number string) bool {
 	_, ok := c.Stops[number]
 	return ok
+}
+
+// StoppedLine reports whether number, a line or an employee's SIP login or
+// phone as a call event names it, is a project line on the stop list. It
+// is tried as given (a SIP login) and normalized with the tenant's default
+// country (a phone).
+func (c *Config) StoppedLine(number string) bool {
+	number = strings.TrimSpace(number)
+	if number == "" {
+		return false
+	}
+	if kind, ok := c.Stops[number]; ok {
+		return kind == domain.StopLine
+	}
+	if n, err := phone.Ingest(number, c.Settings.DefaultCountry); err == nil {
+		return c.Stops[n] == domain.StopLine
+	}
+	return false
 }

@@ -188,8 +188,8 @@ func TestCreateCall(t *testing.T) {
 			t.Fatalf("%s: %d calls written, want %d", tc.name, len(wr.Calls), i+1)
 		}
 		want := crmtest.WrittenCall{Seq: 3 + i, ID: id, Key: tc.call.Key, Outgoing: tc.call.Outgoing, Answered: tc.call.Answered,
-			Phone: clientPhone, Duration: tc.call.Duration, Recording: tc.call.Recording, UserID: tc.call.UserID,
-			LeadID: c.Lead.ID, ContactID: c.Contact.ID}
+			Phone: clientPhone, Start: tc.call.Start.UTC().Truncate(time.Second), Duration: tc.call.Duration, Recording: tc.call.Recording,
+			UserID: tc.call.UserID, LeadID: c.Lead.ID, ContactID: c.Contact.ID}
 		if got := wr.Calls[i]; got != want {
 			t.Errorf("%s: written %+v, want %+v", tc.name, got, want)
 		}

@@ -237,12 +237,15 @@ type WrittenLead struct {
 
 // WrittenCall is a call record created through the API.
 type WrittenCall struct {
-	Seq       int
-	ID        string
-	Key       string // what the adapter stored for Find (uniq, externalId...)
-	Outgoing  bool
-	Answered  bool
-	Phone     string // E.164 digits
+	Seq      int
+	ID       string
+	Key      string // what the adapter stored for Find (uniq, externalId...)
+	Outgoing bool
+	Answered bool
+	Phone    string // E.164 digits
+	// Start is when the call started, read as the CRM reads what it was
+	// sent (retailCRM: a local time in the account's zone).
+	Start     time.Time
 	Duration  time.Duration
 	Recording string
 	UserID    string

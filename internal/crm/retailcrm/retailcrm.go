@@ -31,7 +31,8 @@
 // time of the change when a history record carried the entity, and
 // otherwise the creation time (orders: the later of creation and last status
 // change). retailCRM writes times as "Y-m-d H:i:s" in the account's time
-// zone, which the API does not state; they are read as UTC.
+// zone; they are read as UTC, which only shifts the order of entities
+// changed within hours of each other.
 //
 // # Sync
 //
@@ -79,8 +80,11 @@
 //
 // Source implements crm.Writer. Every POST is a form
 // (application/x-www-form-urlencoded) with the entity as one JSON field and
-// site=<Credentials.Site> when set. Times are written as UTC, like they are
-// read (the account's zone is not in the API).
+// site=<Credentials.Site> when set. retailCRM reads API datetimes in the
+// account's time zone (Settings, shown by GET /api/v5/settings), so call
+// dates and task due times are written as local times in the project's
+// timezone setting (NewCall.Zone, NewTask.Zone), which must be the
+// account's.
 //
 //   - CreateLead makes a customer (POST /api/v5/customers/create:
 //     firstName = title, phones[{number: "+<phone>"}], managerId) unless

@@ -238,7 +238,8 @@ func (s *Source) CreateCall(ctx context.Context, call crm.NewCall) (string, erro
 	if call.Outgoing {
 		typ = "out"
 	}
-	c := newCall{Date: call.Start.UTC().Format(timeLayout), Type: typ, Phone: e164(call.Phone), UserID: user,
+	// retailCRM reads API datetimes in the account's time zone.
+	c := newCall{Date: crm.In(call.Start, call.Zone).Format(timeLayout), Type: typ, Phone: e164(call.Phone), UserID: user,
 		Result: callResult(call), Duration: int64(call.Duration / time.Second), DurationWaiting: int64(call.Wait / time.Second),
 		ExternalID: key, RecordURL: call.Recording, Site: s.site}
 	if !call.Outgoing {
@@ -292,7 +293,7 @@ func (s *Source) CreateTask(ctx context.Context, task crm.NewTask) (string, erro
 		t.Commentary = taskMarker(task.Key)
 	}
 	if !task.Due.IsZero() {
-		t.Datetime = task.Due.UTC().Format(taskTimeLayout)
+		t.Datetime = crm.In(task.Due, task.Zone).Format(taskTimeLayout)
 	}
 	if orderID != 0 {
 		t.Order = &idRef{ID: orderID}

@@ -166,7 +166,7 @@ func TestCreateCall(t *testing.T) {
 		}
 		lastSeq = got.Seq
 		w := want[i]
-		w.Seq, w.LeadID, w.ContactID = got.Seq, created.Lead.ID, created.Contact.ID
+		w.Seq, w.LeadID, w.ContactID, w.Start = got.Seq, created.Lead.ID, created.Contact.ID, start.UTC().Truncate(time.Second)
 		if got != w {
 			t.Errorf("call %d = %+v, want %+v", i, got, w)
 		}

@@ -168,7 +168,7 @@ func TestCreateCall(t *testing.T) {
 // wantCall is the record a NewCall should leave.
 func wantCall(id string, c crm.NewCall) crmtest.WrittenCall {
 	return crmtest.WrittenCall{ID: id, Key: c.Key, Outgoing: c.Outgoing, Answered: c.Answered, Phone: c.Phone,
-		Duration: c.Duration, Recording: c.Recording, UserID: c.UserID, LeadID: c.Lead.ID, ContactID: c.Contact.ID}
+		Start: c.Start.UTC().Truncate(time.Second), Duration: c.Duration, Recording: c.Recording, UserID: c.UserID, LeadID: c.Lead.ID, ContactID: c.Contact.ID}
 }
 
 func TestCreateCallToMissingLeadIsPermanent(t *testing.T) {

@@ -141,7 +141,7 @@ func (s *source) CreateCall(ctx context.Context, call crm.NewCall) (string, erro
 	rec := map[string]any{
 		"Subject":         withMarker(subject, call.Key),
 		"Call_Type":       typ,
-		"Call_Start_Time": start.Format(startTimeLayout),
+		"Call_Start_Time": crm.In(start, call.Zone).Format(startTimeLayout),
 		"Call_Result":     callResult(call),
 	}
 	if typ != "Missed" {
@@ -193,8 +193,11 @@ func (s *source) CreateTask(ctx context.Context, task crm.NewTask) (string, erro
 	var d strings.Builder
 	d.WriteString(text + "\n")
 	if !task.Due.IsZero() {
-		rec["Due_Date"] = task.Due.Format(time.DateOnly)
-		fmt.Fprintf(&d, "Due: %s\n", task.Due.Format(startTimeLayout))
+		// The date as the project's calendar has it: a task due at 00:30 in
+		// Kyiv is due that day, not the UTC day before.
+		due := crm.In(task.Due, task.Zone)
+		rec["Due_Date"] = due.Format(time.DateOnly)
+		fmt.Fprintf(&d, "Due: %s\n", due.Format(startTimeLayout))
 	}
 	if task.Phone != "" {
 		fmt.Fprintf(&d, "Phone: %s\n", plusDigits(task.Phone))

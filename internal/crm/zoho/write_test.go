@@ -208,23 +208,23 @@ func TestCreateCall(t *testing.T) {
 		want     crmtest.WrittenCall
 	}{
 		{name: "incoming answered", call: crm.NewCall{Key: "call-in-1", CallID: "1700000000.1", Answered: true,
-			Disposition: "ANSWERED", Phone: "380501234567", Line: "380443334455", Start: start, Duration: 148 * time.Second,
+			Disposition: "ANSWERED", Phone: "380501234567", Line: "380443334455", Start: start, Zone: kyiv, Duration: 148 * time.Second,
 			Wait: 7 * time.Second, Recording: "https://pbx.example.com/rec/1.mp3", UserID: "u1", Lead: lead, Contact: contact},
 			callType: "Inbound", duration: "02:28",
 			want: crmtest.WrittenCall{Key: "call-in-1", Answered: true, Phone: "380501234567", Duration: 148 * time.Second,
 				Recording: "https://pbx.example.com/rec/1.mp3", UserID: "u1", LeadID: lead.ID}},
 		{name: "incoming missed", call: crm.NewCall{Key: "call-in-2", Disposition: "NO ANSWER", Phone: "380501234567",
-			Start: start, UserID: "u2", Lead: lead},
+			Start: start, Zone: kyiv, UserID: "u2", Lead: lead},
 			callType: "Missed",
 			want:     crmtest.WrittenCall{Key: "call-in-2", Phone: "380501234567", UserID: "u2", LeadID: lead.ID}},
 		{name: "outgoing answered on a deal", call: crm.NewCall{Key: "call-out-1", Outgoing: true, Answered: true,
-			Disposition: "ANSWERED", Phone: "380501234567", Start: start, Duration: 75 * time.Minute, UserID: "u1",
+			Disposition: "ANSWERED", Phone: "380501234567", Start: start, Zone: kyiv, Duration: 75 * time.Minute, UserID: "u1",
 			Lead: deal, Contact: contact},
 			callType: "Outbound", duration: "75:00",
 			want: crmtest.WrittenCall{Key: "call-out-1", Outgoing: true, Answered: true, Phone: "380501234567",
 				Duration: 75 * time.Minute, UserID: "u1", LeadID: "d1", ContactID: "c1"}},
 		{name: "outgoing unanswered to a contact", call: crm.NewCall{Key: "call-out-2", Outgoing: true, Disposition: "BUSY",
-			Phone: "380501234567", Start: start, UserID: "u1", Contact: contact},
+			Phone: "380501234567", Start: start, Zone: kyiv, UserID: "u1", Contact: contact},
 			callType: "Outbound", duration: "00:00",
 			want: crmtest.WrittenCall{Key: "call-out-2", Outgoing: true, Phone: "380501234567", UserID: "u1", ContactID: "c1"}},
 	}
@@ -236,7 +236,7 @@ func TestCreateCall(t *testing.T) {
 			}
 			calls := e.fake.Written().Calls
 			got := calls[len(calls)-1]
-			tc.want.ID, tc.want.Seq = id, got.Seq
+			tc.want.ID, tc.want.Seq, tc.want.Start = id, got.Seq, start.UTC()
 			if got != tc.want {
 				t.Errorf("written call\n %+v\nwant\n %+v", got, tc.want)
 			}
@@ -293,7 +293,7 @@ func TestCreateTask(t *testing.T) {
 	lead := e.newLead(t, "380501234567", "u1")
 	due := time.Date(2026, 3, 2, 13, 45, 0, 0, time.FixedZone("EET", 2*3600))
 	id, err := e.w.CreateTask(context.Background(), crm.NewTask{Key: "task-1", Text: "Call back +380501234567 (missed call)",
-		Due: due, UserID: "u2", Phone: "380501234567", Lead: lead})
+		Due: due, Zone: due.Location(), UserID: "u2", Phone: "380501234567", Lead: lead})
 	if err != nil {
 		t.Fatalf("CreateTask: %v", err)
 	}

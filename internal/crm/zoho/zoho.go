@@ -46,14 +46,16 @@
 //     search and the sync like any other.
 //   - CreateCall: POST /crm/v8/Calls with Subject "Incoming|Outgoing|Missed
 //     call +digits [cr:KEY]", Call_Type Inbound, Outbound or Missed (an
-//     incoming call nobody answered), Call_Start_Time with its offset,
+//     incoming call nobody answered), Call_Start_Time in the project's
+//     time zone (NewCall.Zone) with its offset,
 //     Call_Duration "mm:ss" of the talk time (not for Missed),
 //     Call_Result, Owner, What_Id + $se_module (Leads, Deals, Accounts)
 //     and Who_Id for a contact, and a Description of "Label: value" lines:
 //     Phone, Line, Disposition, Talk time, Wait, Recording (Zoho has no
 //     writable recording field), PBX call id, then the marker.
 //   - CreateTask: POST /crm/v8/Tasks with Subject = text + marker,
-//     Due_Date (a date: the due time is written into Description), Status
+//     Due_Date (the project's local date: the due time with its offset
+//     is written into Description), Status
 //     "Not Started", Priority "High", Owner, What_Id/$se_module, Who_Id.
 //   - FillUTM: GET /crm/v8/{Leads|Deals}/{id}?fields=<the UTM fields the
 //     layout has>, then PUT /crm/v8/{Leads|Deals}/{id} only when all are

@@ -657,7 +657,7 @@ func (s *Server) addCalls(w http.ResponseWriter, r *http.Request) {
 				"call_result": c.CallResult, "call_status": c.CallStatus}}
 		s.notes[entity] = append(s.notes[entity], n)
 		wc := crmtest.WrittenCall{ID: strconv.FormatInt(n.id, 10), Key: c.Uniq, Outgoing: c.Direction == "outbound",
-			Answered: c.CallStatus == callStatusConversation, Phone: digits(c.Phone),
+			Answered: c.CallStatus == callStatusConversation, Phone: digits(c.Phone), Start: time.Unix(n.createdAt, 0).UTC(),
 			Duration: time.Duration(*c.Duration) * time.Second, Recording: c.Link, UserID: owner(c.ResponsibleUserID),
 			ContactID: strconv.FormatInt(t.contact, 10)}
 		if t.lead != 0 {

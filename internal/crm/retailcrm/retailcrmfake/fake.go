@@ -76,6 +76,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	now       func() time.Time
+	zone      *time.Location // the account's time zone, which API datetimes are in
 	customers map[int64]*customerRec
 	orders    map[int64]*orderRec
 	users     []crm.User
@@ -120,6 +121,7 @@ func New(t testing.TB) *Server {
 		tel:       crmtest.NewRateMeter(t, 40),
 		done:      make(chan struct{}),
 		now:       time.Now,
+		zone:      time.UTC,
 		customers: map[int64]*customerRec{},
 		orders:    map[int64]*orderRec{},
 		denied:    map[string]bool{},
@@ -171,6 +173,15 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = now
+}
+
+// SetTimezone sets the account's time zone (Settings, time zone): the
+// datetimes of uploaded calls and created tasks are read in it, as
+// retailCRM reads them. UTC until set.
+func (s *Server) SetTimezone(loc *time.Location) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.zone = loc
 }
 
 // SetUsers replaces the account's users. IDs must be integers; Extension

@@ -457,7 +457,8 @@ func (s *Server) uploadCalls(w http.ResponseWriter, f url.Values) {
 	}
 	s.mu.Lock()
 	for _, c := range in {
-		wc := crmtest.WrittenCall{Seq: s.next(), ID: c.ExternalID, Key: c.ExternalID, Outgoing: c.Type == "out",
+		start, _ := time.ParseInLocation(timeLayout, c.Date, s.zone)
+		wc := crmtest.WrittenCall{Seq: s.next(), ID: c.ExternalID, Key: c.ExternalID, Outgoing: c.Type == "out", Start: start.UTC(),
 			Answered: c.Result == "answered", Phone: digits(c.Phone), Duration: time.Duration(c.Duration) * time.Second,
 			Recording: c.RecordURL, UserID: idText(c.UserID)}
 		wc.LeadID, wc.ContactID = s.linksOf(c.Phone)
@@ -524,7 +525,10 @@ func (s *Server) createTask(w http.ResponseWriter, f url.Values) {
 	var due time.Time
 	if in.Datetime != "" {
 		var err error
-		if due, err = time.ParseInLocation(taskTimeLayout, in.Datetime, time.UTC); err != nil {
+		s.mu.Lock()
+		zone := s.zone
+		s.mu.Unlock()
+		if due, err = time.ParseInLocation(taskTimeLayout, in.Datetime, zone); err != nil {
 			errs["datetime"] = "This value is not a valid datetime."
 		}
 	}

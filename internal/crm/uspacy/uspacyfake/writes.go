@@ -474,6 +474,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 		key = text(in, "external_id")
 	}
 	dur, _ := strconv.ParseInt(text(in, "duration"), 10, 64)
+	begin, _ := strconv.ParseInt(text(in, "begin_time"), 10, 64)
 	leadID := text(in, "lead_id")
 	if leadID == "" {
 		leadID = text(in, "deal_id")
@@ -484,7 +485,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 	}
 	s.written.Calls = append(s.written.Calls, crmtest.WrittenCall{
 		Seq: s.nextSeqLocked(), ID: strconv.FormatInt(c.id, 10), Key: key, Outgoing: callType == "outgoing",
-		Answered: text(in, "ended_call_status") == "answered", Phone: digitsOf(phone),
+		Answered: text(in, "ended_call_status") == "answered", Phone: digitsOf(phone), Start: time.Unix(begin, 0).UTC(),
 		Duration: time.Duration(dur) * time.Second, Recording: text(in, "call_record_link"),
 		UserID: first(ids(in["employees"])), LeadID: leadID, ContactID: contactID,
 	})

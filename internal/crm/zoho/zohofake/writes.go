@@ -366,7 +366,7 @@ func (s *Server) noteLocked(module, id string, f map[string]any) {
 		c := crmtest.WrittenCall{Seq: s.seq, ID: id, Key: keyOf(str("Subject"), str("Description")),
 			Outgoing: typ == "Outbound",
 			Answered: typ == "Inbound" || typ == "Outbound" && (str("Call_Result") == "Answered" || dur > 0),
-			Phone:    digits(descLine(str("Description"), "Phone")), Duration: dur,
+			Phone:    digits(descLine(str("Description"), "Phone")), Start: parseStart(str("Call_Start_Time")), Duration: dur,
 			Recording: descLine(str("Description"), "Recording"), UserID: owner, ContactID: lookupID(f["Who_Id"])}
 		if se := str("$se_module"); se == "Leads" || se == "Deals" {
 			c.LeadID = lookupID(f["What_Id"])
@@ -490,6 +490,15 @@ func displayName(rec *record) string {
 		}
 	}
 	return ""
+}
+
+// parseStart reads a datetime field with its offset; zero when unreadable.
+func parseStart(v string) time.Time {
+	t, err := time.Parse(timeLayout, v)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 func validTime(v string) bool {
