@@ -98,6 +98,35 @@ type FieldChecker interface {
 	MissingFields(ctx context.Context) ([]string, error)
 }
 
+// Registrar is implemented by sources of CRMs whose telephony methods
+// need callrouter registered as the account's telephony integration
+// (retailCRM). The engine registers when a full sync starts: on connect and
+// on every activation, so a re-activation re-registers.
+type Registrar interface {
+	// Register creates or updates callrouter's integration in the account.
+	// Errors: the CRM's (*AuthError when it rejects the credentials).
+	Register(ctx context.Context, r Registration) error
+}
+
+// Registration is what a Registrar registers.
+type Registration struct {
+	// ClientID names the project in the CRM's integration list (the tenant
+	// id).
+	ClientID string
+	// Codes are the employees' extension codes (SIP logins, else phones)
+	// with their CRM user ids.
+	Codes []ExtensionCode
+	// ExternalPhones are the project's own phone numbers (its line entries
+	// of the stop list that are phones), E.164 digits.
+	ExternalPhones []string
+}
+
+// ExtensionCode maps an employee's extension to their CRM user.
+type ExtensionCode struct {
+	Code   string
+	UserID string
+}
+
 // Config is one tenant's integration as the admin configured it.
 type Config struct {
 	CRM     string          // amocrm, zoho, retailcrm, uspacy

@@ -329,6 +329,12 @@ func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Resul
 	phase, cursor, synced := in.Phase, in.Cursor, in.Synced
 	if phase == store.PhaseFull && cursor == "" {
 		e.checkFields(ctx, tenantID, src)
+		// The CRM's telephony methods may refuse calls until callrouter is
+		// registered; a failed registration fails the cycle, which starts
+		// over (and registers again) next time.
+		if err := e.register(ctx, tenantID, src); err != nil {
+			return res, e.failed(ctx, in, phase, cursor, synced, err)
+		}
 	}
 	o := e.orderOf(tenantID)
 	for maxPages <= 0 || res.Pages < maxPages {
@@ -681,6 +687,52 @@ func (e *Engine) Users(ctx context.Context, tenantID string) ([]crm.User, error)
 		return nil, err
 	}
 	return src.Users(ctx)
+}
+
+// register registers callrouter as the telephony integration of a CRM that
+// needs one (crm.Registrar), with the tenant's employees' extension codes
+// and its own phone lines.
+func (e *Engine) register(ctx context.Context, tenantID string, src crm.Source) error {
+	reg, ok := src.(crm.Registrar)
+	if !ok {
+		return nil
+	}
+	emps, err := e.store.ListEmployees(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("register: list employees: %w", err)
+	}
+	stops, err := e.store.ListStops(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("register: list the stop list: %w", err)
+	}
+	r := crm.Registration{ClientID: tenantID}
+	for _, emp := range emps {
+		if code := emp.Target(); code != "" {
+			r.Codes = append(r.Codes, crm.ExtensionCode{Code: code, UserID: emp.CRMUserID})
+		}
+	}
+	for _, st := range stops {
+		if st.Kind != domain.StopClient && isDigits(st.Number) {
+			r.ExternalPhones = append(r.ExternalPhones, st.Number)
+		}
+	}
+	if err := reg.Register(ctx, r); err != nil {
+		return fmt.Errorf("register callrouter as the telephony integration: %w", err)
+	}
+	return nil
+}
+
+// isDigits reports whether s is a phone in E.164 digits, not a SIP login.
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // checkFields warns, when a full sync starts (a connect, an activation),

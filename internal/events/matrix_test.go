@@ -10,6 +10,7 @@ import (
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/crmfakes"
 	"github.com/callrouter/callrouter/internal/crm/crmtest"
+	"github.com/callrouter/callrouter/internal/crm/retailcrm/retailcrmfake"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/store/storetest"
@@ -584,8 +585,8 @@ func TestTimesInTheProjectsZone(t *testing.T) {
 		}
 		l := oneLead(t, wr, "380671000031")
 		task := taskFor(t, wr, l.ID, l.ContactID)
-		if !strings.Contains(task.Text, "18:55") || !strings.Contains(task.Text, "17:55") {
-			t.Errorf("task text %q, want the local call and due times", task.Text)
+		if !strings.Contains(task.Text, "2026-12-05 17:55") {
+			t.Errorf("task text %q, want the local call time", task.Text)
 		}
 		if w.crmName() == "zoho" {
 			// Zoho tasks have a due date, not a time: the local date.
@@ -598,4 +599,57 @@ func TestTimesInTheProjectsZone(t *testing.T) {
 			t.Errorf("task due %s, want %s", task.Due.In(kyiv), due)
 		}
 	})
+}
+
+// TestRetailCRMRegistersTelephony: connecting retailCRM registers callrouter
+// as the account's telephony integration module with the employees'
+// extension codes and the project's own numbers, before the account
+// accepts the telephony methods; a re-activation registers it again
+// (issue 11, item 5).
+func TestRetailCRMRegistersTelephony(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			f := retailcrmfake.New(t)
+			w := newWorld(t, b.Open(t), "retailcrm", f, `{}`)
+			ctx := context.Background()
+			m, ok := f.Modules()["callrouter"]
+			if !ok || !m.Active || m.Integrations.Telephony == nil || m.ClientID != "acme" {
+				t.Fatalf("after connecting: modules %+v, want callrouter's, active, with telephony", f.Modules())
+			}
+			codes := map[string]string{}
+			for _, c := range m.Integrations.Telephony.AdditionalCodes {
+				codes[c.Code] = c.UserID
+			}
+			if codes["sip_anna"] != anna || codes["sip_boris"] != boris || codes["sip_olga"] != olga || m.Integrations.Telephony.AllowEdit {
+				t.Fatalf("telephony %+v, want each employee's SIP login as their code, allowEdit false", m.Integrations.Telephony)
+			}
+			// The project's own numbers go in at the next activation.
+			if _, err := w.admin.PutStop(ctx, "test", "acme", "+380441110000", nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.admin.PutStop(ctx, "test", "acme", "+380441234567", []byte(`{"kind":"client"}`)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.admin.SetActive(ctx, "test", "acme", false, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.admin.SetActive(ctx, "test", "acme", true, nil); err != nil {
+				t.Fatal(err)
+			}
+			w.sync()
+			if n := f.ModuleEdits("callrouter"); n != 2 {
+				t.Fatalf("module registered %d times, want again on re-activation", n)
+			}
+			phones := f.Modules()["callrouter"].Integrations.Telephony.ExternalPhones
+			if len(phones) != 1 || phones[0].ExternalPhone != "+380441110000" {
+				t.Fatalf("external phones %+v, want the project's line only", phones)
+			}
+			// The telephony methods work: a call is uploaded.
+			w.post(domain.EventCallEnd, map[string]string{"uniqueid": "r1", "caller": "380671000041",
+				"disposition": "ANSWERED", "billsec": "7", "employee_number": "sip_anna"})
+			w.mustDrain()
+			oneCall(t, w.fake.Written(), "380671000041")
+		})
+	}
 }

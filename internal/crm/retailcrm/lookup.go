@@ -209,13 +209,24 @@ type usersAnswer struct {
 	} `json:"users"`
 }
 
-// Users lists the account's active users. Extension stays empty: users
-// carry no telephony code in retailCRM's API (a user's code appears only as
-// manager.code in telephony answers). Errors: those of the CRM calls.
+// Users lists the users offered for mapping: the active members of the
+// account's manager groups (user groups with isManager, from
+// /api/v5/user-groups), as the seed requires; all active users when the
+// account has no such group or the key may not read the groups. Extension
+// stays empty: users carry no telephony code in retailCRM's API (a user's
+// code appears only as manager.code in telephony answers). Errors: those of
+// the CRM calls.
 func (s *Source) Users(ctx context.Context) ([]crm.User, error) {
+	groups, err := s.managerGroups(ctx)
+	if err != nil && !isAccessDenied(err) {
+		return nil, err
+	}
 	var out []crm.User
 	for page := 1; ; page++ {
 		q := url.Values{"filter[active]": {"1"}, "limit": {strconv.Itoa(pageLimit)}, "page": {strconv.Itoa(page)}}
+		for _, g := range groups {
+			q.Add("filter[groups][]", g)
+		}
 		var a usersAnswer
 		if err := s.get(ctx, "/api/v5/users", q, false, &a); err != nil {
 			return nil, err

@@ -4,11 +4,13 @@
 //
 // The integration's base URL is the account, e.g. https://acme.retailcrm.ru
 // (a trailing /api/v5 is accepted and dropped); the credentials are
-// {"api_key": "...", "site": "..."}, see Credentials. The key needs read
-// access to customers, orders, their history, users, the order status
-// reference and the telephony manager method; to write calls it needs
-// customers, orders and tasks creation, order editing and the telephony
-// calls upload (which needs a registered telephony integration module).
+// {"api_key": "...", "site": "...", "module_code": "..."}, see
+// Credentials. The key needs read access to customers, orders, their
+// history, users, user groups, the order status reference and the
+// telephony manager method; to write calls it needs customers, orders and
+// tasks creation, order editing, integration modules editing (callrouter
+// registers itself as the telephony integration module) and the telephony
+// calls upload.
 //
 // # What is indexed
 //
@@ -48,6 +50,34 @@
 // custom fields, items ...) are skipped, since retailCRM recomputes
 // segments by the thousand and refetching for them would eat the rate
 // limit.
+//
+// # Telephony integration module
+//
+// retailCRM authorises its telephony methods (telephony/calls/upload,
+// telephony/manager) only for an integrator registered as a telephony
+// integration module (seed 002; retailCRM's documented algorithm: register,
+// map users' extensions and external numbers, upload calls, use the
+// responsible manager). Source implements crm.Registrar: whenever a full
+// sync starts (connect, every activation) the engine calls Register, which
+// posts POST /api/v5/integration-modules/{code}/edit with the form field
+// integrationModule = {code, integrationCode, active: true, name
+// "callrouter (<tenant>)", clientId = the tenant id, baseUrl when
+// credentials.module_base_url is set, integrations.telephony {allowEdit:
+// false, inputEventSupported/outputEventSupported/hangupEventSupported:
+// false, additionalCodes [{code: SIP login (else phone), userId}],
+// externalPhones [{siteCode, externalPhone: "+digits"}]}} (shapes of the
+// official api-client-go IntegrationModule and Telephony types). The code
+// is credentials.module_code, default "callrouter". The module then shows in
+// the account's integrations list. Unconfirmed: whether a real account
+// requires baseUrl or makeCallUrl for a telephony module (callrouter
+// serves no click-to-call, so it sends neither unless module_base_url is
+// set), and the exact refusal of the telephony methods before
+// registration (the fake answers 400 with an errorMsg).
+//
+// Users, the users offered for mapping employees, are the active members of
+// the account's manager groups (GET /api/v5/user-groups, isManager; then
+// /api/v5/users?filter[active]=1&filter[groups][]=<code>), or all active
+// users when there is no such group or the key may not read the groups.
 //
 // # Live lookup
 //
@@ -184,7 +214,18 @@ type Credentials struct {
 	// orders and tasks with a key that may use several sites). Optional; it
 	// does not filter what is read.
 	Site string `json:"site,omitempty"`
+	// ModuleCode is the code callrouter registers its telephony
+	// integration module under (default "callrouter"); one account with
+	// several callrouter projects needs one code per project.
+	ModuleCode string `json:"module_code,omitempty"`
+	// ModuleBaseURL is the address the module shows as its base URL
+	// (optional; callrouter serves retailCRM no callbacks).
+	ModuleBaseURL string `json:"module_base_url,omitempty"`
 }
+
+// defaultModuleCode is the integration module code when the credentials
+// name none.
+const defaultModuleCode = "callrouter"
 
 // parseCreds decodes and validates credentials; EINVALID names the field.
 func parseCreds(raw json.RawMessage) (Credentials, error) {
@@ -200,8 +241,20 @@ func parseCreds(raw json.RawMessage) (Credentials, error) {
 		return c, domain.Errorf(domain.EINVALID, "credentials: not a JSON object")
 	}
 	c.APIKey, c.Site = strings.TrimSpace(c.APIKey), strings.TrimSpace(c.Site)
+	c.ModuleCode, c.ModuleBaseURL = strings.TrimSpace(c.ModuleCode), strings.TrimSpace(c.ModuleBaseURL)
 	if c.APIKey == "" {
 		return c, domain.Errorf(domain.EINVALID, "credentials.api_key: required")
+	}
+	if c.ModuleCode == "" {
+		c.ModuleCode = defaultModuleCode
+	}
+	if !validModuleCode(c.ModuleCode) {
+		return c, domain.Errorf(domain.EINVALID, "credentials.module_code: 1-64 characters of a-z, 0-9, '-' and '_', got %q", c.ModuleCode)
+	}
+	if c.ModuleBaseURL != "" {
+		if u, err := url.Parse(c.ModuleBaseURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			return c, domain.Errorf(domain.EINVALID, "credentials.module_base_url: must be an https URL")
+		}
 	}
 	// The key travels in a header: a line break in it would be a header
 	// injection, and no retailCRM key has one.
@@ -209,6 +262,19 @@ func parseCreds(raw json.RawMessage) (Credentials, error) {
 		return c, domain.Errorf(domain.EINVALID, "credentials.api_key: must be one line")
 	}
 	return c, nil
+}
+
+// validModuleCode accepts what goes into the module's URL path unescaped.
+func validModuleCode(c string) bool {
+	if c == "" || len(c) > 64 {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		if !(c[i] >= 'a' && c[i] <= 'z' || c[i] >= '0' && c[i] <= '9' || c[i] == '-' || c[i] == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Check validates retailCRM credentials. It returns an EINVALID error that
@@ -228,6 +294,10 @@ type Source struct {
 	// site is the store code creates are sent with; "" lets retailCRM
 	// use the key's only store.
 	site string
+	// module and moduleBase are the telephony integration module's code
+	// and base URL (Register).
+	module, moduleBase string
+	baseURL            string
 
 	mu       sync.Mutex
 	final    map[string]bool // order status code → in a final group
@@ -267,7 +337,8 @@ func New(cfg crm.Config, deps crm.Deps) (crm.Source, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Source{http: h, tel: deps.Limiter("telephony", telephonyRPS), now: now, site: creds.Site}, nil
+	return &Source{http: h, tel: deps.Limiter("telephony", telephonyRPS), now: now, site: creds.Site,
+		module: creds.ModuleCode, moduleBase: creds.ModuleBaseURL, baseURL: u.String()}, nil
 }
 
 // envelope is what every retailCRM answer carries.

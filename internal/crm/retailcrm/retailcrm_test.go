@@ -22,8 +22,11 @@ import (
 // t0 is the fake account's clock in tests that check times.
 var t0 = time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC)
 
+// connect connects to an account whose telephony integration is
+// registered, as callrouter's sync leaves it.
 func connect(t *testing.T, f *retailcrmfake.Server) (crm.Source, *crmtest.NoSleep) {
 	t.Helper()
+	f.SetTelephonyRegistered()
 	return connectWith(t, f.URL(), f.Creds())
 }
 
@@ -741,8 +744,9 @@ func TestRetriesHonourRetryAfter(t *testing.T) {
 	if want := []time.Duration{3 * time.Second, 3 * time.Second, time.Second}; !slices.Equal(ns.Waits, want) {
 		t.Errorf("waited %v, want %v", ns.Waits, want)
 	}
-	if n := f.Calls("/api/v5/users"); n != 4 {
-		t.Errorf("%d requests, want 4", n)
+	// Users reads the manager groups first: the retries land on that request.
+	if n := f.Calls("/api/v5/user-groups") + f.Calls("/api/v5/users"); n != 5 {
+		t.Errorf("%d requests, want 5 (3 retried, the groups, the users)", n)
 	}
 
 	f.Inject503(4) // one more than the retries
@@ -752,5 +756,90 @@ func TestRetriesHonourRetryAfter(t *testing.T) {
 	}
 	if n := len(ns.Waits); n != 6 || ns.Waits[3] != time.Second {
 		t.Errorf("waits %v: without Retry-After the client backs off from 1 s", ns.Waits)
+	}
+}
+
+// TestRegisterTelephonyModule: the account refuses the telephony methods
+// until callrouter is registered as its telephony integration module; the
+// registration carries the extension codes and external numbers, and
+// registering again edits the same module.
+func TestRegisterTelephonyModule(t *testing.T) {
+	t.Parallel()
+	f := retailcrmfake.New(t)
+	f.SetUsers([]crm.User{{ID: "7", Name: "Anna A", Active: true}, {ID: "8", Name: "Boris B", Active: true}})
+	src, _ := connectWith(t, f.URL(), f.Creds())
+	ctx := context.Background()
+	w := src.(crm.Writer)
+	call := crm.NewCall{Key: "k1", Answered: true, Phone: "380671234567", Start: t0, Duration: time.Minute, UserID: "7"}
+	var se *crm.StatusError
+	if _, err := w.CreateCall(ctx, call); !errors.As(err, &se) || se.Status != http.StatusBadRequest {
+		t.Fatalf("calls upload before registering: %v, want the account's refusal", err)
+	}
+	if _, err := src.FindByPhone(ctx, "380671234567"); err == nil {
+		t.Fatal("telephony/manager answered before registering")
+	}
+	reg := crm.Registration{ClientID: "acme", Codes: []crm.ExtensionCode{{Code: "sip_anna", UserID: "7"}, {Code: "101", UserID: "8"},
+		{Code: "x", UserID: "not-retailcrm"}}, ExternalPhones: []string{"380441110000"}}
+	if err := src.(crm.Registrar).Register(ctx, reg); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	m, ok := f.Modules()["callrouter"]
+	if !ok || !m.Active || m.IntegrationCode != "callrouter" || m.ClientID != "acme" || m.Integrations.Telephony == nil {
+		t.Fatalf("module %+v", m)
+	}
+	tel := m.Integrations.Telephony
+	if len(tel.AdditionalCodes) != 2 || tel.AdditionalCodes[0].Code != "sip_anna" || tel.AdditionalCodes[0].UserID != "7" ||
+		tel.AdditionalCodes[1].Code != "101" || len(tel.ExternalPhones) != 1 || tel.ExternalPhones[0].ExternalPhone != "+380441110000" ||
+		tel.ExternalPhones[0].SiteCode != retailcrmfake.Site || tel.AllowEdit {
+		t.Fatalf("telephony %+v", tel)
+	}
+	if _, err := w.CreateCall(ctx, call); err != nil {
+		t.Fatalf("calls upload after registering: %v", err)
+	}
+	if err := src.(crm.Registrar).Register(ctx, crm.Registration{ClientID: "acme"}); err != nil {
+		t.Fatalf("Register again: %v", err)
+	}
+	if n := f.ModuleEdits("callrouter"); n != 2 || len(f.Modules()) != 1 {
+		t.Fatalf("%d edits of %d modules, want one module edited twice", n, len(f.Modules()))
+	}
+	// Another code from the credentials.
+	other, _ := connectWith(t, f.URL(), json.RawMessage(`{"api_key":"retailcrm-fake-key-5f2b","module_code":"callrouter-2"}`))
+	if err := other.(crm.Registrar).Register(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.Modules()["callrouter-2"]; !ok {
+		t.Fatalf("modules %v, want callrouter-2", f.Modules())
+	}
+	if err := retailcrm.Check(json.RawMessage(`{"api_key":"k","module_code":"Bad Code/.."}`)); domain.ErrorCode(err) != domain.EINVALID ||
+		!strings.Contains(err.Error(), "module_code") {
+		t.Fatalf("bad module code: %v", err)
+	}
+}
+
+// TestUsersAreTheManagerGroup: the users offered for mapping are the active
+// members of the manager groups.
+func TestUsersAreTheManagerGroup(t *testing.T) {
+	t.Parallel()
+	f := retailcrmfake.New(t)
+	f.SetUsers([]crm.User{{ID: "1", Name: "Anna", Active: true}, {ID: "2", Name: "Boss", Active: true},
+		{ID: "3", Name: "Gone", Active: false}, {ID: "4", Name: "Both", Active: true}})
+	f.SetUserGroups("2", "director")
+	f.SetUserGroups("4", "director", "manager")
+	src, _ := connect(t, f)
+	users, err := src.Users(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, u := range users {
+		ids = append(ids, u.ID)
+	}
+	if !slices.Equal(ids, []string{"1", "4"}) {
+		t.Fatalf("users %v, want the active managers 1 and 4", ids)
+	}
+	// A key that may not read the groups still lists the active users.
+	f.Deny("/api/v5/user-groups")
+	if users, err = src.Users(context.Background()); err != nil || len(users) != 3 {
+		t.Fatalf("without the groups: %+v %v, want the 3 active users", users, err)
 	}
 }

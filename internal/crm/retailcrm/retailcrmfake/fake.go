@@ -91,6 +91,11 @@ type Server struct {
 	delay     time.Duration
 	queue     []canned
 	calls     map[string]int
+	// modules are the registered integration modules by code; the
+	// telephony methods answer only once one has telephony.
+	modules     map[string]Module
+	moduleEdits map[string]int
+	userGroups  map[string][]string
 
 	// What clients wrote through the API.
 	seq        int
@@ -115,19 +120,22 @@ type canned struct {
 // default order statuses; it is closed when the test ends.
 func New(t testing.TB) *Server {
 	s := &Server{
-		t:         t,
-		key:       "retailcrm-fake-key-5f2b",
-		api:       crmtest.NewRateMeter(t, 10),
-		tel:       crmtest.NewRateMeter(t, 40),
-		done:      make(chan struct{}),
-		now:       time.Now,
-		zone:      time.UTC,
-		customers: map[int64]*customerRec{},
-		orders:    map[int64]*orderRec{},
-		denied:    map[string]bool{},
-		calls:     map[string]int{},
-		tasks:     map[int64]*taskRec{},
-		reads:     [2]map[int64]int{{}, {}},
+		t:           t,
+		key:         "retailcrm-fake-key-5f2b",
+		api:         crmtest.NewRateMeter(t, 10),
+		tel:         crmtest.NewRateMeter(t, 40),
+		done:        make(chan struct{}),
+		now:         time.Now,
+		zone:        time.UTC,
+		customers:   map[int64]*customerRec{},
+		orders:      map[int64]*orderRec{},
+		denied:      map[string]bool{},
+		calls:       map[string]int{},
+		modules:     map[string]Module{},
+		moduleEdits: map[string]int{},
+		userGroups:  map[string][]string{},
+		tasks:       map[int64]*taskRec{},
+		reads:       [2]map[int64]int{{}, {}},
 		statuses: []statusJSON{
 			{Name: "Новый", Code: "new", Active: true, Ordering: 10, Group: "new"},
 			{Name: "Комплектуется", Code: "assembling", Active: true, Ordering: 40, Group: "assembling"},
@@ -642,6 +650,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.telephonyManager(w, q)
 	case path == "users":
 		s.listUsers(w, q)
+	case path == "user-groups":
+		s.listUserGroups(w, q)
 	case path == "reference/statuses":
 		s.listStatuses(w)
 	case path == "custom-fields":
@@ -891,6 +901,13 @@ func samePhone(a, b string) bool {
 }
 
 func (s *Server) telephonyManager(w http.ResponseWriter, q url.Values) {
+	s.mu.Lock()
+	on := s.telephonyOn()
+	s.mu.Unlock()
+	if !on {
+		fail(w, http.StatusBadRequest, errNoTelephony, nil)
+		return
+	}
 	ph := q.Get("phone")
 	if ph == "" {
 		fail(w, http.StatusBadRequest, "Parameter 'phone' is missing", nil)
@@ -934,15 +951,23 @@ func (s *Server) listUsers(w http.ResponseWriter, q url.Values) {
 	}
 	s.mu.Lock()
 	var all []userJSON
+	wantGroups := q["filter[groups][]"]
 	for _, u := range s.users {
 		if q.Get("filter[active]") == "1" && !u.Active {
 			continue
 		}
+		groups := s.groupsOf(u.ID)
+		if len(wantGroups) > 0 && !slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(wantGroups, g) }) {
+			continue
+		}
 		id, _ := strconv.ParseInt(u.ID, 10, 64)
 		first, last := splitName(u.Name)
-		all = append(all, userJSON{ID: id, CreatedAt: "2020-05-25 12:49:00", Active: u.Active, Email: u.Email,
-			FirstName: first, LastName: last, Status: "free", Online: true, IsManager: true,
-			Groups: []groupJSON{{ID: 25, Name: "Менеджеры", Code: "manager"}}})
+		uj := userJSON{ID: id, CreatedAt: "2020-05-25 12:49:00", Active: u.Active, Email: u.Email,
+			FirstName: first, LastName: last, Status: "free", Online: true, IsManager: slices.Contains(groups, "manager")}
+		for i, g := range groups {
+			uj.Groups = append(uj.Groups, groupJSON{ID: int64(25 + i), Name: g, Code: g})
+		}
+		all = append(all, uj)
 	}
 	s.mu.Unlock()
 	from, to, p := window(len(all), limit, page)

@@ -148,7 +148,16 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, "orders/") && strings.HasSuffix(path, "/edit"):
 		s.editOrder(w, r.URL.Query(), f, strings.TrimSuffix(strings.TrimPrefix(path, "orders/"), "/edit"))
 	case path == "telephony/calls/upload":
+		s.mu.Lock()
+		on := s.telephonyOn()
+		s.mu.Unlock()
+		if !on {
+			fail(w, http.StatusBadRequest, errNoTelephony, nil)
+			return
+		}
 		s.uploadCalls(w, f)
+	case strings.HasPrefix(path, "integration-modules/") && strings.HasSuffix(path, "/edit"):
+		s.editModule(w, f, strings.TrimSuffix(strings.TrimPrefix(path, "integration-modules/"), "/edit"))
 	case path == "tasks/create":
 		s.createTask(w, f)
 	default:
