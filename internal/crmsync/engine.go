@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -69,6 +70,10 @@ type Engine struct {
 type conn struct {
 	src    crm.Source
 	config string
+	// registered is set once the source registered callrouter as the
+	// CRM's telephony integration (crm.Registrar); a new conn (connect,
+	// activation, restart) registers again before its first write.
+	registered atomic.Bool
 }
 
 // configKey identifies an integration's configuration; sealed credentials
@@ -719,8 +724,41 @@ func (e *Engine) register(ctx context.Context, tenantID string, src crm.Source) 
 	if err := reg.Register(ctx, r); err != nil {
 		return fmt.Errorf("register callrouter as the telephony integration: %w", err)
 	}
+	e.mu.Lock()
+	if c := e.sources[tenantID]; c != nil && c.src == src {
+		c.registered.Store(true)
+	}
+	e.mu.Unlock()
 	return nil
 }
+
+// registerOnce registers a Registrar source unless its conn already did,
+// so that call events written right after a connect or an activation, before
+// the first sync cycle, do not meet a CRM that refuses them.
+func (e *Engine) registerOnce(ctx context.Context, tenantID string, src crm.Source) error {
+	if _, ok := src.(crm.Registrar); !ok {
+		return nil
+	}
+	e.mu.Lock()
+	c := e.sources[tenantID]
+	e.mu.Unlock()
+	if c != nil && c.src == src && c.registered.Load() {
+		return nil
+	}
+	err := e.register(ctx, tenantID, src)
+	if err == nil || crm.IsAuth(err) {
+		return err
+	}
+	return &registerError{err: err}
+}
+
+// registerError is a failed registration met by a call event. It hides
+// the CRM's status on purpose: a refusal (a key without the
+// integration-modules permission) must leave the event to be retried once
+// an admin fixes the key, not fail it as a permanent 4xx would.
+type registerError struct{ err error }
+
+func (r *registerError) Error() string { return r.err.Error() + " (the event is retried)" }
 
 // isDigits reports whether s is a phone in E.164 digits, not a SIP login.
 func isDigits(s string) bool {
@@ -836,6 +874,9 @@ func (e *Engine) Writer(ctx context.Context, tenantID string) (crm.Writer, error
 	w, ok := src.(crm.Writer)
 	if !ok {
 		return nil, fmt.Errorf("crm %s cannot create records: %w", in.CRM, crm.ErrInactive)
+	}
+	if err := e.registerOnce(ctx, tenantID, src); err != nil {
+		return nil, err
 	}
 	return w, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/callrouter/callrouter/internal/crm/adapters"
 	"github.com/callrouter/callrouter/internal/crm/crmfakes"
 	"github.com/callrouter/callrouter/internal/crm/crmtest"
+	"github.com/callrouter/callrouter/internal/crm/retailcrm/retailcrmfake"
 	"github.com/callrouter/callrouter/internal/crm/zoho/zohofake"
 	"github.com/callrouter/callrouter/internal/crmsync"
 	"github.com/callrouter/callrouter/internal/domain"
@@ -230,5 +231,45 @@ func TestSyncDueRespectsTheCRMsMinInterval(t *testing.T) {
 	res, err = later.SyncDue(context.Background(), "acme", 0)
 	if err != nil || res.Pages == 0 || !res.Done {
 		t.Fatalf("SyncDue after the interval: %+v, %v; want a cycle", res, err)
+	}
+}
+
+// TestRetailCRMRegistersBeforeTheFirstWrite: a call event written right
+// after retailCRM is connected, before any sync cycle, finds callrouter
+// registered as the account's telephony integration; the first cycle then
+// registers it again (issue 11, item 5).
+func TestRetailCRMRegistersBeforeTheFirstWrite(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := retailcrmfake.New(t)
+			f.SetUsers([]crm.User{{ID: "501", Name: "Anna", Active: true}})
+			w := newWorld(t, b.Open(t), "retailcrm", f)
+			ctx := context.Background()
+			wr, err := w.engine.Writer(ctx, "acme")
+			if err != nil {
+				t.Fatalf("Writer: %v", err)
+			}
+			if _, err := wr.CreateCall(ctx, crm.NewCall{Key: "k1", Answered: true, Phone: "380671234567", Start: time.Now(),
+				Duration: time.Minute, UserID: "501"}); err != nil {
+				t.Fatalf("a call right after connecting: %v", err)
+			}
+			if n := f.ModuleEdits("callrouter"); n != 1 {
+				t.Fatalf("module registered %d times before the first sync, want 1", n)
+			}
+			if _, err := w.engine.Writer(ctx, "acme"); err != nil || f.ModuleEdits("callrouter") != 1 {
+				t.Fatalf("a second writer registered again: %v, %d", err, f.ModuleEdits("callrouter"))
+			}
+			w.sync()
+			if n := f.ModuleEdits("callrouter"); n != 2 {
+				t.Fatalf("module registered %d times after the first full sync, want 2", n)
+			}
+			// A key that may not edit modules leaves events to retry, not fail.
+			w.engine.Forget("acme")
+			f.Deny("/api/v5/integration-modules/callrouter/edit")
+			_, err = w.engine.Writer(ctx, "acme")
+			if err == nil || crm.IsPermanent(err) || crm.IsAuth(err) {
+				t.Fatalf("Writer with registration denied: %v, want a retryable error", err)
+			}
+		})
 	}
 }
