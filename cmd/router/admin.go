@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -66,6 +67,10 @@ commands:
   token revoke TOKEN_ID                        revoke an admin token on every instance at once
   event ID EVENT_ID                            a call event: its fields, state and what it did in the CRM
   rejected ID [--limit N]                      event bodies answered 400, with the reason
+  events ID [--state S] [--caller C] [--limit N]
+                                               call events, failed and waiting first
+  explain ID NUMBER                            what the route endpoint would answer for NUMBER now, and why:
+                                               normalized forms, index rows, owner, employee, the answer
 `
 
 func runAdmin(args []string, out io.Writer) error {
@@ -108,6 +113,8 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 	resend := fs.Bool("resend", false, "replay waiting call events on activation")
 	grace := fs.Duration("grace", 24*time.Hour, "how long the replaced webhook secret keeps working")
 	scope := fs.String("scope", "", "admin token scope: read or admin")
+	state := fs.String("state", "", "call event state: waiting, done, failed or dropped")
+	caller := fs.String("caller", "", "the client's number, for events")
 	rsKey := fs.String("key", env("ROUTER_RINGOSTAT_KEY", ""), "Ringostat Auth-key, or @FILE (ROUTER_RINGOSTAT_KEY)")
 	baseURL := fs.String("base-url", "", "Ringostat API base URL (default https://api.ringostat.net)")
 	pos, err := parseInterleaved(fs, args)
@@ -280,6 +287,23 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 			return nil, err
 		}
 		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/events/"+seg(pos[1]), "", nil)
+	case "explain":
+		if err := need(2, "ID NUMBER"); err != nil {
+			return nil, err
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/explain?caller="+url.QueryEscape(pos[1]), "", nil)
+	case "events":
+		if err := need(1, "ID [--state S] [--caller C] [--limit N]"); err != nil {
+			return nil, err
+		}
+		q := url.Values{"limit": {strconv.Itoa(*limit)}}
+		if *state != "" {
+			q.Set("state", *state)
+		}
+		if *caller != "" {
+			q.Set("caller", *caller)
+		}
+		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/events?"+q.Encode(), "", nil)
 	case "rejected":
 		if err := need(1, "ID [--limit N]"); err != nil {
 			return nil, err

@@ -108,6 +108,20 @@ func TestQuickstart(t *testing.T) {
 			t.Fatalf("route %s: %d %q, want %q", caller, resp.StatusCode, body, want)
 		}
 	}
+	// The same decision, explained; and the console is served.
+	x := adminCLI(t, url, cfg.adminToken, "explain", "acme", "067 123 45 67")
+	if ans, _ := x["answer"].(map[string]any); x["reason"] != "owner" || ans["body"] != `{"number":"anna_sip"}` {
+		t.Fatalf("explain: %v", x)
+	}
+	adminCLI(t, url, cfg.adminToken, "events", "acme", "--state", "failed", "--caller", "0671234567")
+	resp, err := http.Get(url + "/console/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("/console/: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("graceful shutdown: %v", err)
 	}

@@ -33,9 +33,11 @@ import (
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/console"
 	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/httpapi"
 	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/phone"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
 	"github.com/callrouter/callrouter/internal/tenant"
@@ -629,5 +631,83 @@ func TestEventsAPI(t *testing.T) {
 	}
 	if status, _ := s.adminGET(t, "tenants/nobody/events"); status != 404 {
 		t.Errorf("unknown tenant: %d, want 404", status)
+	}
+}
+
+func TestBrowserExplain(t *testing.T) {
+	s := newSite(t)
+	bg := context.Background()
+	if _, err := s.admin.PutEmployee(bg, "test", "acme", "u1", []byte(`{"sip":"sip101","name":"Olena"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.st.UpsertIndex(bg, []domain.IndexEntry{
+		{TenantID: "acme", Phone: "380501234567", Suffix: phone.Suffix("380501234567"), Kind: domain.KindContact, EntityID: "c9", OwnerID: "u2", Open: true},
+		{TenantID: "acme", Phone: "380501234567", Suffix: phone.Suffix("380501234567"), Kind: domain.KindLead, EntityID: "l7", OwnerID: "u1", Open: true},
+		{TenantID: "acme", Phone: "380501234567", Suffix: phone.Suffix("380501234567"), Kind: domain.KindDeal, EntityID: "d3", OwnerID: "u2", Open: false},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := tab(t)
+	s.signIn(ctx, bootstrapToken)
+	run(t, ctx,
+		chromedp.Navigate(s.url+"/console/#/t/acme/explain"),
+		chromedp.SendKeys(chromedp.CSS(`#explain-caller`), "050 123 45 67"),
+		chromedp.Click(chromedp.CSS(`#explain button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#explain-answer`)),
+	)
+	normalized := get(t, ctx, chromedp.Text(chromedp.CSS(`#explain-normalized`)))
+	owner := get(t, ctx, chromedp.Text(chromedp.CSS(`#explain-owner`)))
+	answer := get(t, ctx, chromedp.Text(chromedp.CSS(`#explain-answer`)))
+	verdicts := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#explain-rows tbody tr td:last-child')].map((td) => td.textContent)`))
+	screenshot(t, ctx, "explain")
+	if normalized != "380501234567" || !strings.Contains(owner, "u1 (lead l7)") {
+		t.Fatalf("normalized %q, owner %q", normalized, owner)
+	}
+	chosen, closed := 0, 0
+	for _, v := range verdicts {
+		switch v {
+		case "chosen":
+			chosen++
+		case "closed":
+			closed++
+		}
+	}
+	if len(verdicts) != 3 || chosen != 1 || closed != 1 {
+		t.Fatalf("row verdicts %v, want one chosen, one closed of three", verdicts)
+	}
+	// Exactly what the route endpoint answers.
+	resp, err := http.Get(s.url + "/pbx/acme/route?key=" + url.QueryEscape(s.secret) + "&caller=0501234567")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != `{"number":"sip101"}` || !strings.Contains(answer, string(body)) || !strings.Contains(answer, "200") {
+		t.Fatalf("explain shows %q; the route endpoint answered %q", answer, body)
+	}
+}
+
+func TestExplainAPI(t *testing.T) {
+	s := newSite(t)
+	status, body := s.adminGET(t, "tenants/acme/explain?caller=hello")
+	var x struct {
+		Reason string `json:"reason"`
+		Answer struct {
+			Status      int    `json:"status"`
+			RouteReason string `json:"x_route_reason"`
+			Body        string `json:"body"`
+		} `json:"answer"`
+	}
+	if err := json.Unmarshal([]byte(body), &x); status != 200 || err != nil {
+		t.Fatalf("explain: %d %s", status, body)
+	}
+	if x.Reason != "invalid_caller" || x.Answer.RouteReason != "invalid_caller" || x.Answer.Body != "{}" {
+		t.Fatalf("explain of a non-number: %+v", x)
+	}
+	if status, body := s.adminGET(t, "tenants/acme/explain"); status != 400 || !strings.Contains(body, "caller:") {
+		t.Fatalf("without caller: %d %s", status, body)
+	}
+	if status, _ := s.adminGET(t, "tenants/nobody/explain?caller=0501234567"); status != 404 {
+		t.Fatalf("unknown tenant: %d", status)
 	}
 }

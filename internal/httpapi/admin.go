@@ -180,6 +180,8 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			limit, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("limit")))
 			s.reply(ctx, 200)(a.RejectedEvents(c, seg[1], limit))
 		})
+	case len(seg) == 3 && seg[2] == "explain":
+		s.only(ctx, fasthttp.MethodGet, func() { s.serveExplain(c, ctx, seg[1]) })
 	case len(seg) == 3 && seg[2] == "events":
 		s.only(ctx, fasthttp.MethodGet, func() {
 			q := ctx.QueryArgs()

@@ -454,7 +454,7 @@ function renderExplain(x) {
       h('dt', {}, 'Suffix key'), h('dd', {}, x.suffix || '—'),
       h('dt', {}, 'Rows read from'), h('dd', {}, x.source || '—'),
       h('dt', {}, 'Owner order'), h('dd', {}, (x.owner_order || []).join(' → ')),
-      h('dt', {}, 'Owner chosen'), h('dd', { id: 'explain-owner' }, x.owner ? x.owner.crm_user_id + ' (' + x.owner.kind + ' ' + x.owner.entity_id + ')' : '—'),
+      h('dt', {}, 'Owner chosen'), h('dd', { id: 'explain-owner' }, x.owner ? x.owner.owner_crm_user_id + ' (' + x.owner.kind + ' ' + x.owner.entity_id + ')' : '—'),
       h('dt', {}, 'Employee'), h('dd', {}, x.employee ? (x.employee.name || x.employee.crm_user_id) + ' · ' + (x.employee.sip || x.employee.phone) : '—'),
       h('dt', {}, 'Why'), h('dd', { id: 'explain-why' }, x.why),
       h('dt', {}, 'Reason'), h('dd', { id: 'explain-reason' }, pill(x.reason, x.target ? 'ok' : 'warn')),
