@@ -13,6 +13,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/callrouter/callrouter/internal/domain"
@@ -31,6 +33,7 @@ type Store interface {
 	Security
 	SyncLeases
 	Ringostat
+	CRMUsers
 	// Close releases the connections.
 	Close() error
 }
@@ -139,6 +142,13 @@ type Integration struct {
 	SuccessAt    time.Time // last sync cycle that ended without error
 	ErrorAt      time.Time
 	UpdatedAt    time.Time
+	// FullFrom is when the running full sync began by the store's clock;
+	// zero when none runs or its start is unknown (then its end sweeps
+	// nothing).
+	FullFrom time.Time
+	// ReconciledAt is when the last full sync ended with its sweep; the
+	// next periodic reconciliation is due from it.
+	ReconciledAt time.Time
 }
 
 // SyncProgress is what a sync cycle records after each page.
@@ -173,6 +183,48 @@ type Integrations interface {
 	// is still version and returns the new version; ECONFLICT when another
 	// writer saved first, ENOTFOUND when there is no integration.
 	SaveIntegrationToken(ctx context.Context, tenantID string, token []byte, version int64) (int64, error)
+	// StartFullSync records the store's clock as FullFrom: a full sync
+	// begins, and every index row it writes is seen after FullFrom.
+	// PutIntegration and a restarting SetIntegrationState clear FullFrom.
+	// ENOTFOUND when there is no integration.
+	StartFullSync(ctx context.Context, tenantID string) error
+	// FinishFullSync ends the full sync begun at FullFrom: in one
+	// transaction it removes the tenant's index rows not written since
+	// FullFrom less SweepMargin (rows of entities the CRM no longer
+	// returned), clears FullFrom and sets ReconciledAt to the store's clock.
+	// It returns the sorted distinct suffixes of the removed rows. With
+	// FullFrom unset it removes nothing and changes nothing. ENOTFOUND when
+	// there is no integration.
+	FinishFullSync(ctx context.Context, tenantID string) ([]string, error)
+}
+
+// SweepMargin is how much older than the start of a full sync an index
+// row must have been written for that sync's end to remove it: instances
+// on one PostgreSQL stamp rows with their own clocks, and a row another
+// instance wrote just after the start must not be taken for one the sync
+// did not see. An entity deleted within the margin before the start is
+// caught by the CRM's deletion feed or the next reconciliation.
+const SweepMargin = time.Minute
+
+// CRMUser is a CRM user as the CRM's users call listed it at the last
+// refresh.
+type CRMUser struct {
+	ID     string
+	Name   string
+	Email  string
+	Active bool
+}
+
+// CRMUsers stores each tenant's list of CRM users.
+type CRMUsers interface {
+	// ReplaceCRMUsers replaces a tenant's CRM users with users in one
+	// transaction and reports whether the stored list changed (ids, names,
+	// emails or active flags). ENOTFOUND if the tenant does not exist;
+	// EINVALID for a user without an id or listed twice.
+	ReplaceCRMUsers(ctx context.Context, tenantID string, users []CRMUser) (bool, error)
+	// ListCRMUsers returns a tenant's CRM users ordered by id; none when
+	// they were never listed.
+	ListCRMUsers(ctx context.Context, tenantID string) ([]CRMUser, error)
 }
 
 // Audit stores the admin audit log.
@@ -398,4 +450,20 @@ type ChangeLog interface {
 type LoggedChange struct {
 	Seq     int64
 	Payload string
+}
+
+// SortCRMUsers returns users ordered by id, as both backends store and
+// list them. EINVALID for a user without an id or an id listed twice.
+func SortCRMUsers(users []CRMUser) ([]CRMUser, error) {
+	out := slices.Clone(users)
+	slices.SortFunc(out, func(a, b CRMUser) int { return strings.Compare(a.ID, b.ID) })
+	for i, u := range out {
+		if u.ID == "" {
+			return nil, domain.Errorf(domain.EINVALID, "crm user %q: no id", u.Name)
+		}
+		if i > 0 && out[i-1].ID == u.ID {
+			return nil, domain.Errorf(domain.EINVALID, "crm user %q listed twice", u.ID)
+		}
+	}
+	return out, nil
 }

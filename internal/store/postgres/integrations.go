@@ -13,17 +13,17 @@ import (
 )
 
 const integrationColumns = `tenant_id, crm, base_url, creds, token, token_version, state, last_error,
-	phase, cursor, synced, last_sync_at, success_at, error_at, updated_at`
+	phase, cursor, synced, last_sync_at, success_at, error_at, updated_at, full_from, reconciled_at`
 
 // PutIntegration inserts or replaces a tenant's integration: CRM, base
 // URL, creds, token (nil or empty: none) and state come from in, the rest
 // starts over: a new full sync with no cursor, nothing synced, no last
-// error, no sync times, TokenVersion 1, and UpdatedAt from the store's
-// clock. ENOTFOUND if the tenant does not exist.
+// error, no sync times, no FullFrom, TokenVersion 1, and UpdatedAt from
+// the store's clock; ReconciledAt is kept. ENOTFOUND if the tenant does not exist.
 func (db *DB) PutIntegration(ctx context.Context, in store.Integration) error {
 	_, err := db.pool.Exec(ctx, `INSERT INTO integrations (`+integrationColumns+`)
-		VALUES ($1, $2, $3, $4, $5, 1, $6, '', $7, '', 0, NULL, NULL, NULL, $8)
-		ON CONFLICT (tenant_id) DO UPDATE SET
+		VALUES ($1, $2, $3, $4, $5, 1, $6, '', $7, '', 0, NULL, NULL, NULL, $8, NULL, NULL)
+		ON CONFLICT (tenant_id) DO UPDATE SET full_from = NULL,
 			crm = excluded.crm, base_url = excluded.base_url, creds = excluded.creds,
 			token = excluded.token, token_version = integrations.token_version + 1,
 			state = excluded.state, last_error = excluded.last_error,
@@ -60,10 +60,11 @@ func scanIntegration(row pgx.Row) (store.Integration, error) {
 	var (
 		in                      store.Integration
 		lastSync, success, fail *time.Time
+		fullFrom, reconciled    *time.Time
 	)
 	if err := row.Scan(&in.TenantID, &in.CRM, &in.BaseURL, &in.Creds, &in.Token, &in.TokenVersion,
 		&in.State, &in.LastError, &in.Phase, &in.Cursor, &in.Synced,
-		&lastSync, &success, &fail, &in.UpdatedAt); err != nil {
+		&lastSync, &success, &fail, &in.UpdatedAt, &fullFrom, &reconciled); err != nil {
 		return store.Integration{}, err
 	}
 	if len(in.Creds) == 0 {
@@ -74,19 +75,20 @@ func scanIntegration(row pgx.Row) (store.Integration, error) {
 	}
 	in.LastSyncAt, in.SuccessAt, in.ErrorAt = utcOrZero(lastSync), utcOrZero(success), utcOrZero(fail)
 	in.UpdatedAt = in.UpdatedAt.UTC()
+	in.FullFrom, in.ReconciledAt = utcOrZero(fullFrom), utcOrZero(reconciled)
 	return in, nil
 }
 
 // SetIntegrationState sets the state and last error and stamps UpdatedAt;
-// with restart the sync also starts over with a full sync, no cursor and
-// nothing synced. The sync times are kept. ENOTFOUND if the tenant has no
+// with restart the sync also starts over with a full sync, no cursor,
+// nothing synced and no FullFrom. The sync times are kept. ENOTFOUND if the tenant has no
 // integration.
 func (db *DB) SetIntegrationState(ctx context.Context, tenantID, state, lastError string, restart bool) error {
 	q := `UPDATE integrations SET state = $2, last_error = $3, updated_at = $4 WHERE tenant_id = $1`
 	args := []any{tenantID, state, lastError, db.stamp()}
 	if restart {
 		q = `UPDATE integrations SET state = $2, last_error = $3, updated_at = $4,
-			phase = $5, cursor = '', synced = 0 WHERE tenant_id = $1`
+			phase = $5, cursor = '', synced = 0, full_from = NULL WHERE tenant_id = $1`
 		args = append(args, store.PhaseFull)
 	}
 	tag, err := db.pool.Exec(ctx, q, args...)
@@ -142,6 +144,55 @@ func (db *DB) SaveIntegrationToken(ctx context.Context, tenantID string, token [
 		return 0, mapErr(err, "save integration token", integrationOf(tenantID), tenantID)
 	}
 	return 0, domain.Errorf(domain.ECONFLICT, "token of tenant %q: version %d is stale, another writer saved first", tenantID, version)
+}
+
+// StartFullSync records the store's clock as the integration's FullFrom.
+// ENOTFOUND if the tenant has no integration.
+func (db *DB) StartFullSync(ctx context.Context, tenantID string) error {
+	tag, err := db.pool.Exec(ctx, `UPDATE integrations SET full_from = $2 WHERE tenant_id = $1`, tenantID, db.stamp())
+	return mustAffect(tag, err, "start full sync", integrationOf(tenantID), tenantID)
+}
+
+// sweepSQL removes the rows of a tenant not written since a time and
+// returns their distinct suffixes in byte order; rows from before
+// migration 0007 have no seen_at and go too.
+const sweepSQL = `WITH gone AS (
+		DELETE FROM phone_index WHERE tenant_id = $1 AND (seen_at IS NULL OR seen_at < $2) RETURNING suffix
+	)
+	SELECT DISTINCT suffix COLLATE "C" FROM gone ORDER BY 1`
+
+// FinishFullSync removes the tenant's index rows not written since
+// FullFrom less store.SweepMargin, clears FullFrom and stamps ReconciledAt,
+// in one transaction, and returns the removed rows' distinct suffixes,
+// sorted. Without FullFrom it does nothing. ENOTFOUND if the tenant has no
+// integration.
+func (db *DB) FinishFullSync(ctx context.Context, tenantID string) ([]string, error) {
+	var removed []string
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var from *time.Time
+		// FOR UPDATE: a PutIntegration racing this end waits, and its new
+		// full sync is not swept by this one's start.
+		if err := tx.QueryRow(ctx, `SELECT full_from FROM integrations WHERE tenant_id = $1 FOR UPDATE`, tenantID).Scan(&from); err != nil {
+			return err
+		}
+		if from == nil {
+			return nil
+		}
+		gone, _ := tx.Query(ctx, sweepSQL, tenantID, from.Add(-store.SweepMargin))
+		var err error
+		if removed, err = pgx.CollectRows(gone, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE integrations SET full_from = NULL, reconciled_at = $2 WHERE tenant_id = $1`, tenantID, db.stamp())
+		return err
+	})
+	if err != nil {
+		return nil, mapErr(err, "finish full sync", integrationOf(tenantID), tenantID)
+	}
+	if len(removed) == 0 {
+		return nil, nil
+	}
+	return removed, nil
 }
 
 func integrationOf(tenantID string) string { return fmt.Sprintf("integration of tenant %q", tenantID) }

@@ -222,12 +222,12 @@ const upsertChunk = 10_000
 // The rows travel as one array per column and unnest back into rows: one
 // round trip per chunk, no temporary table, no catalog churn.
 const upsertIndexSQL = `INSERT INTO phone_index
-	(tenant_id, phone, suffix, kind, entity_id, open, owner_id, name, updated_at)
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+	(tenant_id, phone, suffix, kind, entity_id, open, owner_id, name, updated_at, seen_at)
+	SELECT *, $10::timestamptz FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 		$6::boolean[], $7::text[], $8::text[], $9::timestamptz[])
 	ON CONFLICT (tenant_id, kind, entity_id, phone) DO UPDATE SET
 		suffix = excluded.suffix, open = excluded.open, owner_id = excluded.owner_id,
-		name = excluded.name, updated_at = excluded.updated_at`
+		name = excluded.name, updated_at = excluded.updated_at, seen_at = excluded.seen_at`
 
 type indexKey struct{ tenant, kind, entity, phone string }
 
@@ -256,8 +256,8 @@ func (db *DB) UpsertIndex(ctx context.Context, rows []domain.IndexEntry) error {
 }
 
 // upsertRows upserts rows, which must not repeat a key (see lastPerKey),
-// in tx, a statement per upsertChunk rows; a zero UpdatedAt becomes now.
-// Errors are the driver's.
+// in tx, a statement per upsertChunk rows; a zero UpdatedAt becomes now,
+// and every row is seen now (see FinishFullSync). Errors are the driver's.
 func upsertRows(ctx context.Context, tx pgx.Tx, rows []domain.IndexEntry, now time.Time) error {
 	n := min(len(rows), upsertChunk)
 	var (
@@ -290,7 +290,7 @@ func upsertRows(ctx context.Context, tx pgx.Tx, rows []domain.IndexEntry, now ti
 				updated = append(updated, r.UpdatedAt.UTC().Truncate(time.Microsecond))
 			}
 		}
-		if _, err := tx.Exec(ctx, upsertIndexSQL, tenant, phone, suffix, kind, entity, open, owner, name, updated); err != nil {
+		if _, err := tx.Exec(ctx, upsertIndexSQL, tenant, phone, suffix, kind, entity, open, owner, name, updated, now); err != nil {
 			return err
 		}
 	}

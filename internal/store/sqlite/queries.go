@@ -254,11 +254,11 @@ func mustAffect(res sql.Result, err error, op, what, tenantID string) error {
 }
 
 const upsertIndexSQL = `INSERT INTO phone_index
-	(tenant_id, phone, suffix, kind, entity_id, open, owner_id, name, updated_at)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	(tenant_id, phone, suffix, kind, entity_id, open, owner_id, name, updated_at, seen_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (tenant_id, kind, entity_id, phone) DO UPDATE SET
 		suffix = excluded.suffix, open = excluded.open, owner_id = excluded.owner_id,
-		name = excluded.name, updated_at = excluded.updated_at`
+		name = excluded.name, updated_at = excluded.updated_at, seen_at = excluded.seen_at`
 
 // UpsertIndex inserts or replaces the rows in one transaction: either all
 // are stored or none; a later row replaces an earlier one with the same
@@ -281,8 +281,9 @@ func (db *DB) UpsertIndex(ctx context.Context, rows []domain.IndexEntry) error {
 }
 
 // upsertRows upserts rows in tx one by one, a later row replacing an
-// earlier one with the same key; a zero UpdatedAt becomes now. It returns
-// mapped errors prefixed with op.
+// earlier one with the same key; a zero UpdatedAt becomes now, and every
+// row is seen now (see FinishFullSync). It returns mapped errors prefixed
+// with op.
 func (db *DB) upsertRows(ctx context.Context, tx *sql.Tx, op string, rows []domain.IndexEntry, now int64) error {
 	// The writer pool has one connection, so this reuses the statement
 	// prepared at Open instead of compiling it again.
@@ -294,7 +295,7 @@ func (db *DB) upsertRows(ctx context.Context, tx *sql.Tx, op string, rows []doma
 			at = micros(r.UpdatedAt)
 		}
 		if _, err := stmt.ExecContext(ctx, r.TenantID, r.Phone, r.Suffix, string(r.Kind), r.EntityID,
-			r.Open, r.OwnerID, r.Name, at); err != nil {
+			r.Open, r.OwnerID, r.Name, at, now); err != nil {
 			return mapErr(err, op, "", r.TenantID)
 		}
 	}

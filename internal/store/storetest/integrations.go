@@ -24,10 +24,11 @@ func fmtBytes(b []byte) string {
 
 func fmtIntegration(in store.Integration) string {
 	return fmt.Sprintf("%q crm=%q url=%q creds=%s token=%s v%d state=%q error=%q phase=%q cursor=%q synced=%d "+
-		"last_sync=%s success=%s error_at=%s updated=%s",
+		"last_sync=%s success=%s error_at=%s updated=%s full_from=%s reconciled=%s",
 		in.TenantID, in.CRM, in.BaseURL, fmtBytes(in.Creds), fmtBytes(in.Token), in.TokenVersion, in.State,
 		in.LastError, in.Phase, in.Cursor, in.Synced,
-		fmtTime(in.LastSyncAt), fmtTime(in.SuccessAt), fmtTime(in.ErrorAt), fmtTime(in.UpdatedAt))
+		fmtTime(in.LastSyncAt), fmtTime(in.SuccessAt), fmtTime(in.ErrorAt), fmtTime(in.UpdatedAt),
+		fmtTime(in.FullFrom), fmtTime(in.ReconciledAt))
 }
 
 // allBytes returns every byte value once, NUL and invalid UTF-8 included.
