@@ -24,9 +24,6 @@ type Entry struct {
 	// CRM is the integration's "crm" value.
 	CRM string
 	New func(testing.TB) Fake
-	// DeletionFeed says whether polling reports deletions (Uspacy reports
-	// them by webhook only).
-	DeletionFeed bool
 	// Pipelines says whether the CRM's leads take a pipeline (Zoho's
 	// leads have none).
 	Pipelines bool
@@ -35,9 +32,9 @@ type Entry struct {
 // All returns every fake CRM.
 func All() []Entry {
 	return []Entry{
-		{"amocrm", func(t testing.TB) Fake { return amocrmfake.New(t) }, true, true},
-		{"zoho", func(t testing.TB) Fake { return zohofake.New(t) }, true, false},
-		{"retailcrm", func(t testing.TB) Fake { return retailcrmfake.New(t) }, true, true},
-		{"uspacy", func(t testing.TB) Fake { return uspacyfake.New(t) }, false, true},
+		{"amocrm", func(t testing.TB) Fake { return amocrmfake.New(t) }, true},
+		{"zoho", func(t testing.TB) Fake { return zohofake.New(t) }, false},
+		{"retailcrm", func(t testing.TB) Fake { return retailcrmfake.New(t) }, true},
+		{"uspacy", func(t testing.TB) Fake { return uspacyfake.New(t) }, true},
 	}
 }

@@ -223,13 +223,16 @@ func (r *related) UnmarshalJSON(b []byte) error {
 // rawEntity is a CRM record as Uspacy sends it, reduced to what routing
 // needs.
 type rawEntity struct {
-	ID           flexString `json:"id"`
-	Title        flexString `json:"title"`
-	FirstName    flexString `json:"first_name"`
-	LastName     flexString `json:"last_name"`
-	Owner        flexString `json:"owner"`
-	CreatedAt    flexTime   `json:"created_at"`
-	UpdatedAt    flexTime   `json:"updated_at"`
+	ID        flexString `json:"id"`
+	Title     flexString `json:"title"`
+	FirstName flexString `json:"first_name"`
+	LastName  flexString `json:"last_name"`
+	Owner     flexString `json:"owner"`
+	CreatedAt flexTime   `json:"created_at"`
+	UpdatedAt flexTime   `json:"updated_at"`
+	// DeletedAt is set on records in the trash (unconfirmed: Laravel's
+	// soft-delete column, which the trash listing is likely built on).
+	DeletedAt    flexTime   `json:"deleted_at"`
 	KanbanStatus flexString `json:"kanban_status"`
 	Converted    flexBool   `json:"converted"`
 	Phone        valueList  `json:"phone"`

@@ -13,7 +13,8 @@ import (
 )
 
 // Get reads entities one by one (Uspacy has no batch read); those the CRM
-// does not have (404) are reported in Batch.Deleted. Errors: EINVALID for a
+// does not have (404), or answers with a deletion time (in the trash), are
+// reported in Batch.Deleted. Errors: EINVALID for a
 // kind Uspacy does not have or an id that is not a Uspacy id;
 // *crm.AuthError, *crm.StatusError or transport errors from the CRM.
 func (s *source) Get(ctx context.Context, refs []crm.Ref) (crm.Batch, error) {
@@ -37,6 +38,11 @@ func (s *source) Get(ctx context.Context, refs []crm.Ref) (crm.Batch, error) {
 		raw, err := decodeEntity(resp.Body)
 		if err != nil {
 			return crm.Batch{}, fmt.Errorf("%s: get %s %s: %w", name, r.Kind, r.ID, err)
+		}
+		if raw.DeletedAt != 0 {
+			// In the trash: the plain read may still serve it (unconfirmed).
+			b.Deleted = append(b.Deleted, r)
+			continue
 		}
 		if raw.ID == "" {
 			raw.ID = flexString(r.ID) // an answer that leaves out what was asked for

@@ -13,7 +13,14 @@
 //     of its phones contain the digits of the search, or its title contains
 //     the text) and sortModel[0][updated_at]=asc|desc; the answer is the
 //     {"data","links","meta"} envelope. Default order is by id.
-//   - GET /crm/v1/entities/{table}/{id}: the bare record, or 404.
+//   - GET /crm/v1/entities/{table}/{id}: the bare record, or 404 (for a
+//     record in the trash too).
+//   - GET /crm/v1/entities/{table}/trash: the records Delete moved to the
+//     trash, in the list envelope, each with deleted_at (Unix seconds);
+//     page, list and sortModel[0][deleted_at]=asc|desc as for lists.
+//     Deleted records leave the normal listing and search, and writes
+//     linking to them are refused (422) as for unknown ids. PurgeTrash
+//     empties the trash, as a user deleting for good.
 //   - GET /company/v1/users/: a bare array with list=all, else the envelope.
 //   - POST /crm/v1/entities/{table}/ {"title","owner","phone":[{"value",
 //     "type"}],"kanban_stage_id","utm_*",("contacts":[ids] for deals)}:
@@ -119,6 +126,7 @@ type Server struct {
 	mu         sync.Mutex
 	now        func() time.Time
 	records    map[domain.EntityKind]map[string]*record
+	trash      map[domain.EntityKind]map[string]*record
 	users      []crm.User
 	access     map[string]time.Time // access token → expiry
 	refresh    map[string]bool      // refresh tokens not used yet
@@ -150,6 +158,7 @@ type record struct {
 	utm     crm.UTM
 	stage   string // kanban_stage_id when a client set one
 	email   string // contacts created with an e-mail
+	deleted int64  // when it went to the trash
 }
 
 // New starts a fake account that is shut down when the test ends. Its
@@ -160,6 +169,7 @@ func New(t testing.TB) *Server {
 		done:    make(chan struct{}),
 		now:     time.Now,
 		records: map[domain.EntityKind]map[string]*record{},
+		trash:   map[domain.EntityKind]map[string]*record{},
 		access:  map[string]time.Time{},
 		refresh: map[string]bool{},
 	}
@@ -213,14 +223,33 @@ func (s *Server) Put(e crm.Entity) {
 		r.e, r.updated = e, max(now, r.updated+1) // UTM and stage stay
 		return
 	}
+	delete(s.trash[e.Kind], e.ID)
 	byID[e.ID] = &record{e: e, created: now, updated: now}
 }
 
-// Delete removes a record.
+// Delete moves a record to the trash, as deleting it in Uspacy does.
 func (s *Server) Delete(r crm.Ref) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	rec, ok := s.records[r.Kind][r.ID]
+	if !ok {
+		return
+	}
 	delete(s.records[r.Kind], r.ID)
+	if s.trash[r.Kind] == nil {
+		s.trash[r.Kind] = map[string]*record{}
+	}
+	rec.deleted = s.now().Unix()
+	rec.updated = max(rec.deleted, rec.updated)
+	s.trash[r.Kind][r.ID] = rec
+}
+
+// PurgeTrash deletes every trashed record for good: it leaves the trash
+// listing too, so only a full read of the account shows it gone.
+func (s *Server) PurgeTrash() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.trash)
 }
 
 // SetUsers replaces the account's users. Numeric ids are sent as numbers.
@@ -356,7 +385,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		case !ok || len(parts) > 2:
 			writeError(w, http.StatusNotFound, MsgNotFound)
 		case len(parts) == 1:
-			s.list(w, r, kind)
+			s.list(w, r, kind, s.records)
+		case parts[1] == "trash":
+			s.list(w, r, kind, s.trash)
 		default:
 			s.get(w, kind, parts[1])
 		}
@@ -448,26 +479,34 @@ func (s *Server) mintLocked(use string, now time.Time) string {
 	return enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString(claims) + "." + enc.EncodeToString(sig)
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request, kind domain.EntityKind) {
+// list answers a listing of the records of kind in from (the records, or
+// the trash), ordered by sortModel[0][updated_at] or, in the trash,
+// sortModel[0][deleted_at].
+func (s *Server) list(w http.ResponseWriter, r *http.Request, kind domain.EntityKind, from map[domain.EntityKind]map[string]*record) {
 	q := r.URL.Query()
 	page := max(atoi(q.Get("page"), 1), 1)
 	per := min(max(atoi(q.Get("list"), 20), 1), 100)
 	search := strings.TrimSpace(q.Get("search"))
 	order := q.Get("sortModel[0][updated_at]")
+	trash := q.Get("sortModel[0][deleted_at]")
 
 	s.mu.Lock()
 	var recs []*record
-	for _, rec := range s.records[kind] {
+	for _, rec := range from[kind] {
 		if search == "" || matches(rec.e, search) || rec.email != "" && strings.EqualFold(rec.email, search) {
 			recs = append(recs, rec)
 		}
 	}
 	if s.ignoreSort {
-		order = ""
+		order, trash = "", ""
 	}
 	sort.Slice(recs, func(i, j int) bool {
 		a, b := recs[i], recs[j]
 		switch {
+		case trash == "desc" && a.deleted != b.deleted:
+			return a.deleted > b.deleted
+		case trash == "asc" && a.deleted != b.deleted:
+			return a.deleted < b.deleted
 		case order == "desc" && a.updated != b.updated:
 			return a.updated > b.updated
 		case order == "asc" && a.updated != b.updated:
@@ -534,9 +573,13 @@ func (s *Server) render(rec *record) map[string]any {
 	m := map[string]any{
 		"id": id, "title": e.Name, "owner": nil, "created_by": 1, "changed_by": 1,
 		"created_at": rec.created, "updated_at": rec.updated, "converted": false, "comments": "",
+		"deleted_at": nil,
 		"utm_source": rec.utm.Source, "utm_medium": rec.utm.Medium, "utm_campaign": rec.utm.Campaign,
 		"utm_content": rec.utm.Content, "utm_term": rec.utm.Term,
 		"source": []any{},
+	}
+	if rec.deleted != 0 {
+		m["deleted_at"] = rec.deleted
 	}
 	if e.OwnerID != "" {
 		if id%2 == 1 {
