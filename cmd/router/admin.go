@@ -391,7 +391,7 @@ func settingsBody(pairs []string) (map[string]any, error) {
 			body[k] = v == "true"
 		default:
 			if n, err := strconv.Atoi(v); err == nil && (k == "route_budget_ms" || k == "callback_due_minutes" ||
-				k == "auto_callback_delay_seconds" || k == "auto_callback_window_minutes") {
+				k == "auto_callback_delay_seconds" || k == "auto_callback_window_minutes" || k == "reconcile_interval_hours") {
 				body[k] = n
 			} else {
 				body[k] = v

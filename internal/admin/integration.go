@@ -65,6 +65,10 @@ type IntegrationView struct {
 	UpdatedAt time.Time  `json:"updated_at"`
 	// Events is what an activation did with the call events that waited.
 	Events *events.Replayed `json:"events,omitempty"`
+	// Reconciled is when the last full sync ended by removing the index
+	// rows of entities the CRM no longer returned; the next periodic one
+	// is due reconcile_interval_hours after it.
+	Reconciled *time.Time `json:"last_reconciled_at,omitempty"`
 }
 
 func integrationView(in store.Integration) IntegrationView {
@@ -75,7 +79,8 @@ func integrationView(in store.Integration) IntegrationView {
 		return &t
 	}
 	return IntegrationView{CRM: in.CRM, BaseURL: in.BaseURL, State: in.State, LastError: in.LastError, Phase: in.Phase,
-		Synced: in.Synced, LastSync: opt(in.LastSyncAt), Success: opt(in.SuccessAt), ErrorAt: opt(in.ErrorAt), UpdatedAt: in.UpdatedAt}
+		Synced: in.Synced, LastSync: opt(in.LastSyncAt), Success: opt(in.SuccessAt), ErrorAt: opt(in.ErrorAt), UpdatedAt: in.UpdatedAt,
+		Reconciled: opt(in.ReconciledAt)}
 }
 
 func (s *Service) needCRMs() error {

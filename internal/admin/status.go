@@ -27,6 +27,57 @@ type Status struct {
 	Events domain.EventStats `json:"events"`
 	// Ringostat is the connection to the tenant's Ringostat project.
 	Ringostat RingostatStatus `json:"ringostat"`
+	// InactiveUsers are the mapped employees, and the default owner, whose
+	// CRM user the CRM's last users list shows deactivated or no longer
+	// has: routing treats their entities as unmapped (on_unmapped) until
+	// the user is active again or the mapping changes. Empty while the CRM's
+	// users were never listed.
+	InactiveUsers []InactiveUser `json:"inactive_users"`
+}
+
+// InactiveUser is a mapped employee or the default owner whose CRM user is
+// not active any more.
+type InactiveUser struct {
+	CRMUserID string `json:"crm_user_id"`
+	Name      string `json:"name,omitempty"`
+	SIP       string `json:"sip,omitempty"`
+	Phone     string `json:"phone,omitempty"`
+	// State is "deactivated" (listed inactive) or "removed" (not listed).
+	State        string `json:"state"`
+	DefaultOwner bool   `json:"default_owner,omitempty"`
+}
+
+// inactiveUsers lists the employees and the default owner that users
+// (the CRM's last list; none: unknown) shows deactivated or removed.
+func inactiveUsers(emps []domain.Employee, defaultOwner string, users []store.CRMUser) []InactiveUser {
+	out := []InactiveUser{}
+	if len(users) == 0 {
+		return out
+	}
+	active := make(map[string]bool, len(users))
+	for _, u := range users {
+		active[u.ID] = u.Active
+	}
+	state := func(id string) string {
+		if on, listed := active[id]; !listed {
+			return "removed"
+		} else if !on {
+			return "deactivated"
+		}
+		return ""
+	}
+	owner := false
+	for _, e := range emps {
+		if st := state(e.CRMUserID); st != "" {
+			out = append(out, InactiveUser{CRMUserID: e.CRMUserID, Name: e.Name, SIP: e.SIP, Phone: e.Phone, State: st,
+				DefaultOwner: e.CRMUserID == defaultOwner})
+			owner = owner || e.CRMUserID == defaultOwner
+		}
+	}
+	if st := state(defaultOwner); defaultOwner != "" && st != "" && !owner {
+		out = append(out, InactiveUser{CRMUserID: defaultOwner, State: st, DefaultOwner: true})
+	}
+	return out
 }
 
 // CacheStatus reports the route cache of this instance: whether it is warm
@@ -101,6 +152,10 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	users, err := s.store.ListCRMUsers(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
 	var cs cache.Stats
 	if c := s.tenants.Lookup(id); c != nil {
 		cs = c.CacheCounts.Read()
@@ -109,9 +164,10 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 		Tenant: t.ID, Name: t.Name, IndexSize: n, Employees: len(emps), StopList: len(stops), DefaultOwner: owner,
 		Cache: CacheStatus{Ready: s.cache.Ready(), HitRatio: cs.HitRatio(), Hits: cs.Hits,
 			NegativeHits: cs.NegativeHits, Misses: cs.Misses},
-		Integration: integ,
-		Events:      evs,
-		Ringostat:   rs,
+		Integration:   integ,
+		Events:        evs,
+		Ringostat:     rs,
+		InactiveUsers: inactiveUsers(emps, t.DefaultOwner, users),
 	}, nil
 }
 

@@ -40,6 +40,10 @@ var (
 	liveLookups     = metrics.NewCounter(`callrouter_live_lookups_total`)
 	liveErrors      = metrics.NewCounter(`callrouter_live_lookup_errors_total`)
 	staleSkipped    = metrics.NewCounter(`callrouter_sync_stale_entities_skipped_total`)
+	sweptKeys       = metrics.NewCounter(`callrouter_sync_swept_keys_total`)
+	reconciles      = metrics.NewCounter(`callrouter_sync_reconciliations_total`)
+	usersChanged    = metrics.NewCounter(`callrouter_crm_users_changes_total`)
+	usersErrors     = metrics.NewCounter(`callrouter_crm_users_refresh_errors_total`)
 )
 
 // Engine syncs CRMs into the phone index. It is safe for concurrent use;
@@ -307,7 +311,10 @@ type Result struct {
 	Pages   int
 	Applied int
 	Deleted int
-	Done    bool // the cycle reached the end of what the CRM has now
+	// Swept counts the phone keys whose rows the end of a full sync
+	// removed (entities the CRM no longer returned).
+	Swept int
+	Done  bool // the cycle reached the end of what the CRM has now
 }
 
 // Sync runs one cycle for a tenant: pages of the full sync until it is
@@ -319,6 +326,12 @@ type Result struct {
 // is not synced (nil error, zero Result). Cycles of one tenant run one at a
 // time; webhooks and live lookups do not wait for them, and a page read
 // before their change does not undo it (see order).
+//
+// A full sync is also a reconciliation: it rewrites the index row of every
+// entity the CRM returns, and its last page removes the tenant's rows it
+// did not write (store.FinishFullSync), the entities deleted in the CRM
+// that no deletion feed or webhook reported. A cycle that reaches the end
+// also refreshes the tenant's list of CRM users (refreshUsers).
 func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Result, error) {
 	l := e.lock(tenantID)
 	l.Lock()
@@ -340,6 +353,11 @@ func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Resul
 		if err := e.register(ctx, tenantID, src); err != nil {
 			return res, e.failed(ctx, in, phase, cursor, synced, err)
 		}
+		// Every row this full sync writes is seen from now on; the rows it
+		// leaves unseen are swept at its end.
+		if err := e.store.StartFullSync(ctx, tenantID); err != nil {
+			return res, fmt.Errorf("start full sync of %s: %w", tenantID, err)
+		}
 	}
 	o := e.orderOf(tenantID)
 	for maxPages <= 0 || res.Pages < maxPages {
@@ -353,7 +371,8 @@ func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Resul
 		res.Deleted += deleted
 		synced += applied
 		cursor = b.Cursor
-		if b.Done && phase == store.PhaseFull {
+		fullDone := b.Done && phase == store.PhaseFull
+		if fullDone {
 			phase = store.PhaseIncremental
 		}
 		done := b.Done
@@ -368,11 +387,91 @@ func (e *Engine) Sync(ctx context.Context, tenantID string, maxPages int) (Resul
 		}
 		if done {
 			res.Done, res.Phase = true, phase
+			if fullDone {
+				n, err := e.sweep(ctx, tenantID)
+				res.Swept = n
+				if err != nil {
+					return res, err
+				}
+			}
+			e.refreshUsers(ctx, tenantID, src)
 			return res, nil
 		}
 	}
 	res.Phase = phase
 	return res, nil
+}
+
+// sweep ends a full sync: the index rows it did not write go (entities the
+// CRM no longer returns), and their cache keys are invalidated here and on
+// the other instances. It returns the number of keys removed.
+func (e *Engine) sweep(ctx context.Context, tenantID string) (int, error) {
+	removed, err := e.store.FinishFullSync(ctx, tenantID)
+	if err != nil {
+		return 0, fmt.Errorf("sweep the index of %s after its full sync: %w", tenantID, err)
+	}
+	if len(removed) == 0 {
+		return 0, nil
+	}
+	sweptKeys.Add(len(removed))
+	e.log.Info("full sync removed index rows of entities the CRM no longer returns",
+		zap.String("tenant", tenantID), zap.Int("keys", len(removed)))
+	e.cache.Invalidate(tenantID, removed...)
+	if e.peers != nil {
+		if err := e.peers.Publish(ctx, notify.Keys(tenantID, removed)); err != nil {
+			return len(removed), fmt.Errorf("announce the sweep of %s: %w", tenantID, err)
+		}
+	}
+	return len(removed), nil
+}
+
+// refreshUsers stores the CRM's users as its users call lists them now and,
+// when the list changed, publishes the tenant's configuration again, so a
+// user deactivated or removed in the CRM stops being a routing target (see
+// tenant.Config.Active). A failure is logged and counted: the next cycle
+// tries again, and routing keeps the last list meanwhile.
+func (e *Engine) refreshUsers(ctx context.Context, tenantID string, src crm.Source) {
+	users, err := src.Users(ctx)
+	if err == nil {
+		var changed bool
+		if changed, err = e.store.ReplaceCRMUsers(ctx, tenantID, storeUsers(users)); err == nil && changed {
+			usersChanged.Inc()
+			err = e.reload(ctx, tenantID)
+		}
+	}
+	if err != nil {
+		usersErrors.Inc()
+		e.log.Warn("refresh CRM users", zap.String("tenant", tenantID), zap.Error(err))
+	}
+}
+
+// storeUsers converts the CRM's users for the store, keeping the first of
+// ids listed twice (pages that shifted while being read).
+func storeUsers(users []crm.User) []store.CRMUser {
+	out := make([]store.CRMUser, 0, len(users))
+	seen := make(map[string]bool, len(users))
+	for _, u := range users {
+		if u.ID == "" || seen[u.ID] {
+			continue
+		}
+		seen[u.ID] = true
+		out = append(out, store.CRMUser{ID: u.ID, Name: u.Name, Email: u.Email, Active: u.Active})
+	}
+	return out
+}
+
+// reload publishes a tenant's configuration again, here and on the other
+// instances.
+func (e *Engine) reload(ctx context.Context, tenantID string) error {
+	if err := e.tenants.Reload(ctx, tenantID); err != nil {
+		return fmt.Errorf("reload tenant %s: %w", tenantID, err)
+	}
+	if e.peers != nil {
+		if err := e.peers.Publish(ctx, notify.Tenant(tenantID)); err != nil {
+			return fmt.Errorf("announce tenant %s: %w", tenantID, err)
+		}
+	}
+	return nil
 }
 
 // page reads one page of the cycle and writes it to the index. The tenant's
@@ -410,6 +509,14 @@ func (e *Engine) changed(ctx context.Context, in store.Integration) (bool, error
 // SyncDue runs Sync unless the integration is incremental and its CRM's
 // MinInterval has not passed since the last cycle (Zoho's daily credits):
 // what the periodic job calls. Result is zero when the cycle was not due.
+//
+// When the tenant's reconcile_interval_hours have passed since the last
+// reconciliation (store.Integration.ReconciledAt; never is due), the cycle
+// starts a full sync instead of reading changes: its end removes the index
+// rows of entities the CRM no longer returns, whatever its deletion feed
+// missed (items purged from a trash, deletions older than the feed keeps,
+// webhooks lost). Like any full sync it spans as many jobs as it takes and
+// resumes after a restart; changes made meanwhile are read after it.
 func (e *Engine) SyncDue(ctx context.Context, tenantID string, maxPages int) (Result, error) {
 	in, err := e.store.Integration(ctx, tenantID)
 	if err != nil {
@@ -419,7 +526,45 @@ func (e *Engine) SyncDue(ctx context.Context, tenantID string, maxPages int) (Re
 		e.now().Sub(in.LastSyncAt) < a.MinInterval {
 		return Result{Done: true, Phase: in.Phase}, nil
 	}
+	if in.State == store.IntegrationActive && in.Phase == store.PhaseIncremental && e.reconcileDue(in) {
+		if err := e.reconcile(ctx, in); err != nil {
+			return Result{}, err
+		}
+	}
 	return e.Sync(ctx, tenantID, maxPages)
+}
+
+// reconcileDue reports whether an incremental integration's periodic
+// reconciliation is due.
+func (e *Engine) reconcileDue(in store.Integration) bool {
+	hours := domain.DefaultReconcileIntervalHours
+	if t := e.tenants.Lookup(in.TenantID); t != nil && t.Settings.ReconcileIntervalHours > 0 {
+		hours = t.Settings.ReconcileIntervalHours
+	}
+	return in.ReconciledAt.IsZero() || e.now().Sub(in.ReconciledAt) >= time.Duration(hours)*time.Hour
+}
+
+// reconcile turns an incremental integration back to the start of a full
+// sync, under the tenant's cycle lock so no cycle in flight saves its
+// position over it. The state, times and last error are kept: the admin
+// sees a full sync in progress, not a reset.
+func (e *Engine) reconcile(ctx context.Context, in store.Integration) error {
+	l := e.lock(in.TenantID)
+	l.Lock()
+	defer l.Unlock()
+	cur, err := e.store.Integration(ctx, in.TenantID)
+	if err != nil {
+		return err
+	}
+	if cur.Phase != store.PhaseIncremental || !cur.UpdatedAt.Equal(in.UpdatedAt) || !cur.ReconciledAt.Equal(in.ReconciledAt) {
+		return nil // someone else moved it meanwhile
+	}
+	reconciles.Inc()
+	e.log.Info("periodic reconciliation: starting a full sync", zap.String("tenant", in.TenantID))
+	if err := e.store.SaveSyncProgress(ctx, in.TenantID, store.SyncProgress{Phase: store.PhaseFull}); err != nil {
+		return fmt.Errorf("start the reconciliation of %s: %w", in.TenantID, err)
+	}
+	return nil
 }
 
 // failed records a failed cycle; an authentication failure also breaks the
@@ -889,6 +1034,46 @@ func (e *Engine) Index(ctx context.Context, tenantID string, ents []crm.Entity) 
 	defer o.end(start)
 	_, _, err := e.apply(ctx, tenantID, nil, crm.Batch{Entities: ents}, o, start)
 	return err
+}
+
+// Gone reads refs from the tenant's CRM and applies what it answers, as a
+// webhook naming them would: found entities replace their index rows, and
+// those the CRM no longer has lose theirs. It returns the latter. The call
+// events processor asks this when the CRM refuses a write linked to an
+// entity the index knows. Errors: crm.ErrInactive (wrapped) without an
+// active integration, and the CRM's.
+func (e *Engine) Gone(ctx context.Context, tenantID string, refs []crm.Ref) ([]crm.Ref, error) {
+	src, in, err := e.source(ctx, tenantID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil, fmt.Errorf("tenant %s has no integration: %w", tenantID, crm.ErrInactive)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if in.State != store.IntegrationActive {
+		return nil, fmt.Errorf("integration of %s is %s: %w", tenantID, in.State, crm.ErrInactive)
+	}
+	o := e.orderOf(tenantID)
+	start := o.begin()
+	defer o.end(start)
+	b, err := src.Get(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("read back %d linked entities: %w", len(refs), err)
+	}
+	asked := make(map[crm.Ref]bool, len(refs))
+	for _, r := range refs {
+		asked[r] = true
+	}
+	var gone []crm.Ref
+	for _, d := range b.Deleted {
+		if asked[d] {
+			gone = append(gone, d)
+		}
+	}
+	if _, _, err := e.apply(ctx, tenantID, src, b, o, start); err != nil {
+		return nil, err
+	}
+	return gone, nil
 }
 
 // Broken marks a tenant's integration broken with the CRM's words after it

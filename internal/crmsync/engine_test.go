@@ -35,6 +35,8 @@ type world struct {
 	cache  *cache.Cache
 	box    *secret.Box
 	fake   crmtest.Fake
+	// clock is the engine's: real time, moved on by Advance.
+	clock *offsetClock
 }
 
 func newWorld(t *testing.T, st store.Store, crmName string, fake crmtest.Fake) *world {
@@ -64,7 +66,8 @@ func newWorldAt(t *testing.T, st store.Store, crmName string, fake crmtest.Fake,
 	if sleep != nil {
 		deps.Sleep = sleep.Sleep
 	}
-	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Deps: deps})
+	clk := &offsetClock{}
+	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Deps: deps, Now: clk.Now})
 	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
 	if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","live_lookup":true,"route_budget_ms":2000}`)); err != nil {
 		t.Fatal(err)
@@ -79,7 +82,7 @@ func newWorldAt(t *testing.T, st store.Store, crmName string, fake crmtest.Fake,
 		t.Fatalf("connect %s: %v", crmName, err)
 	}
 	return &world{t: t, st: st, engine: engine, route: lookup.New(c, st, time.Second).WithLive(engine, 2*time.Second),
-		reg: reg, cache: c, box: box, fake: fake}
+		reg: reg, cache: c, box: box, fake: fake, clock: clk}
 }
 
 func (w *world) sync() crmsync.Result {
@@ -111,7 +114,8 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 			t.Run(b.Name+"/"+f.CRM, func(t *testing.T) {
 				fake := f.New(t)
 				fake.SetUsers([]crm.User{{ID: "501", Name: "Anna", Email: "anna@example.com", Active: true},
-					{ID: "502", Name: "Boris", Email: "boris@example.com", Active: true}})
+					{ID: "502", Name: "Boris", Email: "boris@example.com", Active: true},
+					{ID: "503", Name: "Olga", Email: "olga@example.com", Active: true}})
 				fake.Put(contact("1001", "067 111 22 33", "501"))     // national, no country code
 				fake.Put(contact("1002", "+380 50 444 55 66", "502")) // international
 				w := newWorld(t, b.Open(t), f.CRM, fake)
@@ -159,7 +163,7 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 				}
 
 				users, err := w.engine.Users(context.Background(), "acme")
-				if err != nil || len(users) != 2 {
+				if err != nil || len(users) != 3 {
 					t.Fatalf("users: %v, %v", users, err)
 				}
 

@@ -74,6 +74,10 @@ type Settings struct {
 	// Empty means the zone of DefaultCountry (see CountryTimezone), UTC
 	// when that is unknown too.
 	Timezone string `json:"timezone"`
+	// ReconcileIntervalHours is how often a full sync reconciles the phone
+	// index with the CRM, removing rows of entities the CRM no longer
+	// returns that no deletion feed reported.
+	ReconcileIntervalHours int `json:"reconcile_interval_hours"`
 }
 
 // countryZones are the zones of the countries callrouter normalizes phones
@@ -109,6 +113,7 @@ func (s Settings) Location() *time.Location {
 		return time.UTC
 	}
 	return loc
+
 }
 
 // Limits and defaults of the automatic call-back.
@@ -165,6 +170,9 @@ const (
 	DefaultEventRetentionDays = 30
 	MinEventRetentionDays     = 3
 	MaxEventRetentionDays     = 3660
+
+	DefaultReconcileIntervalHours = 24
+	MaxReconcileIntervalHours     = 30 * 24
 )
 
 // DefaultCallerKeys are the request parameters the caller is read from when
@@ -189,14 +197,15 @@ func DefaultSettings() Settings {
 		AutoCallbackDelaySeconds:  DefaultAutoCallbackDelaySeconds,
 		AutoCallbackWindowMinutes: DefaultAutoCallbackWindowMinutes,
 
-		CallbackDueMinutes: DefaultCallbackDueMinutes,
-		Matrix:             DefaultMatrix(),
-		FormEntities:       DefaultMatrix()[RowForm],
-		FormPhoneFields:    DefaultFormPhoneFields,
-		FormEmailFields:    DefaultFormEmailFields,
-		FormMapping:        Mapping{},
-		CallMapping:        Mapping{},
-		Language:           LangEN,
+		CallbackDueMinutes:     DefaultCallbackDueMinutes,
+		Matrix:                 DefaultMatrix(),
+		FormEntities:           DefaultMatrix()[RowForm],
+		FormPhoneFields:        DefaultFormPhoneFields,
+		FormEmailFields:        DefaultFormEmailFields,
+		FormMapping:            Mapping{},
+		CallMapping:            Mapping{},
+		Language:               LangEN,
+		ReconcileIntervalHours: DefaultReconcileIntervalHours,
 	}
 }
 
@@ -261,6 +270,9 @@ func (s *Settings) Normalize() {
 		s.AutoCallbackWindowMinutes = d.AutoCallbackWindowMinutes
 	}
 	s.Timezone = strings.TrimSpace(s.Timezone)
+	if s.ReconcileIntervalHours == 0 {
+		s.ReconcileIntervalHours = d.ReconcileIntervalHours
+	}
 	for i := range s.PipelineRules {
 		r := &s.PipelineRules[i]
 		r.Param, r.Value, r.Pipeline = strings.TrimSpace(r.Param), strings.TrimSpace(r.Value), strings.TrimSpace(r.Pipeline)
@@ -358,6 +370,9 @@ func (s Settings) Validate() error {
 		if _, err := time.LoadLocation(s.Timezone); err != nil || s.Timezone == "Local" || len(s.Timezone) > 64 {
 			return Errorf(EINVALID, "timezone: %q is not an IANA time zone name (e.g. Europe/Kyiv)", s.Timezone)
 		}
+	}
+	if s.ReconcileIntervalHours < 1 || s.ReconcileIntervalHours > MaxReconcileIntervalHours {
+		return Errorf(EINVALID, "reconcile_interval_hours: must be between 1 and %d, got %d", MaxReconcileIntervalHours, s.ReconcileIntervalHours)
 	}
 	if len(s.PipelineRules) > MaxPipelineRules {
 		return Errorf(EINVALID, "pipeline_rules: at most %d rules, got %d", MaxPipelineRules, len(s.PipelineRules))

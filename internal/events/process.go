@@ -32,6 +32,9 @@ type CRM interface {
 	Index(ctx context.Context, tenantID string, ents []crm.Entity) error
 	// Broken marks the integration broken with the CRM's words.
 	Broken(ctx context.Context, tenantID string, err *crm.AuthError) error
+	// Gone reads refs from the CRM, puts what it finds into the phone index,
+	// drops the rows of those the CRM no longer has, and returns those.
+	Gone(ctx context.Context, tenantID string, refs []crm.Ref) ([]crm.Ref, error)
 }
 
 // Store is the part of the store processing uses.
@@ -231,6 +234,9 @@ type run struct {
 	c     Call
 	num   string // the client's number, E.164 digits
 	did   []string
+	// linked are the existing CRM entities this attempt links its writes
+	// to, as the index or the CRM's search named them.
+	linked []crm.Ref
 }
 
 // apply runs the scenario matrix for one event and returns what it did.
@@ -278,17 +284,69 @@ func (p *Processor) apply(ctx context.Context, ev domain.CallEvent, l *lease) (s
 	return r.matrix(ctx)
 }
 
-// matrix is DESIGN.md's scenario matrix: find the client, make the lead
-// when there is none (contact → deal), file the call, and for a missed
-// incoming call the call-back task.
+var reresolved = metrics.NewCounter(`callrouter_events_reresolved_total`)
+
+// matrix files the event (scenario). An entity deleted in the CRM since
+// the index read it (before any feed said so) never gets the event: the
+// client's open lead is read back before the event is filed on it, and
+// when the CRM refuses a write for good and an entity the write linked to
+// (the lead, or the contact a new lead was to join) is gone from the CRM,
+// the client is looked up again without it and the event filed as for
+// whoever the CRM still knows, a new client when nobody, instead of
+// failing. Whether a refusal was about that entity is asked of the CRM
+// (Gone) rather than read from its error text, which differs per CRM
+// (amoCRM and retailCRM answer 400, Zoho 400 INVALID_DATA, Uspacy 422).
 func (r *run) matrix(ctx context.Context) (string, error) {
+	note, err := r.scenario(ctx)
+	if err == nil || !crm.IsPermanent(err) || len(r.linked) == 0 {
+		return note, err
+	}
+	gone, gerr := r.p.crm.Gone(ctx, r.t.ID, r.linked)
+	if gerr != nil {
+		// Unknown whether the entity is gone: try the event again later.
+		return "", fmt.Errorf("check the linked entities after the CRM refused a write (%v): %w", err, gerr)
+	}
+	if len(gone) == 0 {
+		return note, err
+	}
+	reresolved.Inc()
+	for _, g := range gone {
+		r.did = append(r.did, fmt.Sprintf("%s %s deleted in the CRM", g.Kind, g.ID))
+	}
+	return r.scenario(ctx)
+}
+
+// scenario is DESIGN.md's scenario matrix: find the client, make the lead
+// when there is none (contact → deal), file the call, and for a missed
+// incoming call the call-back task. Users the CRM shows deactivated or
+// removed get nothing: their calls and tasks go to the default owner.
+func (r *run) scenario(ctx context.Context) (string, error) {
 	known, err := r.find(ctx)
 	if err != nil {
 		return "", err
 	}
+	if known.lead.ID != "" {
+		// The index may predate a deletion by up to a sync cycle, and some
+		// CRMs file a call by phone without naming the lead (retailCRM) or
+		// may accept writes to a trashed record: read the lead back before
+		// filing on it.
+		gone, err := r.p.crm.Gone(ctx, r.t.ID, []crm.Ref{known.lead})
+		if err != nil {
+			return "", fmt.Errorf("check the client's %s %s: %w", known.lead.Kind, known.lead.ID, err)
+		}
+		if len(gone) > 0 {
+			reresolved.Inc()
+			r.did = append(r.did, fmt.Sprintf("%s %s deleted in the CRM", known.lead.Kind, known.lead.ID))
+			if known, err = r.find(ctx); err != nil {
+				return "", err
+			}
+		}
+	}
 	defOwner := r.t.DefaultOwner
 	manager := defOwner
 	id, mapped := r.t.Employee(r.c.Employee)
+	// A user the CRM shows deactivated or removed counts as unmapped.
+	mapped = mapped && r.t.Active(id)
 	if mapped {
 		manager = id
 	}
@@ -308,7 +366,7 @@ func (r *run) matrix(ctx context.Context) (string, error) {
 	responsible := manager
 	if missed {
 		responsible = defOwner
-		if known.leadOwner != "" {
+		if known.leadOwner != "" && r.t.Active(known.leadOwner) {
 			responsible = known.leadOwner
 		}
 	}
@@ -395,14 +453,19 @@ func (r *run) find(ctx context.Context) (client, error) {
 		return client{}, fmt.Errorf("index lookup: %w", err)
 	}
 	c := r.pick(rows)
-	if c.lead.ID != "" {
-		return c, nil
+	if c.lead.ID == "" {
+		if rows, err = r.p.crm.Lookup(ctx, r.t.ID, r.num); err != nil {
+			return client{}, fmt.Errorf("CRM search: %w", err)
+		}
+		c = r.pick(rows)
 	}
-	rows, err = r.p.crm.Lookup(ctx, r.t.ID, r.num)
-	if err != nil {
-		return client{}, fmt.Errorf("CRM search: %w", err)
+	r.linked = r.linked[:0]
+	for _, ref := range []crm.Ref{c.lead, c.contact} {
+		if ref.ID != "" {
+			r.linked = append(r.linked, ref)
+		}
 	}
-	return r.pick(rows), nil
+	return c, nil
 }
 
 // pick chooses the open lead or deal by the tenant's owner order (most

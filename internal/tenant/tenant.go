@@ -38,8 +38,13 @@ type Config struct {
 	OwnerOrder        []domain.EntityKind
 	OnMissDefault     bool
 	OnUnmappedDefault bool
-	// Targets maps a CRM user id to the SIP login or phone to ring.
+	// Targets maps a CRM user id to the SIP login or phone to ring. Users
+	// the CRM lists as inactive, or no longer lists, have none: routing
+	// treats their entities as unmapped (on_unmapped).
 	Targets map[string]string
+	// users maps each CRM user id of the CRM's last users list to whether
+	// the user is active; nil while the list was never read (see Active).
+	users map[string]bool
 	// DefaultOwner is the default owner's CRM user id, DefaultTarget what to
 	// ring for them ("" when unset or unmapped).
 	DefaultOwner  string
@@ -118,10 +123,19 @@ func HashSecret(secret string) []byte {
 	return sum[:]
 }
 
-// Build derives a Config from a tenant, its employees and its stop list.
-// The previous secret's grace period is judged by time.Now; a Registry
-// uses its own clock.
+// Build derives a Config from a tenant, its employees and its stop list,
+// with every user taken as active. The previous secret's grace period is
+// judged by time.Now; a Registry uses its own clock.
 func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *Config {
+	return BuildWithUsers(t, emps, stops, nil)
+}
+
+// BuildWithUsers is Build knowing the CRM's users as its users call last
+// listed them: an employee or default owner whose user is listed inactive,
+// or not listed at all, gets no routing target (see Config.Active). An
+// empty list means unknown, and every user counts as active: a CRM account
+// always has a user, so it is never a real answer.
+func BuildWithUsers(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry, users []store.CRMUser) *Config {
 	s := t.Settings
 	s.Normalize()
 	c := &Config{
@@ -150,8 +164,14 @@ func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *C
 		copy(c.prevHash[:], t.PrevSecretHash)
 		c.prevUntil, c.hasPrev = t.PrevSecretUntil, 1
 	}
+	if len(users) > 0 {
+		c.users = make(map[string]bool, len(users))
+		for _, u := range users {
+			c.users[u.ID] = u.Active
+		}
+	}
 	for _, e := range emps {
-		if target := e.Target(); target != "" {
+		if target := e.Target(); target != "" && c.Active(e.CRMUserID) {
 			c.Targets[e.CRMUserID] = target
 		}
 		if e.SIP != "" {
@@ -174,7 +194,9 @@ func Build(t domain.Tenant, emps []domain.Employee, stops []domain.StopEntry) *C
 	return c
 }
 
-// Source is the part of the store the registry reads.
+// Source is the part of the store the registry reads. A Source that also
+// implements store.CRMUsers (every store does) has its CRM users list
+// applied (BuildWithUsers).
 type Source interface {
 	store.Tenants
 	store.Employees
@@ -286,7 +308,13 @@ func (r *Registry) build(ctx context.Context, t domain.Tenant, prev *Config) (*C
 	if err != nil {
 		return nil, fmt.Errorf("load stop list of %s: %w", t.ID, err)
 	}
-	c := Build(t, emps, stops)
+	var users []store.CRMUser
+	if us, ok := r.src.(store.CRMUsers); ok {
+		if users, err = us.ListCRMUsers(ctx, t.ID); err != nil {
+			return nil, fmt.Errorf("load CRM users of %s: %w", t.ID, err)
+		}
+	}
+	c := BuildWithUsers(t, emps, stops, users)
 	c.now = r.now
 	c.CacheCounts = new(cache.Counts)
 	if prev != nil && prev.CacheCounts != nil {
@@ -340,4 +368,14 @@ func (c *Config) StoppedLine(number string) bool {
 		return c.Stops[n] == domain.StopLine
 	}
 	return false
+}
+
+// Active reports whether a CRM user may be given calls and work: false
+// when the CRM's last users list shows the user deactivated or does not
+// have it (removed); true for everyone while no list was read.
+func (c *Config) Active(userID string) bool {
+	if c.users == nil {
+		return true
+	}
+	return c.users[userID]
 }

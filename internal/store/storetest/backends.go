@@ -75,31 +75,36 @@ func FreshSchema(t testing.TB, url string) string {
 type Backend struct {
 	Name string
 	Open func(t testing.TB) store.Store
+	// OpenAt is Open with the store's clock, which stamps what the store
+	// stamps itself, set to now.
+	OpenAt func(t testing.TB, now func() time.Time) store.Store
 }
 
 // Backends returns both store backends for tests that must pass on each:
 // SQLite in a temporary directory, PostgreSQL in a fresh schema (skipped or
 // failed as PostgresURL says when the database is unreachable).
 func Backends() []Backend {
+	openSQLite := func(t testing.TB, now func() time.Time) store.Store {
+		t.Helper()
+		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "callrouter.db"), sqlite.WithNow(now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	openPostgres := func(t testing.TB, now func() time.Time) store.Store {
+		t.Helper()
+		url := PostgresURL(t)
+		db, err := postgres.Open(context.Background(), url, postgres.WithSchema(FreshSchema(t, url)), postgres.WithNow(now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
 	return []Backend{
-		{Name: "sqlite", Open: func(t testing.TB) store.Store {
-			t.Helper()
-			db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "callrouter.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db
-		}},
-		{Name: "postgres", Open: func(t testing.TB) store.Store {
-			t.Helper()
-			url := PostgresURL(t)
-			db, err := postgres.Open(context.Background(), url, postgres.WithSchema(FreshSchema(t, url)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db
-		}},
+		{Name: "sqlite", OpenAt: openSQLite, Open: func(t testing.TB) store.Store { return openSQLite(t, time.Now) }},
+		{Name: "postgres", OpenAt: openPostgres, Open: func(t testing.TB) store.Store { return openPostgres(t, time.Now) }},
 	}
 }
