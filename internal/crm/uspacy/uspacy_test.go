@@ -170,9 +170,9 @@ func TestChanges(t *testing.T) {
 		}
 	}
 	// Sorted newest first, each table takes one page: the first older
-	// record ends it.
-	if n := e.fake.Meter().Count() - before; n != 4 || batches != 4 {
-		t.Errorf("changes pass took %d requests in %d batches, want 4 and 4", n, batches)
+	// record ends it; then each table's (empty) trash.
+	if n := e.fake.Meter().Count() - before; n != 8 || batches != 8 {
+		t.Errorf("changes pass took %d requests in %d batches, want 8 and 8", n, batches)
 	}
 
 	// The next pass starts where this one started (less the overlap), so
@@ -335,4 +335,72 @@ func keys(m map[crm.Ref]crm.Entity) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Deleted records move to the trash listing and leave the normal one: a
+// changes pass reports them deleted. The fake's trash carries deleted_at
+// and sorts by it, so a trash page whose oldest deletion predates the
+// pass ends that trash; deletions reported by an earlier pass are not
+// reported again.
+func TestChangesReadTheTrash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	populate(e.fake, 5, 5, 150, 5)
+	e.clock.Add(10 * time.Minute)
+	_, _, cur := fullSync(t, e.src)
+
+	// 120 contacts deleted long ago (a full trash page and more), then one
+	// lead and one contact deleted after the full sync.
+	for i := 1; i <= 120; i++ {
+		e.fake.Delete(crm.Ref{Kind: domain.KindContact, ID: fmt.Sprint(30000 + i)})
+	}
+	e.clock.Add(10 * time.Minute) // past the overlap passes look back
+	if old, _, next := changesPassDeleted(t, e.src, cur); len(old) != 120 {
+		t.Fatalf("first pass after 120 deletions reported %d", len(old))
+	} else {
+		cur = next
+	}
+	e.clock.Add(30 * time.Minute)
+	gone := []crm.Ref{{Kind: domain.KindLead, ID: "10003"}, {Kind: domain.KindContact, ID: "30140"}}
+	for _, r := range gone {
+		e.fake.Delete(r)
+	}
+	e.clock.Add(5 * time.Minute)
+	before := e.fake.Meter().Count()
+	deleted, batches, _ := changesPassDeleted(t, e.src, cur)
+	if len(deleted) != len(gone) || !deleted[gone[0]] || !deleted[gone[1]] {
+		t.Fatalf("changes pass reported %v deleted, want %v", deleted, gone)
+	}
+	// 4 tables and 4 trashes, one page each: the contacts' trash page ends
+	// at the old deletions instead of paging through them.
+	if n := e.fake.Meter().Count() - before; n != 8 || batches != 8 {
+		t.Errorf("changes pass took %d requests in %d batches, want 8 and 8", n, batches)
+	}
+	// A trashed record reads as deleted.
+	b, err := e.src.Get(ctx(t), gone)
+	if err != nil || len(b.Deleted) != 2 || len(b.Entities) != 0 {
+		t.Fatalf("Get of trashed records: %+v, %v; want both deleted", b, err)
+	}
+}
+
+// changesPassDeleted runs a changes pass and returns the refs it reported
+// deleted, the number of batches and the next cursor.
+func changesPassDeleted(t *testing.T, src crm.Source, cur string) (map[crm.Ref]bool, int, string) {
+	t.Helper()
+	deleted := map[crm.Ref]bool{}
+	for n := 1; n <= 100; n++ {
+		b, err := src.Changes(ctx(t), cur)
+		if err != nil {
+			t.Fatalf("Changes(%q): %v", cur, err)
+		}
+		for _, r := range b.Deleted {
+			deleted[r] = true
+		}
+		cur = b.Cursor
+		if b.Done {
+			return deleted, n, cur
+		}
+	}
+	t.Fatal("changes pass does not end")
+	return nil, 0, ""
 }
