@@ -451,7 +451,7 @@ func syncJob(ctx context.Context, cfg Config, tenantID string) error {
 		return err
 	case res.Pages > 0:
 		cfg.Log.Info("sync cycle", zap.String("tenant", tenantID), zap.String("phase", res.Phase), zap.Int("pages", res.Pages),
-			zap.Int("applied", res.Applied), zap.Int("deleted", res.Deleted), zap.Bool("done", res.Done))
+			zap.Int("applied", res.Applied), zap.Int("deleted", res.Deleted), zap.Int("swept", res.Swept), zap.Bool("done", res.Done))
 	}
 	if !res.Done && res.Pages > 0 {
 		return river.JobSnooze(0)
