@@ -163,6 +163,9 @@ func newSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	if _, err := c.Warm(ctx, st.ScanIndex); err != nil {
+		t.Fatal(err)
+	}
 	a := admin.New(st, reg, c, admin.WithCRMs(fakeCRMs{users: []crm.User{
 		{ID: "u1", Name: "Olena Kovalenko", Email: "olena@example.com", Active: true},
 		{ID: "u2", Name: "Petro Shevchenko", Active: true},

@@ -176,8 +176,7 @@ function secretBox(tenant, secret, title) {
 // ---- one tenant -----------------------------------------------------------
 
 const TABS = [['settings', 'Settings'], ['employees', 'Employees'], ['stop-list', 'Stop list'], ['integration', 'Integration'],
-  ['calls', 'Calls'], ['explain', 'Explain'], ['report', 'Routing report'], ['audit', 'Audit log'], ['secret', 'Webhook secret'],
-  ['delete', 'Delete']];
+  ['calls', 'Calls'], ['explain', 'Explain'], ['audit', 'Audit log'], ['secret', 'Webhook secret']];
 
 function renderTenant(id, tab) {
   const nav = h('nav', { class: 'tabs' }, TABS.map(([k, label]) =>
@@ -185,7 +184,7 @@ function renderTenant(id, tab) {
   const pane = h('div', { id: 'pane' });
   show(h('h1', {}, h('a', { href: '#/' }, 'Tenants'), ' / ', id), nav, pane);
   const screens = { settings: screenSettings, employees: screenEmployees, 'stop-list': screenStops, integration: screenIntegration,
-    calls: screenCalls, explain: screenExplain, report: screenReport, audit: screenAudit, secret: screenSecret, delete: screenDelete };
+    calls: screenCalls, explain: screenExplain, audit: screenAudit, secret: screenSecret };
   (screens[tab] || screenSettings)(id, pane).catch((e) => put(pane, errBox(e)));
 }
 
@@ -430,7 +429,7 @@ async function screenCalls(id, pane) {
   load(false);
 }
 
-// ---- explain, report, audit -------------------------------------------------
+// ---- explain, audit -------------------------------------------------
 
 async function screenExplain(id, pane) {
   const num = h('input', { name: 'caller', id: 'explain-caller', placeholder: '+380 50 123 4567', required: true, size: 30 });
@@ -464,24 +463,6 @@ function renderExplain(x) {
       : h('p', { class: 'muted' }, 'No index row has this number.'));
 }
 
-async function screenReport(id, pane) {
-  const days = h('input', { type: 'number', name: 'days', value: 7, min: 1, max: 90 });
-  const out = h('div', { id: 'report-out' });
-  const load = async () => {
-    try {
-      const r = await api('GET', tpath(id, '/report?days=' + enc(days.value)));
-      const rows = r.rows.map((x) => h('tr', {}, h('td', {}, x.day), h('td', {}, x.manager_name ? x.manager_name + ' · ' + x.manager : x.manager || '—'),
-        h('td', { class: 'num' }, x.routed), h('td', { class: 'num' }, x.answered_by_owner), h('td', { class: 'num' }, x.fell_through),
-        h('td', {}, Object.entries(x.answered_instead || {}).map(([who, n]) => who + ' × ' + n).join(', '))));
-      out.replaceChildren(rows.length ? h('table', { id: 'report' }, h('thead', {}, h('tr', {}, ['Day', 'Routed to', 'Routed calls', 'Answered by them', 'Fell through', 'Answered instead by'].map((c) => h('th', {}, c)))), h('tbody', {}, rows))
-        : h('p', { class: 'muted' }, 'No routed calls in these days.'));
-    } catch (e) { out.replaceChildren(errBox(e)); }
-  };
-  put(pane, h('p', { class: 'muted' }, 'Calls the route endpoint sent to a manager, joined with who answered them.'),
-    h('form', { class: 'row card', onsubmit: (ev) => { ev.preventDefault(); load(); } }, h('label', {}, 'Days', days), h('button', { type: 'submit' }, 'Show')), out);
-  load();
-}
-
 async function screenAudit(id, pane) {
   const entries = await list(tpath(id, '/audit?limit=200'));
   put(pane, h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Detail'].map((c) => h('th', {}, c)))),
@@ -499,18 +480,6 @@ async function screenSecret(id, pane) {
         out.replaceChildren(secretBox(id, r.webhook_secret, 'New webhook secret.' + (r.previous_valid_until ? ' The old one works until ' + fmtTime(r.previous_valid_until) + '.' : '')));
       } catch (e) { out.replaceChildren(errBox(e)); }
     } }, h('label', {}, 'Old secret keeps working for (seconds)', grace), h('button', { type: 'submit', disabled: !canChange() }, 'Rotate secret')), out);
-}
-
-async function screenDelete(id, pane) {
-  const confirmIn = h('input', { name: 'confirm', id: 'delete-confirm', placeholder: id });
-  const out = h('div');
-  put(pane, h('div', { class: 'card' }, h('h2', {}, 'Delete tenant ' + id),
-    h('p', {}, 'Deletes the tenant with its phone index, call events, settings, employees, stop list and CRM credentials. The audit log keeps the record of it. This cannot be undone.'),
-    h('form', { class: 'row', id: 'delete', onsubmit: async (ev) => {
-      ev.preventDefault();
-      if (confirmIn.value !== id) { out.replaceChildren(errBox('confirm: type the tenant id to delete it')); return; }
-      try { await api('DELETE', tpath(id)); location.hash = '#/'; } catch (e) { out.replaceChildren(errBox(e)); }
-    } }, h('label', {}, 'Type the tenant id to confirm', confirmIn), h('button', { type: 'submit', class: 'danger', disabled: !canChange() }, 'Delete tenant'))), out);
 }
 
 // ---- start ------------------------------------------------------------------
