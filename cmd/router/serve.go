@@ -121,8 +121,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.ringostatPush, "ringostat-push-interval", envDuration("ROUTER_RINGOSTAT_PUSH_INTERVAL", ringostat.DefaultPushInterval), "how often phone-index changes are pushed to Ringostat Smart Phone (ROUTER_RINGOSTAT_PUSH_INTERVAL)")
 	fs.DurationVar(&c.ringostatReconcile, "ringostat-reconcile-interval", envDuration("ROUTER_RINGOSTAT_RECONCILE_INTERVAL", ringostat.DefaultReconcileInterval), "how often Ringostat's call log is read to recover call events whose webhook never arrived (ROUTER_RINGOSTAT_RECONCILE_INTERVAL)")
 	fs.Float64Var(&c.decisionLogSample, "decision-log-sample", envFloat("ROUTER_DECISION_LOG_SAMPLE", 0), "share of route decisions logged at info with tenant, call id, masked caller, reason, target and latency: 0 off, 0.01 one in a hundred, 1 all (ROUTER_DECISION_LOG_SAMPLE)")
-	fs.DurationVar(&c.eventRetention, "event-retention", envDuration("ROUTER_EVENT_RETENTION", domain.DefaultEventRetentionDays*24*time.Hour), "how long rejected event bodies are kept for a tenant whose event_retention_days is 0; at least 72h (ROUTER_EVENT_RETENTION)")
-	fs.DurationVar(&c.retentionInterval, "retention-interval", envDuration("ROUTER_RETENTION_INTERVAL", 10*time.Minute), "how often expired rejected bodies are deleted (ROUTER_RETENTION_INTERVAL)")
+	fs.DurationVar(&c.eventRetention, "event-retention", envDuration("ROUTER_EVENT_RETENTION", domain.DefaultEventRetentionDays*24*time.Hour), "how long finished call events and rejected event bodies are kept for a tenant whose event_retention_days is 0; at least 72h (ROUTER_EVENT_RETENTION)")
+	fs.DurationVar(&c.retentionInterval, "retention-interval", envDuration("ROUTER_RETENTION_INTERVAL", 10*time.Minute), "how often expired finished events and rejected bodies are deleted (ROUTER_RETENTION_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -301,7 +301,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		listening <- ln.Addr().String()
 	}
 
-	go sweepRejected(ctx, st, cfg.eventRetention, cfg.retentionInterval, log)
+	go sweepHistory(ctx, st, cfg.eventRetention, cfg.retentionInterval, log)
 
 	// Serve while warming: until the cache is warm, misses read the store,
 	// which is slower but correct, and /readyz says so.
@@ -359,9 +359,10 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	return nil
 }
 
-// sweepRejected deletes expired rejected event bodies every interval until
-// ctx ends; def is the retention of a tenant that sets none.
-func sweepRejected(ctx context.Context, st store.Store, def, interval time.Duration, log *zap.Logger) {
+// sweepHistory deletes expired rejected event bodies and finished call
+// events every interval until ctx ends; def is the retention of a tenant
+// that sets none.
+func sweepHistory(ctx context.Context, st store.Store, def, interval time.Duration, log *zap.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -377,12 +378,17 @@ func sweepRejected(ctx context.Context, st store.Store, def, interval time.Durat
 			}
 			continue
 		}
-		n, err := events.ExpireRejected(ctx, st, tenants, def, time.Now())
+		now := time.Now()
+		n, err := events.ExpireRejected(ctx, st, tenants, def, now)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("retention sweep", zap.Error(err))
 		}
-		if n > 0 {
-			log.Info("retention sweep: expired rejected event bodies", zap.Int("deleted", n))
+		m, err := events.ExpireEvents(ctx, st, tenants, def, now)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("retention sweep", zap.Error(err))
+		}
+		if n > 0 || m > 0 {
+			log.Info("retention sweep: expired event history", zap.Int("rejected_bodies", n), zap.Int("finished_events", m))
 		}
 	}
 }

@@ -104,6 +104,19 @@ type EventStats struct {
 	OldestWaiting time.Time `json:"oldest_waiting,omitzero"`
 }
 
+// Add counts n events of a finished state (done, failed, dropped); other
+// states are ignored.
+func (s *EventStats) Add(state string, n int) {
+	switch state {
+	case EventDone:
+		s.Done += n
+	case EventFailed:
+		s.Failed += n
+	case EventDropped:
+		s.Dropped += n
+	}
+}
+
 // CRMWrite is one create in a CRM made for a call event, keyed by an
 // idempotency key. EntityID is "" while the create is in flight or its
 // answer was lost.

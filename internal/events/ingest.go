@@ -307,6 +307,52 @@ func (g *Ingest) rejectAllowed(tenantID string) bool {
 	return l.AllowN(g.now(), 1)
 }
 
+// expireBatch is how many finished events one delete removes: small
+// enough that a sweep through a year of history never holds the writer (or
+// PostgreSQL's locks) long enough to delay an acknowledgement.
+const expireBatch = 500
+
+// ExpireEvents deletes the finished events (done, failed, dropped) of each
+// tenant in tenants received before its event_retention_days (def when the
+// tenant sets none), in batches of expireBatch, counting them in
+// callrouter_events_expired_total; waiting events are never deleted. It
+// returns how many it deleted and the first store error; it goes on past
+// errors.
+func ExpireEvents(ctx context.Context, st store.Events, tenants []domain.Tenant, def time.Duration, now time.Time) (int, error) {
+	var (
+		total    int
+		firstErr error
+	)
+	for _, t := range tenants {
+		before := now.Add(-retention(t, def))
+		for ctx.Err() == nil {
+			n, err := st.ExpireEvents(ctx, t.ID, before, expireBatch)
+			if n > 0 {
+				total += n
+				counter("callrouter_events_expired_total", t.ID).Add(n)
+			}
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("expire events of %s: %w", t.ID, err)
+				}
+				break
+			}
+			if n < expireBatch {
+				break
+			}
+		}
+	}
+	return total, firstErr
+}
+
+// retention is how long a tenant keeps finished events and rejected bodies.
+func retention(t domain.Tenant, def time.Duration) time.Duration {
+	if d := t.Settings.EventRetentionDays; d > 0 {
+		return time.Duration(d) * 24 * time.Hour
+	}
+	return def
+}
+
 // ExpireRejected deletes the rejected bodies of each tenant in tenants
 // older than its event_retention_days (def when the tenant sets none),
 // counting them in callrouter_events_rejected_expired_total, and returns
@@ -317,11 +363,7 @@ func ExpireRejected(ctx context.Context, st store.Events, tenants []domain.Tenan
 		firstErr error
 	)
 	for _, t := range tenants {
-		keep := def
-		if d := t.Settings.EventRetentionDays; d > 0 {
-			keep = time.Duration(d) * 24 * time.Hour
-		}
-		n, err := st.ExpireRejected(ctx, t.ID, now.Add(-keep))
+		n, err := st.ExpireRejected(ctx, t.ID, now.Add(-retention(t, def)))
 		if err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("expire rejected bodies of %s: %w", t.ID, err)
 		}

@@ -3,12 +3,14 @@ package events
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/time/rate"
 
 	"github.com/callrouter/callrouter/internal/domain"
@@ -205,6 +207,64 @@ func TestExpireRejected(t *testing.T) {
 	for id, want := range map[string]int{"junk": 1, "good": 2} {
 		if got, err := st.ListRejected(ctx, id, 10); err != nil || len(got) != want {
 			t.Fatalf("%s keeps %d bodies (%v), want %d", id, len(got), err, want)
+		}
+	}
+}
+
+// TestExpireEvents deletes finished events older than each tenant's
+// event_retention_days in batches until none is left, keeps waiting ones
+// whatever their age, and counts what it deleted.
+func TestExpireEvents(t *testing.T) {
+	_, st, clk, _ := rejectFixture(t)
+	ctx := context.Background()
+	old := clk.Now().Add(-10 * 24 * time.Hour)
+	var evs []domain.CallEvent
+	for i := range 2*expireBatch + 7 {
+		for _, id := range []string{"junk", "good"} {
+			evs = append(evs, domain.CallEvent{TenantID: id, UniqueID: fmt.Sprintf("u%d", i), Kind: domain.EventCallEnd,
+				Partition: fmt.Sprintf("p%d", i%50), ReceivedAt: old, Fields: map[string]string{"uniqueid": fmt.Sprintf("u%d", i)}})
+		}
+	}
+	stored, err := st.InsertEvents(ctx, evs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, in := range stored {
+		if i < 4 { // two waiting events per tenant stay waiting
+			continue
+		}
+		if err := st.FinishEvent(ctx, evs[i].TenantID, in.ID, domain.EventDone, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tenants, err := st.ListTenants(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range tenants {
+		if tenants[i].ID == "junk" {
+			tenants[i].Settings.EventRetentionDays = 7 // good keeps the default 30
+		}
+	}
+	before := metrics.GetOrCreateCounter(`callrouter_events_expired_total{tenant="junk"}`).Get()
+	n, err := ExpireEvents(ctx, st, tenants, 30*24*time.Hour, clk.Now())
+	if want := 2*expireBatch + 7 - 2; err != nil || n != want {
+		t.Fatalf("expired %d, %v; want %d (all of junk's finished events, in several batches)", n, err, want)
+	}
+	if got := metrics.GetOrCreateCounter(`callrouter_events_expired_total{tenant="junk"}`).Get() - before; got != uint64(n) {
+		t.Fatalf("counted %d expired, deleted %d", got, n)
+	}
+	for id, want := range map[string]domain.EventStats{
+		"junk": {Waiting: 2},
+		"good": {Waiting: 2, Done: 2*expireBatch + 7 - 2},
+	} {
+		got, err := st.EventStats(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.OldestWaiting = time.Time{}
+		if got != want {
+			t.Fatalf("%s after expiry: %+v, want %+v", id, got, want)
 		}
 	}
 }

@@ -294,6 +294,11 @@ type Events interface {
 	// TrimRejected deletes a tenant's rejected bodies but its newest keep
 	// and returns how many it deleted.
 	TrimRejected(ctx context.Context, tenantID string, keep int) (int, error)
+	// ExpireEvents deletes up to limit of a tenant's finished events (done,
+	// failed, dropped) received before before, oldest first, with the
+	// completed CRM writes made before before; it returns how many events
+	// it deleted. Waiting events are never deleted.
+	ExpireEvents(ctx context.Context, tenantID string, before time.Time, limit int) (int, error)
 	// ExpireRejected deletes a tenant's rejected bodies received before
 	// before and returns how many it deleted.
 	ExpireRejected(ctx context.Context, tenantID string, before time.Time) (int, error)

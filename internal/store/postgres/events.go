@@ -188,38 +188,53 @@ func (db *DB) DropWaiting(ctx context.Context, tenantID string, before time.Time
 	return int(tag.RowsAffected()), nil
 }
 
-// EventStats counts a tenant's events by state.
+// EventStats counts a tenant's events by state: waiting ones through their
+// partial indexes, finished ones from the counters the triggers keep, so its
+// cost does not grow with history.
 func (db *DB) EventStats(ctx context.Context, tenantID string) (domain.EventStats, error) {
 	var st domain.EventStats
-	rows, _ := db.pool.Query(ctx, `SELECT state, count(*), min(received_at) FROM call_events
-		WHERE tenant_id = $1 GROUP BY state`, tenantID)
-	type count struct {
-		state  string
-		n      int
-		oldest time.Time
+	var oldest *time.Time
+	err := db.pool.QueryRow(ctx, `SELECT count(*), min(received_at) FROM call_events
+		WHERE tenant_id = $1 AND state = 'waiting'`, tenantID).Scan(&st.Waiting, &oldest)
+	if err != nil {
+		return st, mapErr(err, "event stats", "", tenantID)
 	}
-	counts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (count, error) {
-		var c count
-		err := r.Scan(&c.state, &c.n, &c.oldest)
-		return c, err
+	if oldest != nil {
+		st.OldestWaiting = oldest.UTC()
+	}
+	rows, _ := db.pool.Query(ctx, `SELECT state, n FROM event_state_counts WHERE tenant_id = $1`, tenantID)
+	var (
+		state string
+		n     int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&state, &n}, func() error {
+		st.Add(state, n)
+		return nil
 	})
 	if err != nil {
 		return st, mapErr(err, "event stats", "", tenantID)
 	}
-	for _, c := range counts {
-		switch c.state {
-		case domain.EventWaiting:
-			st.Waiting, st.OldestWaiting = c.n, c.oldest.UTC()
-		case domain.EventDone:
-			st.Done = c.n
-		case domain.EventFailed:
-			st.Failed = c.n
-		case domain.EventDropped:
-			st.Dropped = c.n
-		}
-	}
 	err = db.pool.QueryRow(ctx, `SELECT count(*) FROM rejected_events WHERE tenant_id = $1`, tenantID).Scan(&st.Rejected)
 	return st, mapErr(err, "event stats", "", tenantID)
+}
+
+// ExpireEvents deletes up to limit of a tenant's finished events (done,
+// failed, dropped) received before before, oldest first, and the CRM
+// writes of its that completed before before. It returns how many events
+// it deleted.
+func (db *DB) ExpireEvents(ctx context.Context, tenantID string, before time.Time, limit int) (int, error) {
+	tag, err := db.pool.Exec(ctx, `DELETE FROM call_events WHERE seq IN (
+		SELECT seq FROM call_events WHERE tenant_id = $1 AND state <> 'waiting' AND received_at < $2
+		ORDER BY received_at LIMIT $3)`, tenantID, before, limit)
+	if err != nil {
+		return 0, mapErr(err, "expire events", "", tenantID)
+	}
+	if _, err := db.pool.Exec(ctx, `DELETE FROM crm_writes WHERE ctid IN (
+		SELECT ctid FROM crm_writes WHERE created_at < $2 AND tenant_id = $1 AND entity_id <> '' LIMIT $3)`,
+		tenantID, before, limit); err != nil {
+		return int(tag.RowsAffected()), mapErr(err, "expire crm writes", "", tenantID)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // RejectEvent keeps a refused body. ENOTFOUND for an unknown tenant.

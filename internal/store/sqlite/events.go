@@ -184,40 +184,62 @@ func (db *DB) DropWaiting(ctx context.Context, tenantID string, before time.Time
 	return int(n), mapErr(err, "drop events", "", tenantID)
 }
 
-// EventStats counts a tenant's events by state.
+// EventStats counts a tenant's events by state: waiting ones through their
+// partial indexes, finished ones from the counters the triggers keep, so its
+// cost does not grow with history.
 func (db *DB) EventStats(ctx context.Context, tenantID string) (domain.EventStats, error) {
 	var st domain.EventStats
-	rows, err := db.r.QueryContext(ctx, `SELECT state, count(*), min(received_at) FROM call_events
-		WHERE tenant_id = ? GROUP BY state`, tenantID)
+	var oldest sql.NullInt64
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*), min(received_at) FROM call_events
+		WHERE tenant_id = ? AND state = 'waiting'`, tenantID).Scan(&st.Waiting, &oldest); err != nil {
+		return st, mapErr(err, "event stats", "", tenantID)
+	}
+	if oldest.Valid {
+		st.OldestWaiting = fromMicros(oldest.Int64)
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT state, n FROM event_state_counts WHERE tenant_id = ?`, tenantID)
 	if err != nil {
 		return st, mapErr(err, "event stats", "", tenantID)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			state  string
-			n      int
-			oldest int64
+			state string
+			n     int
 		)
-		if err := rows.Scan(&state, &n, &oldest); err != nil {
+		if err := rows.Scan(&state, &n); err != nil {
 			return st, mapErr(err, "event stats", "", tenantID)
 		}
-		switch state {
-		case domain.EventWaiting:
-			st.Waiting, st.OldestWaiting = n, fromMicros(oldest)
-		case domain.EventDone:
-			st.Done = n
-		case domain.EventFailed:
-			st.Failed = n
-		case domain.EventDropped:
-			st.Dropped = n
-		}
+		st.Add(state, n)
 	}
 	if err := rows.Err(); err != nil {
 		return st, mapErr(err, "event stats", "", tenantID)
 	}
 	err = db.r.QueryRowContext(ctx, `SELECT count(*) FROM rejected_events WHERE tenant_id = ?`, tenantID).Scan(&st.Rejected)
 	return st, mapErr(err, "event stats", "", tenantID)
+}
+
+// ExpireEvents deletes up to limit of a tenant's finished events (done,
+// failed, dropped) received before before, oldest first, and the CRM
+// writes of its that completed before before. It returns how many events
+// it deleted.
+func (db *DB) ExpireEvents(ctx context.Context, tenantID string, before time.Time, limit int) (int, error) {
+	res, err := db.w.ExecContext(ctx, `DELETE FROM call_events WHERE seq IN (
+		SELECT seq FROM call_events WHERE tenant_id = ? AND state <> 'waiting' AND received_at < ?
+		ORDER BY received_at LIMIT ?)`, tenantID, micros(before), limit)
+	if err != nil {
+		return 0, mapErr(err, "expire events", "", tenantID)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, mapErr(err, "expire events", "", tenantID)
+	}
+	if _, err := db.w.ExecContext(ctx, `DELETE FROM crm_writes WHERE tenant_id = ? AND key IN (
+		SELECT key FROM crm_writes WHERE tenant_id = ? AND created_at < ? AND entity_id <> '' LIMIT ?)`,
+		tenantID, tenantID, micros(before), limit); err != nil {
+		return int(n), mapErr(err, "expire crm writes", "", tenantID)
+	}
+	return int(n), nil
 }
 
 // RejectEvent keeps a refused body. ENOTFOUND for an unknown tenant.

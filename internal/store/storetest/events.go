@@ -554,3 +554,95 @@ func testEventList(t *testing.T, e *env) {
 		t.Fatalf("unknown tenant: %v, %v", evs, err)
 	}
 }
+
+// testEventHistory is bounded history: finished events are counted as they
+// finish (EventStats reads no history) and deleted after their retention,
+// oldest first and at most limit at a time, with the completed CRM writes
+// of that age; waiting events and the in-flight writes stay, and another
+// tenant's history is untouched.
+func testEventHistory(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	e.tenant(t, "b")
+	// Two CRM writes made at the start: one completed, one whose answer
+	// was lost.
+	old := domain.CRMWrite{TenantID: "a", Key: "k-old", Kind: "lead"}
+	if _, fresh, err := e.s.BeginWrite(e.ctx, old); err != nil || !fresh {
+		t.Fatalf("BeginWrite: %v, %v", fresh, err)
+	}
+	if err := e.s.FinishWrite(e.ctx, "a", "k-old", "L1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "a", Key: "k-lost", Kind: "lead"}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 6 {
+		e.clock.Advance(time.Hour)
+		id, _ := e.insert(t, callEvent("a", fmt.Sprintf("h%d", i), domain.EventCallEnd, fmt.Sprintf("p%d", i)))
+		ids = append(ids, id)
+	}
+	e.clock.Advance(time.Hour)
+	bID, _ := e.insert(t, callEvent("b", "hb", domain.EventCallEnd, "pb"))
+	for i, state := range []string{domain.EventDone, domain.EventDone, domain.EventFailed, "", domain.EventDropped} {
+		if state == "" {
+			continue
+		}
+		if err := e.s.FinishEvent(e.ctx, "a", ids[i], state, "finished"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.s.FinishEvent(e.ctx, "b", bID, domain.EventDone, ""); err != nil {
+		t.Fatal(err)
+	}
+	stats := func(id string) domain.EventStats {
+		t.Helper()
+		st, err := e.s.EventStats(e.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.OldestWaiting = st.OldestWaiting.UTC()
+		return st
+	}
+	// Events arrived at start+1h … start+6h; h3 and h5 still wait.
+	want := domain.EventStats{Waiting: 2, Done: 2, Failed: 1, Dropped: 1, OldestWaiting: start.Add(4 * time.Hour).Truncate(time.Microsecond).UTC()}
+	if got := stats("a"); got != want {
+		t.Fatalf("stats = %+v, want %+v", got, want)
+	}
+
+	// Retention up to start+5h30: h0 h1 h2 (finished) and h4 (dropped) are
+	// older; h3 waits and stays. Two at a time, oldest first.
+	cut := start.Add(5*time.Hour + 30*time.Minute)
+	if n, err := e.s.ExpireEvents(e.ctx, "a", cut, 2); err != nil || n != 2 {
+		t.Fatalf("first batch: %d, %v; want 2", n, err)
+	}
+	if _, err := e.s.Event(e.ctx, "a", ids[0]); domain.ErrorCode(err) != domain.ENOTFOUND {
+		t.Fatalf("the oldest finished event after expiry: %v, want ENOTFOUND", err)
+	}
+	if _, err := e.s.Event(e.ctx, "a", ids[2]); err != nil {
+		t.Fatalf("the third finished event went in the first batch of two: %v", err)
+	}
+	if n, err := e.s.ExpireEvents(e.ctx, "a", cut, 100); err != nil || n != 2 {
+		t.Fatalf("second batch: %d, %v; want 2", n, err)
+	}
+	if n, err := e.s.ExpireEvents(e.ctx, "a", cut, 100); err != nil || n != 0 {
+		t.Fatalf("third batch: %d, %v; want nothing left", n, err)
+	}
+	want = domain.EventStats{Waiting: 2, OldestWaiting: start.Add(4 * time.Hour).Truncate(time.Microsecond).UTC()}
+	if got := stats("a"); got != want {
+		t.Fatalf("stats after expiry = %+v, want %+v", got, want)
+	}
+	for _, i := range []int{3, 5} {
+		if ev, err := e.s.Event(e.ctx, "a", ids[i]); err != nil || ev.State != domain.EventWaiting {
+			t.Fatalf("waiting event h%d after expiry: %+v, %v", i, ev, err)
+		}
+	}
+	if got := stats("b"); got.Done != 1 {
+		t.Fatalf("tenant b after a's expiry: %+v", got)
+	}
+	if _, fresh, err := e.s.BeginWrite(e.ctx, old); err != nil || !fresh {
+		t.Fatalf("a completed write older than the retention is kept: fresh=%v, %v", fresh, err)
+	}
+	if _, fresh, err := e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "a", Key: "k-lost", Kind: "lead"}); err != nil || fresh {
+		t.Fatalf("a write whose answer was lost was expired: fresh=%v, %v", fresh, err)
+	}
+}

@@ -86,6 +86,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Event/Rejected", testEventRejected},
 		{"Event/RejectedTrimAndExpire", testRejectedTrimAndExpire},
 		{"Event/List", testEventList},
+		{"Event/History", testEventHistory},
 		{"Event/ConcurrentDuplicates", testEventConcurrentDuplicates},
 		{"Write/BeginFinish", testWriteBeginFinish},
 		{"Event/Lease", testEventLease},

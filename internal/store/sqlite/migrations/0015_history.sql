@@ -1,0 +1,35 @@
+-- Finished call events are counted as they finish and deleted after their
+-- retention, so /status and the sweep cost the same after a year of history
+-- as on the first day: waiting events are read through partial indexes,
+-- finished ones through these counters, kept by triggers in the transaction
+-- that changes an event's state.
+CREATE TABLE event_state_counts (
+    tenant_id TEXT    NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    state     TEXT    NOT NULL,
+    n         INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, state)
+) STRICT;
+INSERT INTO event_state_counts (tenant_id, state, n)
+SELECT tenant_id, state, count(*) FROM call_events WHERE state <> 'waiting' GROUP BY tenant_id, state;
+
+CREATE TRIGGER call_events_count_insert AFTER INSERT ON call_events WHEN NEW.state <> 'waiting'
+BEGIN
+    INSERT INTO event_state_counts (tenant_id, state, n) VALUES (NEW.tenant_id, NEW.state, 1)
+    ON CONFLICT (tenant_id, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER call_events_count_update AFTER UPDATE OF state ON call_events WHEN OLD.state IS NOT NEW.state
+BEGIN
+    UPDATE event_state_counts SET n = n - 1 WHERE tenant_id = OLD.tenant_id AND state = OLD.state AND OLD.state <> 'waiting';
+    INSERT INTO event_state_counts (tenant_id, state, n) SELECT NEW.tenant_id, NEW.state, 1 WHERE NEW.state <> 'waiting'
+    ON CONFLICT (tenant_id, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER call_events_count_delete AFTER DELETE ON call_events WHEN OLD.state <> 'waiting'
+BEGIN
+    UPDATE event_state_counts SET n = n - 1 WHERE tenant_id = OLD.tenant_id AND state = OLD.state;
+END;
+
+-- The backlog's age, and the retention sweep's way to the oldest finished
+-- events.
+CREATE INDEX call_events_waiting_age ON call_events (tenant_id, received_at) WHERE state = 'waiting';
+CREATE INDEX call_events_finished_age ON call_events (tenant_id, received_at) WHERE state <> 'waiting';
+CREATE INDEX crm_writes_age ON crm_writes (tenant_id, created_at);
