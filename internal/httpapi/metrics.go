@@ -55,6 +55,8 @@ var MetricHelp = map[string]string{
 	"callrouter_events_rejected_unstored_total":         "Rejected call event bodies not stored (over the tenant's rate, or two writes under way), per tenant.",
 	"callrouter_events_rejected_dropped_total":          "Stored rejected call event bodies deleted to keep the tenant's newest 1000, per tenant.",
 	"callrouter_events_rejected_expired_total":          "Stored rejected call event bodies deleted by the retention sweep (event_retention_days), per tenant.",
+	"callrouter_events_expired_total":                   "Finished call events (done, failed, dropped) deleted by the retention sweep (event_retention_days), per tenant.",
+	"callrouter_events_unmapped_answer_tasks_total":     "Follow-up tasks for the default owner made because a call was answered on a line or SIP login no employee is mapped to, per tenant.",
 	"callrouter_events_processed_total":                 "Call events written to the CRM, per tenant.",
 	"callrouter_events_retries_total":                   "Call event attempts that failed and will be retried, per tenant.",
 	"callrouter_events_unverified_retries_total":        "Retries of an event whose earlier attempt may have reached the CRM (checked before repeating).",

@@ -390,12 +390,6 @@ func leadFields(fields []inField, prefix, requestID string, base crm.UTM) (crm.U
 	return u, custom, nil
 }
 
-// contactPhones reads a new contact's PHONE (and EMAIL) fields.
-func contactPhones(fields []inField, prefix, requestID string) ([]string, *invalid) {
-	c, bad := contactFields(fields, prefix, requestID)
-	return c.phones, bad
-}
-
 // inContactFields is what a new contact's custom_fields_values hold.
 type inContactFields struct {
 	phones []string
