@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/callrouter/callrouter/internal/crm"
+	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/crm/zoho/zohofake"
 )
 
@@ -176,26 +175,38 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	adminCLI(t, base, cfg.adminToken, "put-employee", "acme", "501", "--sip", "anna_sip")
 	adminCLI(t, base, cfg.adminToken, "put-employee", "acme", "503", "--sip", "olga_sip")
 	adminCLI(t, base, cfg.adminToken, "set-default-owner", "acme", "503")
+	// The phones come from the CRM: a connected CRM's full sync reconciles
+	// the index with what the CRM has, so imported rows would be swept.
 	const phones = 50
-	var csv strings.Builder
-	csv.WriteString("phone,owner_crm_user_id\n")
 	for i := range phones {
-		fmt.Fprintf(&csv, "+38067%07d,501\n", i)
+		fake.Put(crm.Entity{Kind: domain.KindContact, ID: fmt.Sprint(1000 + i), Phones: []string{fmt.Sprintf("+38067%07d", i)}, OwnerID: "501", Open: true})
 	}
-	contacts := filepath.Join(t.TempDir(), "contacts.csv")
-	if err := os.WriteFile(contacts, []byte(csv.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	adminCLI(t, base, cfg.adminToken, "import", "acme", contacts)
 	creds, _ := json.Marshal(fake.Creds())
 	if conn := adminCLI(t, base, cfg.adminToken, "connect", "acme", "zoho", fake.URL(), string(creds)); conn["state"] != "active" {
 		t.Fatalf("connect: %v", conn)
 	}
 	caller := func(i int) string { return fmt.Sprintf("38067%07d", i%phones) }
-	for i := range phones { // warm: every phone a cache hit from now on
+	synced := time.Now().Add(60 * time.Second)
+	for i := 0; i < phones; { // warm: every phone a cache hit from now on
 		if got := route(t, base, secret, caller(i)); got != `{"number":"anna_sip"}` {
-			t.Fatalf("route %s: %s", caller(i), got)
+			if time.Now().After(synced) {
+				t.Fatalf("route %s: %s after 60s of sync", caller(i), got)
+			}
+			time.Sleep(50 * time.Millisecond) // the first full sync is still under way
+			continue
 		}
+		i++
+	}
+	// The full sync ends with a reconciliation; wait for it, so that it
+	// does not run during the outage.
+	for st := adminCLI(t, base, cfg.adminToken, "status", "acme"); ; st = adminCLI(t, base, cfg.adminToken, "status", "acme") {
+		if in, _ := st["integration"].(map[string]any); in != nil && in["last_reconciled_at"] != nil && in["last_reconciled_at"] != "" {
+			break
+		}
+		if time.Now().After(synced) {
+			t.Fatalf("the first full sync did not finish within 60s: %v", st["integration"])
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	client := &http.Client{Timeout: 5 * time.Second}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,6 +23,7 @@ import (
 // on a connection of its own, and checks that no request was refused or
 // failed, on both store backends.
 func TestRestartRefusesNothing(t *testing.T) {
+	migrateQueuedConnections(t)
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
 			db := t.TempDir() + "/router.db"
@@ -30,6 +33,26 @@ func TestRestartRefusesNothing(t *testing.T) {
 			restartUnderLoad(t, db)
 		})
 	}
+}
+
+// migrateQueuedConnections turns on Linux's tcp_migrate_req for the test,
+// as the README's restart recipe does in production: without it, the
+// connections the kernel queued on the old process's listener in the last
+// instant before it closes are reset instead of handed to the successor.
+// The previous value is restored after the test.
+func migrateQueuedConnections(t *testing.T) {
+	const path = "/proc/sys/net/ipv4/tcp_migrate_req"
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("this kernel cannot migrate queued connections (%v); the restart recipe needs Linux ≥ 5.14", err)
+	}
+	if strings.TrimSpace(string(old)) == "1" {
+		return
+	}
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		t.Skipf("cannot set %s (needs root): %v", path, err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(path, old, 0o644) })
 }
 
 func restartUnderLoad(t *testing.T, db string) {
