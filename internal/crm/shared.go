@@ -33,6 +33,10 @@ var (
 // releases it (killed mid-request): longer than any request runs.
 const sharedHold = 30 * time.Second
 
+// sharedRetries is how many failed attempts to take a shared slot are
+// made before a request goes out under the local limiter alone.
+const sharedRetries = 10
+
 // sharedPoll is the longest a request waiting for a shared slot sleeps
 // before it asks again.
 const sharedPoll = 15 * time.Millisecond
@@ -42,6 +46,7 @@ const sharedPoll = 15 * time.Millisecond
 // not stop CRM traffic: the local limiter alone then keeps this instance
 // within the limit, and the error is counted.
 func (l *Limiter) acquireShared(ctx context.Context) (func(), error) {
+	failures := 0
 	for {
 		slot, ok, wait, err := l.shared.TakeRateSlot(ctx, l.account, l.slots, l.window+sharedHold)
 		if err != nil {
@@ -49,7 +54,16 @@ func (l *Limiter) acquireShared(ctx context.Context) (func(), error) {
 				return nil, ctx.Err()
 			}
 			sharedErrors.Inc()
-			return func() {}, nil
+			// A passing fault (a busy pool, a reconnect) is waited out for
+			// about a second; a database that stays away does not stop the
+			// CRM traffic.
+			if failures++; failures >= sharedRetries {
+				return func() {}, nil
+			}
+			if err := waitFor(ctx, nil, sharedPoll*time.Duration(failures)); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if ok {
 			return func() {
