@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/callrouter/callrouter/internal/crm"
-	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/crm/zoho/zohofake"
+	"github.com/callrouter/callrouter/internal/domain"
 )
 
 // pgProxy is a TCP proxy between the router and PostgreSQL that can play a
