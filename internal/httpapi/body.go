@@ -96,10 +96,23 @@ func readAtMost(dst []byte, r io.Reader, limit int) ([]byte, error) {
 	}
 }
 
+// maxDrain bounds what a refusal reads of a body it will not use (net/http
+// reads up to the same 256 KiB): closing a connection with unread bytes in
+// the kernel's buffer sends a reset, which can destroy the 413 before the
+// client reads it.
+const maxDrain = 256 << 10
+
 // refuseTooLarge answers 413 naming the limit and closes the connection
-// after the answer: the body's rest is never read.
+// after the answer. A body announced at most maxDrain long is read and
+// discarded first, so the client, still sending, gets the answer instead of
+// a reset; a larger one is never read.
 func refuseTooLarge(ctx *fasthttp.RequestCtx, limit int) {
 	ctx.SetConnectionClose()
+	if req := &ctx.Request; req.IsBodyStream() && req.Header.ContentLength() > 0 && req.Header.ContentLength() <= maxDrain {
+		// A body that stops short is cut by the read timeout; its error
+		// changes nothing about the answer.
+		_, _ = io.CopyN(io.Discard, req.BodyStream(), maxDrain)
+	}
 	writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than "+sizeText(limit))
 }
 

@@ -252,6 +252,26 @@ func TestOversizedBodiesGet413(t *testing.T) {
 	h.mustServe(t, secret)
 }
 
+// TestOversizedBodyAnswerIsNotReset posts bodies a little over the event
+// limit with net/http's client, which writes the body while the answer may
+// already be on its way: the refusal must arrive as a 413, not as the reset
+// a close with unread bytes sends (which fails the client's write).
+func TestOversizedBodyAnswerIsNotReset(t *testing.T) {
+	h := newHardEnv(t, openSQLite(t), 0)
+	secret := h.acme("")
+	body := `{"event":"call_end","uniqueid":"big.2","pad":"` + strings.Repeat("x", maxEventBody+8<<10) + `"}`
+	for i := range 200 {
+		resp, err := http.Post(h.url+"/pbx/acme/events?key="+url.QueryEscape(secret), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("try %d: the answer to an oversized body was lost: %v", i, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != 413 {
+			t.Fatalf("try %d: %d, want 413", i, resp.StatusCode)
+		}
+	}
+}
+
 func TestSlowClientsAreCut(t *testing.T) {
 	h := newHardEnv(t, openSQLite(t), shortTimeout)
 	secret := h.acme("")
