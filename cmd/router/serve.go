@@ -592,7 +592,10 @@ func newLogger(format, level string) (*zap.Logger, error) {
 		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
-	return zc.Build()
+	// Stack traces for errors only, in both formats (the development
+	// config would add them to warnings): an expected failure, a CRM that
+	// is down, is a warning and needs none.
+	return zc.Build(zap.AddStacktrace(zapcore.ErrorLevel))
 }
 
 // listen opens the TCP listener, with SO_REUSEPORT when reusePort is set so

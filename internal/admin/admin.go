@@ -39,6 +39,7 @@ type Service struct {
 	crmAllowPrivate bool
 	peers           notify.Publisher // nil: a single instance
 	ringostat       Ringostat        // nil: Ringostat connections disabled
+	crmTimeout      time.Duration    // bound of an admin call's wait for a CRM
 }
 
 // Option configures a Service.
@@ -56,7 +57,7 @@ func WithRand(r io.Reader) Option { return func(s *Service) { s.rand = r } }
 
 // New returns a Service writing to st and publishing to reg and c.
 func New(st store.Store, reg *tenant.Registry, c *cache.Cache, opts ...Option) *Service {
-	s := &Service{store: st, tenants: reg, cache: c, now: time.Now, rand: rand.Reader}
+	s := &Service{store: st, tenants: reg, cache: c, now: time.Now, rand: rand.Reader, crmTimeout: DefaultCRMTimeout}
 	for _, o := range opts {
 		o(s)
 	}

@@ -198,17 +198,26 @@ func (s *Service) SetActive(ctx context.Context, actor, id string, active bool, 
 	return v, err
 }
 
+// DefaultCRMTimeout bounds an admin call's wait for a CRM (the users
+// list): a CRM that does not answer by then is a 504, not a hung request.
+const DefaultCRMTimeout = 30 * time.Second
+
+// WithCRMTimeout replaces DefaultCRMTimeout (tests make it short).
+func WithCRMTimeout(d time.Duration) Option { return func(s *Service) { s.crmTimeout = d } }
+
 // CRMUsers lists the users of a tenant's CRM, for mapping employees.
-// ENOTFOUND without an integration; the CRM's errors otherwise.
+// Errors: ENOTFOUND without an integration; the CRM's trouble as
+// crm.Upstream classes it: ECRMERROR (refused, bad answer, redirect,
+// address refused by the SSRF guard), ECRMDOWN (unreachable),
+// ECRMTIMEOUT (no answer within the CRM timeout).
 func (s *Service) CRMUsers(ctx context.Context, id string) ([]crm.User, error) {
 	if err := s.needCRMs(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.crmTimeout)
+	defer cancel()
 	users, err := s.crms.Users(ctx, id)
 	if err != nil {
-		if crm.IsAuth(err) {
-			return nil, domain.Errorf(domain.EUNAVAILABLE, "crm: %v", err)
-		}
 		return nil, err
 	}
 	return users, nil

@@ -186,8 +186,14 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 				wait = backoff(attempt)
 			}
 		default:
+			msg := h.cfg.ErrorText(resp.Status, resp.Body)
+			if loc := resp.Header.Get("Location"); resp.Status/100 == 3 && loc != "" {
+				// Where it points tells the admin what is wrong with the
+				// base URL (an old domain, a login page).
+				msg = "redirects to " + RedactURL(loc) + "; " + msg
+			}
 			return nil, &StatusError{CRM: h.cfg.CRM, Method: r.Method, Path: r.Path, Status: resp.Status,
-				Message: Redact(h.cfg.ErrorText(resp.Status, resp.Body), requestSecrets(token, r)...)}
+				Message: Redact(msg, requestSecrets(token, r)...)}
 		}
 		if err := h.cfg.Sleep(ctx, wait); err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package crm
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -56,6 +57,11 @@ func NewLimiter(rps float64) *Limiter {
 // when its answer (or failure) came back. Errors: the context's.
 func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	if err := l.bucket.Wait(ctx); err != nil {
+		if ctx.Err() == nil {
+			// The bucket refuses at once a wait that would outlast the
+			// deadline; to callers that is the deadline, met early.
+			return nil, fmt.Errorf("%w: %v", context.DeadlineExceeded, err)
+		}
 		return nil, err
 	}
 	for {

@@ -830,13 +830,16 @@ func (e *Engine) Lookup(ctx context.Context, tenantID, number string) ([]domain.
 	return e.store.LookupSuffix(ctx, tenantID, phone.Suffix(number))
 }
 
-// Users lists the CRM users of a tenant's integration.
+// Users lists the CRM users of a tenant's integration. Errors: ENOTFOUND
+// without an integration; the CRM's failures as crm.Upstream classes them
+// (ECRMERROR, ECRMDOWN, ECRMTIMEOUT).
 func (e *Engine) Users(ctx context.Context, tenantID string) ([]crm.User, error) {
-	src, _, err := e.source(ctx, tenantID)
+	src, in, err := e.source(ctx, tenantID)
 	if err != nil {
 		return nil, err
 	}
-	return src.Users(ctx)
+	users, err := src.Users(ctx)
+	return users, crm.Upstream(in.CRM, err)
 }
 
 // register registers callrouter as the telephony integration of a CRM that
@@ -940,9 +943,9 @@ func (e *Engine) checkFields(ctx context.Context, tenantID string, src crm.Sourc
 // callrouter would write (Zoho's rs_ custom fields on Leads); nil for CRMs
 // that need none. The adapter reads them once per connection (a
 // reconnect or an activation reads them again). Errors: ENOTFOUND
-// without an integration, the CRM's errors.
+// without an integration, the CRM's as crm.Upstream classes them.
 func (e *Engine) MissingFields(ctx context.Context, tenantID string) ([]string, error) {
-	src, _, err := e.source(ctx, tenantID)
+	src, in, err := e.source(ctx, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -950,14 +953,15 @@ func (e *Engine) MissingFields(ctx context.Context, tenantID string) ([]string, 
 	if !ok {
 		return nil, nil
 	}
-	return fc.MissingFields(ctx)
+	missing, err := fc.MissingFields(ctx)
+	return missing, crm.Upstream(in.CRM, err)
 }
 
 // MappableFields lists the fields a mapping may name for entity
 // ("contact", "deal") in the tenant's CRM account, with the CRM's name;
 // ok is false when the CRM (or the account's token) does not let
 // callrouter list them. Errors: ENOTFOUND without an integration, the
-// CRM's errors.
+// CRM's as crm.Upstream classes them.
 func (e *Engine) MappableFields(ctx context.Context, tenantID, entity string) (crmName string, fields []string, ok bool, err error) {
 	src, in, err := e.source(ctx, tenantID)
 	if err != nil {
@@ -968,7 +972,7 @@ func (e *Engine) MappableFields(ctx context.Context, tenantID, entity string) (c
 		return in.CRM, nil, false, nil
 	}
 	fields, ok, err = fl.MappableFields(ctx, entity)
-	return in.CRM, fields, ok, err
+	return in.CRM, fields, ok, crm.Upstream(in.CRM, err)
 }
 
 // tokenStore keeps one integration's OAuth token sealed in the store.

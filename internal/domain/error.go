@@ -14,6 +14,13 @@ const (
 	ETOOLARGE     = "too_large"    // 413
 	EUNAVAILABLE  = "unavailable"  // 503
 	EINTERNAL     = "internal"     // 500
+
+	// A CRM (or Ringostat) an admin call had to ask failed it: these are
+	// the CRM's trouble, not callrouter's, so they are gateway statuses
+	// and are logged as warnings, not errors.
+	ECRMERROR   = "crm_error"       // 502: refused, a bad answer, a redirect, or an address the SSRF guard refuses
+	ECRMDOWN    = "crm_unavailable" // 503: down, unreachable, or answering 503
+	ECRMTIMEOUT = "crm_timeout"     // 504: no answer in time
 )
 
 // Error is an error a user of callrouter can act on: a code and a message
@@ -21,10 +28,16 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// Err is the cause, when there is one, for errors.Is and errors.As;
+	// Message already says what a client may see of it.
+	Err error
 }
 
 // Error implements the error interface.
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Unwrap returns the cause, nil when none.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Errorf returns an *Error with the given code and formatted message.
 func Errorf(code, format string, args ...any) *Error {

@@ -23,8 +23,12 @@ func statusOf(code string) int {
 		return fasthttp.StatusConflict
 	case domain.ETOOLARGE:
 		return fasthttp.StatusRequestEntityTooLarge
-	case domain.EUNAVAILABLE:
+	case domain.EUNAVAILABLE, domain.ECRMDOWN:
 		return fasthttp.StatusServiceUnavailable
+	case domain.ECRMERROR:
+		return fasthttp.StatusBadGateway
+	case domain.ECRMTIMEOUT:
+		return fasthttp.StatusGatewayTimeout
 	default:
 		return fasthttp.StatusInternalServerError
 	}
@@ -32,12 +36,18 @@ func statusOf(code string) int {
 
 // writeError renders err as {"error":{"code","message"}}. Internal errors
 // are logged with their detail and shown to the client as "internal error".
+// A CRM's trouble (502, 503, 504 naming the CRM) is expected: it is logged
+// as a warning, whose entries carry no stack trace, with its message only.
 func writeError(ctx *fasthttp.RequestCtx, log *zap.Logger, err error) {
 	code := domain.ErrorCode(err)
-	// Unavailable (the store refuses writes: a full disk) needs ops as much
-	// as an internal error does.
-	if code == domain.EINTERNAL || code == domain.EUNAVAILABLE {
+	switch code {
+	case domain.EINTERNAL, domain.EUNAVAILABLE:
+		// Unavailable (the store refuses writes: a full disk) needs ops as
+		// much as an internal error does.
 		log.Error("request failed", zap.ByteString("path", ctx.Path()), zap.Error(err))
+	case domain.ECRMERROR, domain.ECRMDOWN, domain.ECRMTIMEOUT:
+		log.Warn("CRM call failed", zap.ByteString("path", ctx.Path()), zap.String("code", code),
+			zap.String("error", domain.ErrorMessage(err)))
 	}
 	writeErrorCode(ctx, statusOf(code), code, domain.ErrorMessage(err))
 }
