@@ -250,9 +250,11 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	rsm := ringostat.NewManager(ringostat.Config{Store: st, Box: box, Tenants: reg, Log: log, Instance: instance,
 		HTTP:         &http.Client{Transport: crm.NewTransport(cfg.crmAllowPrivate), Timeout: time.Minute},
 		PollInterval: cfg.ringostatPoll, PushInterval: cfg.ringostatPush, ReconcileInterval: cfg.ringostatReconcile})
-	// Every phone-index change this instance announces is also pushed to
+	// The database announces every change to the other instances in the
+	// transaction that commits it (see internal/notify); what the services
+	// publish is this instance's own feed of index changes, pushed to
 	// Ringostat Smart Phone.
-	pub := rsm.Tee(peers)
+	pub := rsm.Tee(nil)
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log,
 		Deps: crm.Deps{Transport: crm.NewTransport(cfg.crmAllowPrivate)}, Peers: pub})
 	processor := events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Log: log})

@@ -48,8 +48,8 @@ type Option func(*Service)
 // WithNow injects the clock.
 func WithNow(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
-// WithPeers announces every change to the other instances on the same
-// database, so they reload the tenant or drop the cache keys too.
+// WithPeers hands every committed change to p as well (the other
+// instances hear it from the database's own announcement; see notify).
 func WithPeers(p notify.Publisher) Option { return func(s *Service) { s.peers = p } }
 
 // WithRand injects the source of webhook secrets.

@@ -98,8 +98,9 @@ type Config struct {
 	Deps crm.Deps
 	Log  *zap.Logger
 	Now  func() time.Time
-	// Peers, when set, hears the cache keys of every applied batch, so the
-	// other instances on the database drop them too.
+	// Peers, when set, hears the cache keys of every applied batch (the
+	// other instances hear them from the database's own announcement; see
+	// notify).
 	Peers notify.Publisher
 }
 

@@ -2,7 +2,13 @@ package notify_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,7 +19,9 @@ import (
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/lookup"
 	"github.com/callrouter/callrouter/internal/notify"
+	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/postgres"
+	"github.com/callrouter/callrouter/internal/store/sqlite"
 	"github.com/callrouter/callrouter/internal/store/storetest"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
@@ -29,22 +37,30 @@ type instance struct {
 
 func newInstance(t *testing.T, url, schema, origin string) *instance {
 	t.Helper()
-	ctx := context.Background()
-	st, err := postgres.Open(ctx, url, postgres.WithSchema(schema))
+	st, err := postgres.Open(context.Background(), url, postgres.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	bus, err := notify.NewPostgres(context.Background(), st.Pool(), notify.Config{Origin: origin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire(t, st, bus)
+}
+
+// wire builds an instance on st listening on bus. Nothing it does is
+// announced by code: the store's triggers announce every change in the
+// transaction that commits it, so the services get no Publisher.
+func wire(t *testing.T, st store.Store, bus notify.Bus) *instance {
+	t.Helper()
+	ctx := context.Background()
 	c, err := cache.New(cache.Config{MaxItems: 1 << 12, NegativeTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	reg := tenant.NewRegistry(st, nil)
-	bus, err := notify.NewPostgres(ctx, st.Pool(), notify.Config{Origin: origin})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := bus.Start(ctx, notify.Local{Tenants: reg, Cache: c}); err != nil {
 		t.Fatal(err)
 	}
@@ -54,10 +70,129 @@ func newInstance(t *testing.T, url, schema, origin string) *instance {
 	}
 	return &instance{
 		reg:    reg,
-		admin:  admin.New(st, reg, c, admin.WithPeers(bus)),
-		engine: crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Peers: bus}),
+		admin:  admin.New(st, reg, c),
+		engine: crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg}),
 		router: lookup.New(c, st, time.Second),
 	}
+}
+
+// The environment of a child process that writes and is killed at once.
+const (
+	childEnv       = "NOTIFY_KILLED_WRITER"
+	childURLEnv    = "NOTIFY_KILLED_WRITER_URL"
+	childSchemaEnv = "NOTIFY_KILLED_WRITER_SCHEMA"
+)
+
+// TestMain runs the killed writer when this binary is started as one.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		killedWriter()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// killedWriter opens the store named by the environment, maps employee
+// 501 to a new SIP login and indexes a lead of 501 for 067 123 45 67, with
+// no Publisher wired, and is killed with SIGKILL the moment the write has
+// committed: whatever announces it must have happened in the commit.
+func killedWriter() {
+	ctx := context.Background()
+	var (
+		st  store.Store
+		err error
+	)
+	if url := os.Getenv(childURLEnv); url != "" {
+		st, err = postgres.Open(ctx, url, postgres.WithSchema(os.Getenv(childSchemaEnv)))
+	} else {
+		st, err = sqlite.Open(ctx, os.Getenv(childSchemaEnv))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	reg := tenant.NewRegistry(st, nil)
+	if err := reg.LoadAll(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	c, err := cache.New(cache.Config{MaxItems: 1 << 10})
+	if err != nil {
+		os.Exit(2)
+	}
+	if err := st.PutEmployee(ctx, domain.Employee{TenantID: "acme", CRMUserID: "501", SIP: "anna_after_kill"}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg})
+	if err := engine.Index(ctx, "acme", []crm.Entity{{Kind: domain.KindLead, ID: "9001", Phones: []string{"+380 67 123 45 67"},
+		OwnerID: "501", Open: true, UpdatedAt: time.Now()}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
+}
+
+// killWriter runs killedWriter in a child process on the store and checks
+// that it died of the SIGKILL, not of an error.
+func killWriter(t *testing.T, url, schemaOrPath string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", childURLEnv+"="+url, childSchemaEnv+"="+schemaOrPath)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the writer did not die of SIGKILL after its commit: %v\n%s", err, out)
+	}
+}
+
+// An instance killed right after committing a change never ran a line
+// that could announce it; the other instances still apply it, because the
+// database announced it with the commit (PostgreSQL).
+func TestKilledWriterIsHeardPostgres(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	schema := storetest.FreshSchema(t, url)
+	b := newInstance(t, url, schema, "b")
+	testKilledWriter(t, b, func() { killWriter(t, url, schema) })
+}
+
+// The same on SQLite: the change-log row is written in the transaction
+// that commits the change, and the other process's poller applies it.
+func TestKilledWriterIsHeardSQLite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "callrouter.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	bus, err := notify.NewPoller(st, notify.Config{Origin: "b", PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := wire(t, st, bus)
+	testKilledWriter(t, b, func() { killWriter(t, "", path) })
+}
+
+func testKilledWriter(t *testing.T, b *instance, kill func()) {
+	ctx := context.Background()
+	if _, err := b.admin.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","on_miss":"default_owner"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for id, sip := range map[string]string{"501": "anna_sip", "503": "olga_sip"} {
+		if _, err := b.admin.PutEmployee(ctx, "test", "acme", id, []byte(`{"sip":"`+sip+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.admin.SetDefaultOwner(ctx, "test", "acme", []byte(`{"crm_user_id":"503"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// b caches the caller as unknown and employee 501's old login.
+	if got := b.route("380671234567"); got != "olga_sip/default_owner" {
+		t.Fatalf("before the write: %s", got)
+	}
+	kill()
+	within(t, "change of a writer killed after its commit", b, "380671234567", "anna_after_kill/owner")
 }
 
 // route asks the instance where to send a call from caller.

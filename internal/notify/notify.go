@@ -8,16 +8,20 @@
 // a dedicated connection (Postgres). On SQLite it is appended to a change
 // log that the other processes on the file poll every second (Poller).
 //
-// A change is announced right after the write that made it has committed,
-// by the instance that made it, which has already applied it to itself: an
-// instance applies only the other instances' announcements. An instance
-// that may have missed announcements (its listening connection was lost,
-// or it fell behind the trimmed log) drops its whole route cache and
-// reloads every tenant once it hears again (Applier.Resync).
+// A change is announced by the database, in the transaction that commits
+// it: triggers on the tables a tenant's routing is built from (tenants,
+// employees, stop_list, crm_users) and on phone_index send the NOTIFY
+// (PostgreSQL delivers it on commit and never without it) or write the
+// change-log row (SQLite), see migration 0017. An instance that dies
+// between commit and anything after it cannot leave the others stale, and
+// a change made by hand in psql or the sqlite3 shell is announced too.
+// Those announcements carry no origin, so every instance applies them, the
+// writer included (a second invalidation of keys it already dropped).
+// Publish remains for explicit announcements.
 //
-// The one window left open: an instance that dies between committing a
-// change and announcing it leaves the others with the old state of that
-// change until something else invalidates it.
+// An instance that may have missed announcements (its listening connection
+// was lost, or it fell behind the trimmed log) drops its whole route cache
+// and reloads every tenant once it hears again (Applier.Resync).
 package notify
 
 import (
@@ -70,7 +74,10 @@ func Keys(tenantID string, keys []string) Change {
 // Flush announces that any of a tenant's phone-index rows may have changed.
 func Flush(tenantID string) Change { return Change{Tenant: tenantID, Kind: KindFlush} }
 
-// Publisher announces this instance's committed changes to the others.
+// Publisher hears changes this instance committed. A Bus's Publish sends
+// an explicit announcement to the other instances, on top of the one the
+// database sent with the commit; the router's services publish to a local
+// hook only (the Ringostat contacts push, see ringostat.Manager.Tee).
 type Publisher interface {
 	// Publish announces changes, in order. It returns the database's error;
 	// the changes themselves are committed already, so a caller reports the
@@ -324,25 +331,59 @@ func split(cfg *Config, m message, keys []string) ([]string, error) {
 // resyncs; an unreadable payload is logged and skipped (resyncing would
 // not make it readable).
 func receive(ctx context.Context, cfg *Config, payload string, a Applier) bool {
-	var m message
-	if err := json.Unmarshal([]byte(payload), &m); err != nil {
-		failures.Inc()
-		cfg.Log.Error("notify: unreadable announcement skipped", zap.Error(err), zap.Int("bytes", len(payload)))
-		return true
+	return receiveAll(ctx, cfg, []string{payload}, a)
+}
+
+// receiveAll applies payloads in order, as one run: the change log holds a
+// payload per index row written (SQLite's triggers are per row), so
+// adjacent key changes of one tenant are merged into one Apply and a
+// tenant change repeated back to back is applied once. It reports false
+// when a change could not be applied.
+func receiveAll(ctx context.Context, cfg *Config, payloads []string, a Applier) bool {
+	var (
+		run  []Change
+		ats  []int64
+		good = true
+	)
+	for _, payload := range payloads {
+		var m message
+		if err := json.Unmarshal([]byte(payload), &m); err != nil {
+			failures.Inc()
+			cfg.Log.Error("notify: unreadable announcement skipped", zap.Error(err), zap.Int("bytes", len(payload)))
+			continue
+		}
+		if m.Origin == cfg.Origin && m.Origin != "" {
+			continue
+		}
+		ats = append(ats, m.At)
+		if n := len(run); n > 0 && run[n-1].Tenant == m.Tenant && run[n-1].Kind == m.Kind {
+			switch m.Kind {
+			case KindKeys:
+				run[n-1].Keys = append(run[n-1].Keys, m.Keys...)
+				continue
+			case KindTenant, KindFlush:
+				continue
+			}
+		}
+		run = append(run, Change{Tenant: m.Tenant, Kind: m.Kind, Keys: m.Keys})
 	}
-	if m.Origin == cfg.Origin {
-		return true
+	for _, c := range run {
+		if err := a.Apply(ctx, c); err != nil {
+			failures.Inc()
+			cfg.Log.Warn("notify: a change from another instance could not be applied; resyncing",
+				zap.String("tenant", c.Tenant), zap.String("kind", string(c.Kind)), zap.Error(err))
+			good = false
+		}
 	}
-	err := a.Apply(ctx, Change{Tenant: m.Tenant, Kind: m.Kind, Keys: m.Keys})
-	if err != nil {
-		failures.Inc()
-		cfg.Log.Warn("notify: a change from another instance could not be applied; resyncing",
-			zap.String("tenant", m.Tenant), zap.String("kind", string(m.Kind)), zap.String("origin", m.Origin), zap.Error(err))
+	if !good {
 		return false
 	}
-	applied.Inc()
-	if m.At > 0 {
-		delay.Update(max(0, cfg.Now().Sub(time.UnixMicro(m.At)).Seconds()))
+	applied.Add(len(ats))
+	now := cfg.Now()
+	for _, at := range ats {
+		if at > 0 {
+			delay.Update(max(0, now.Sub(time.UnixMicro(at)).Seconds()))
+		}
 	}
 	return true
 }

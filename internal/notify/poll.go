@@ -134,10 +134,12 @@ func (p *Poller) poll(ctx context.Context, a Applier) error {
 			p.last, p.pending = hw, true
 			continue
 		}
-		for _, c := range got {
-			if !receive(ctx, &p.cfg, c.Payload, a) {
-				p.pending = true
-			}
+		payloads := make([]string, len(got))
+		for i, c := range got {
+			payloads[i] = c.Payload
+		}
+		if !receiveAll(ctx, &p.cfg, payloads, a) {
+			p.pending = true
 		}
 		p.last = got[len(got)-1].Seq
 		if len(got) < pollBatch && !p.pending {

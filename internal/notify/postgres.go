@@ -2,9 +2,10 @@ package notify
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +21,9 @@ import (
 // never hear each other.
 const Channel = "callrouter_changes"
 
-// ChannelFor returns the NOTIFY channel of the instances on schema.
+// ChannelFor returns the NOTIFY channel of the instances on schema. The
+// database's triggers (migration 0017, callrouter_channel) compute the
+// same name.
 func ChannelFor(schema string) string {
 	if schema == "" || schema == "public" {
 		return Channel
@@ -29,9 +32,8 @@ func ChannelFor(schema string) string {
 	// PostgreSQL truncates identifiers to 63 bytes; a long schema name gets
 	// a hash instead, which stays distinct.
 	if len(c) > 63 {
-		h := fnv.New64a()
-		h.Write([]byte(schema))
-		c = fmt.Sprintf("%s.%x", Channel, h.Sum64())
+		sum := md5.Sum([]byte(schema))
+		c = Channel + "." + hex.EncodeToString(sum[:])[:16]
 	}
 	return c
 }

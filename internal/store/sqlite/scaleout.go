@@ -94,8 +94,21 @@ func (db *DB) LastChange(ctx context.Context) (int64, error) {
 
 // TrimChanges removes change-log entries appended before before.
 func (db *DB) TrimChanges(ctx context.Context, before time.Time) error {
-	if _, err := db.w.ExecContext(ctx, `DELETE FROM change_log WHERE at < ?`, micros(before)); err != nil {
-		return fmt.Errorf("sqlite: trim changes: %w", err)
+	// The log holds an entry per index row written (migration 0017), so a
+	// large import leaves a million: they go a batch at a time from the
+	// oldest, each a short write that lets ingest's commits in between,
+	// and a batch not all old enough ends the trim.
+	for {
+		res, err := db.w.ExecContext(ctx, `DELETE FROM change_log WHERE seq IN (
+			SELECT seq FROM change_log ORDER BY seq LIMIT ?) AND at < ?`, trimBatch, micros(before))
+		if err != nil {
+			return fmt.Errorf("sqlite: trim changes: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n < trimBatch {
+			return nil
+		}
 	}
-	return nil
 }
+
+// trimBatch bounds the change-log entries one trim statement deletes.
+const trimBatch = 5000
