@@ -33,6 +33,7 @@ type Store interface {
 	Security
 	SyncLeases
 	Ringostat
+	SALESmanago
 	CRMUsers
 	// Close releases the connections.
 	Close() error

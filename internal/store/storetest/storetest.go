@@ -102,6 +102,11 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Ringostat/Lease", testRingostatLease},
 		{"Ringostat/IndexEntities", testRingostatIndexEntities},
 		{"Ringostat/SetEventField", testRingostatSetEventField},
+		{"SALESmanago/PutGet", testSMPutGet},
+		{"SALESmanago/NotFound", testSMNotFound},
+		{"SALESmanago/Progress", testSMProgress},
+		{"SALESmanago/Lease", testSMLease},
+		{"SALESmanago/Links", testSMLinks},
 		{"Concurrent", testConcurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
