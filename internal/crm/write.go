@@ -138,6 +138,24 @@ type NewCall struct {
 	UserID  string
 	Lead    Ref
 	Contact Ref
+	// Texts are the record's words in the tenant's language; a field left
+	// "" takes the adapter's English.
+	Texts CallTexts
+}
+
+// CallTexts are the human-readable parts of a call record, written in the
+// tenant's language by the caller (events' texts), so that each adapter
+// only decides where they go.
+type CallTexts struct {
+	// Subject titles the record, e.g. "Missed call +380671234567".
+	Subject string
+	// Result is the outcome in a few words ("answered", "missed (BUSY)"),
+	// amoCRM's call_result.
+	Result string
+	// Note is the record's description: one "label: value" line each for
+	// the phone (always first), line, disposition, talk time, wait,
+	// recording and the PBX call id.
+	Note string
 }
 
 // NewTask is a task to create.

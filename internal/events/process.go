@@ -640,7 +640,8 @@ func (r *run) call(ctx context.Context, cl client, user string) error {
 	id, err := r.once(ctx, crm.WriteCall, parent, func(key string) (string, error) {
 		return r.w.CreateCall(ctx, crm.NewCall{Key: key, CallID: r.c.UniqueID, Outgoing: r.c.Outgoing, Answered: r.c.Answered,
 			Disposition: r.c.Disposition, Phone: r.num, Line: r.c.Line, Start: r.c.Start, Zone: r.t.Location, Duration: r.c.Talk,
-			Wait: r.c.Wait, Recording: r.c.Recording, UserID: user, Lead: cl.lead, Contact: cl.contact})
+			Wait: r.c.Wait, Recording: r.c.Recording, UserID: user, Lead: cl.lead, Contact: cl.contact,
+			Texts: textsFor(r.t.Settings.Language).call.callTexts(r.c, r.num)})
 	})
 	if err != nil {
 		return err

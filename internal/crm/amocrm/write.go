@@ -275,6 +275,9 @@ func (s *source) CreateCall(ctx context.Context, call crm.NewCall) (string, erro
 		return "", domain.Errorf(domain.EINVALID, "%s: call %q has no phone", name, call.Key)
 	}
 	status, result := callStatus(call)
+	if call.Texts.Result != "" {
+		result = call.Texts.Result
+	}
 	direction := "inbound"
 	if call.Outgoing {
 		direction = "outbound"

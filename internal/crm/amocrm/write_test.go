@@ -174,7 +174,7 @@ func TestCreateCall(t *testing.T) {
 			Recording: "https://pbx.example/rec/1.mp3", UserID: managerID, Lead: c.Lead, Contact: c.Contact}},
 		{"incoming missed", crm.NewCall{Key: "call-2", CallID: "1700000000.2", Disposition: "BUSY",
 			Phone: clientPhone, Line: "380441112233", Start: start, Wait: 20 * time.Second, UserID: ownerID,
-			Lead: c.Lead, Contact: c.Contact}},
+			Lead: c.Lead, Contact: c.Contact, Texts: crm.CallTexts{Result: "зайнято"}}},
 		{"outgoing", crm.NewCall{Key: "call-3", CallID: "1700000000.3", Outgoing: true, Answered: true, Disposition: "ANSWER",
 			Phone: clientPhone, Line: "101", Start: start, Duration: 30 * time.Second, UserID: managerID, Lead: c.Lead}},
 	}
@@ -189,7 +189,9 @@ func TestCreateCall(t *testing.T) {
 		}
 		want := crmtest.WrittenCall{Seq: 3 + i, ID: id, Key: tc.call.Key, Outgoing: tc.call.Outgoing, Answered: tc.call.Answered,
 			Phone: clientPhone, Start: tc.call.Start.UTC().Truncate(time.Second), Duration: tc.call.Duration, Recording: tc.call.Recording,
-			UserID: tc.call.UserID, LeadID: c.Lead.ID, ContactID: c.Contact.ID}
+			UserID: tc.call.UserID, LeadID: c.Lead.ID, ContactID: c.Contact.ID,
+			// call_result: the caller's words (the tenant's language), else English.
+			Text: []string{"answered", "зайнято", "answered"}[i]}
 		if got := wr.Calls[i]; got != want {
 			t.Errorf("%s: written %+v, want %+v", tc.name, got, want)
 		}

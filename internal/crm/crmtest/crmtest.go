@@ -251,6 +251,10 @@ type WrittenCall struct {
 	UserID    string
 	LeadID    string // "" when linked to the contact only
 	ContactID string
+	// Text is the record's human-readable words without the key marker:
+	// amoCRM's call_result, Zoho's Subject and Description, Uspacy's
+	// subject and note; "" for retailCRM, whose calls carry none.
+	Text string
 }
 
 // WrittenTask is a task created through the API.

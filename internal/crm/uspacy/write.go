@@ -183,8 +183,14 @@ func (s *source) CreateCall(ctx context.Context, call crm.NewCall) (string, erro
 	}
 	dur := int64(call.Duration / time.Second)
 	note := Marker(call.Key)
-	if call.Disposition != "" {
+	switch {
+	case call.Texts.Note != "":
+		note = call.Texts.Note + "\n" + note
+	case call.Disposition != "":
 		note = call.Disposition + " " + note
+	}
+	if call.Texts.Subject != "" {
+		subject = call.Texts.Subject
 	}
 	body := map[string]any{
 		"integration_code":  integrationCode,

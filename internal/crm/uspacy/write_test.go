@@ -135,7 +135,8 @@ func TestCreateCall(t *testing.T) {
 			Phone: "380671112233", Line: "380441234567", Start: t0, Duration: 75 * time.Second, Wait: 5 * time.Second,
 			Recording: "https://pbx.example/rec/1700.1.mp3", UserID: "11", Lead: lead, Contact: contact}},
 		{"incoming missed", crm.NewCall{Key: "call-in-missed", CallID: "1700.2", Disposition: "NO ANSWER",
-			Phone: "380671112233", Line: "380441234567", Start: t0, Wait: 20 * time.Second, UserID: "12", Lead: lead}},
+			Phone: "380671112233", Line: "380441234567", Start: t0, Wait: 20 * time.Second, UserID: "12", Lead: lead,
+			Texts: crm.CallTexts{Subject: "Пропущений дзвінок +380671112233", Note: "Телефон: +380671112233\nСтатус: NO ANSWER"}}},
 		{"outgoing", crm.NewCall{Key: "call-out", CallID: "1700.3", Outgoing: true, Answered: true, Disposition: "ANSWERED",
 			Phone: "380671112233", Line: "101", Start: t0, Duration: 30 * time.Second,
 			Recording: "https://pbx.example/rec/1700.3.mp3", UserID: "13", Contact: contact}},
@@ -167,8 +168,17 @@ func TestCreateCall(t *testing.T) {
 
 // wantCall is the record a NewCall should leave.
 func wantCall(id string, c crm.NewCall) crmtest.WrittenCall {
+	// The subject and note: the caller's words, else English.
+	text := "Incoming call +" + c.Phone + "\n" + c.Disposition
+	if c.Outgoing {
+		text = "Outgoing call +" + c.Phone + "\n" + c.Disposition
+	}
+	if c.Texts.Subject != "" {
+		text = c.Texts.Subject + "\n" + c.Texts.Note
+	}
 	return crmtest.WrittenCall{ID: id, Key: c.Key, Outgoing: c.Outgoing, Answered: c.Answered, Phone: c.Phone,
-		Start: c.Start.UTC().Truncate(time.Second), Duration: c.Duration, Recording: c.Recording, UserID: c.UserID, LeadID: c.Lead.ID, ContactID: c.Contact.ID}
+		Start: c.Start.UTC().Truncate(time.Second), Duration: c.Duration, Recording: c.Recording, UserID: c.UserID, LeadID: c.Lead.ID,
+		ContactID: c.Contact.ID, Text: text}
 }
 
 func TestCreateCallToMissingLeadIsPermanent(t *testing.T) {

@@ -1,6 +1,7 @@
 package zoho
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -134,6 +135,7 @@ func (s *source) CreateCall(ctx context.Context, call crm.NewCall) (string, erro
 	default:
 		subject, typ = "Missed call "+phone, "Missed"
 	}
+	subject = cmp.Or(call.Texts.Subject, subject)
 	start := call.Start
 	if start.IsZero() {
 		start = s.now()
@@ -158,6 +160,13 @@ func (s *source) CreateCall(ctx context.Context, call crm.NewCall) (string, erro
 		if v != "" {
 			fmt.Fprintf(&d, "%s: %s\n", label, v)
 		}
+	}
+	if call.Texts.Note != "" {
+		// The caller's lines, in the tenant's language.
+		d.WriteString(call.Texts.Note + "\n")
+		d.WriteString(marker(call.Key))
+		rec["Description"] = strings.TrimSpace(d.String())
+		return s.insert(ctx, "Calls", rec)
 	}
 	line("Phone", phone)
 	line("Line", call.Line)

@@ -213,10 +213,12 @@ func TestCreateCall(t *testing.T) {
 			callType: "Inbound", duration: "02:28",
 			want: crmtest.WrittenCall{Key: "call-in-1", Answered: true, Phone: "380501234567", Duration: 148 * time.Second,
 				Recording: "https://pbx.example.com/rec/1.mp3", UserID: "u1", LeadID: lead.ID}},
-		{name: "incoming missed", call: crm.NewCall{Key: "call-in-2", Disposition: "NO ANSWER", Phone: "380501234567",
-			Start: start, Zone: kyiv, UserID: "u2", Lead: lead},
+		{name: "incoming missed, in Ukrainian", call: crm.NewCall{Key: "call-in-2", Disposition: "NO ANSWER", Phone: "380501234567",
+			Start: start, Zone: kyiv, UserID: "u2", Lead: lead, Texts: crm.CallTexts{Subject: "Пропущений дзвінок +380501234567",
+				Note: "Телефон: +380501234567\nСтатус: NO ANSWER"}},
 			callType: "Missed",
-			want:     crmtest.WrittenCall{Key: "call-in-2", Phone: "380501234567", UserID: "u2", LeadID: lead.ID}},
+			want: crmtest.WrittenCall{Key: "call-in-2", Phone: "380501234567", UserID: "u2", LeadID: lead.ID,
+				Text: "Пропущений дзвінок +380501234567\nТелефон: +380501234567\nСтатус: NO ANSWER"}},
 		{name: "outgoing answered on a deal", call: crm.NewCall{Key: "call-out-1", Outgoing: true, Answered: true,
 			Disposition: "ANSWERED", Phone: "380501234567", Start: start, Zone: kyiv, Duration: 75 * time.Minute, UserID: "u1",
 			Lead: deal, Contact: contact},
@@ -237,6 +239,14 @@ func TestCreateCall(t *testing.T) {
 			calls := e.fake.Written().Calls
 			got := calls[len(calls)-1]
 			tc.want.ID, tc.want.Seq, tc.want.Start = id, got.Seq, start.UTC()
+			if tc.call.Texts.Subject == "" {
+				// English words when the caller gives none; their lines are
+				// checked below through the wire.
+				if !strings.HasPrefix(got.Text, map[bool]string{true: "Outgoing call +", false: "Incoming call +"}[tc.call.Outgoing]) {
+					t.Errorf("English subject: %q", got.Text)
+				}
+				tc.want.Text = got.Text
+			}
 			if got != tc.want {
 				t.Errorf("written call\n %+v\nwant\n %+v", got, tc.want)
 			}

@@ -653,7 +653,7 @@ func (s *Server) addCalls(w http.ResponseWriter, r *http.Request) {
 		wc := crmtest.WrittenCall{ID: strconv.FormatInt(n.id, 10), Key: c.Uniq, Outgoing: c.Direction == "outbound",
 			Answered: c.CallStatus == callStatusConversation, Phone: digits(c.Phone), Start: time.Unix(n.createdAt, 0).UTC(),
 			Duration: time.Duration(*c.Duration) * time.Second, Recording: c.Link, UserID: owner(c.ResponsibleUserID),
-			ContactID: strconv.FormatInt(t.contact, 10)}
+			ContactID: strconv.FormatInt(t.contact, 10), Text: c.CallResult}
 		if t.lead != 0 {
 			wc.LeadID = strconv.FormatInt(t.lead, 10)
 		}

@@ -488,6 +488,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 		Answered: text(in, "ended_call_status") == "answered", Phone: digitsOf(phone), Start: time.Unix(begin, 0).UTC(),
 		Duration: time.Duration(dur) * time.Second, Recording: text(in, "call_record_link"),
 		UserID: first(ids(in["employees"])), LeadID: leadID, ContactID: contactID,
+		Text: strings.TrimSpace(markerRE.ReplaceAllString(text(in, "subject")+"\n"+text(in, "note"), "")),
 	})
 	writeJSON(w, http.StatusCreated, in)
 }

@@ -366,8 +366,10 @@ func (s *Server) noteLocked(module, id string, f map[string]any) {
 		c := crmtest.WrittenCall{Seq: s.seq, ID: id, Key: keyOf(str("Subject"), str("Description")),
 			Outgoing: typ == "Outbound",
 			Answered: typ == "Inbound" || typ == "Outbound" && (str("Call_Result") == "Answered" || dur > 0),
-			Phone:    digits(descLine(str("Description"), "Phone")), Start: parseStart(str("Call_Start_Time")), Duration: dur,
-			Recording: descLine(str("Description"), "Recording"), UserID: owner, ContactID: lookupID(f["Who_Id"])}
+			Phone:    digits(firstValue(str("Description"))), Start: parseStart(str("Call_Start_Time")), Duration: dur,
+			Recording: linkValue(str("Description")), UserID: owner, ContactID: lookupID(f["Who_Id"]),
+			Text: strings.TrimSpace(strings.TrimSpace(keyMarker.ReplaceAllString(str("Subject"), "")) + "\n" +
+				strings.TrimSpace(keyMarker.ReplaceAllString(str("Description"), "")))}
 		if se := str("$se_module"); se == "Leads" || se == "Deals" {
 			c.LeadID = lookupID(f["What_Id"])
 		}
@@ -536,9 +538,19 @@ func keyOf(texts ...string) string {
 }
 
 // descLine returns the value of a "Label: value" line of a description.
-func descLine(desc, label string) string {
+// firstValue is the value of a call Description's first "label: value"
+// line, the client's phone whatever the language of the labels.
+func firstValue(desc string) string {
+	line, _, _ := strings.Cut(desc, "\n")
+	_, v, _ := strings.Cut(line, ": ")
+	return strings.TrimSpace(v)
+}
+
+// linkValue is the first value of a call Description that is a link: the
+// recording.
+func linkValue(desc string) string {
 	for line := range strings.SplitSeq(desc, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), label+": "); ok {
+		if _, v, ok := strings.Cut(line, ": "); ok && strings.HasPrefix(strings.TrimSpace(v), "http") {
 			return strings.TrimSpace(v)
 		}
 	}
