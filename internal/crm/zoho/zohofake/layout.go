@@ -28,6 +28,8 @@ var standardLayouts = map[string][]field{
 		{api: "Phone", typ: "phone"}, {api: "Mobile", typ: "phone"}, {api: "Lead_Status", typ: "picklist"},
 		{api: "Lead_Source", typ: "picklist"}, {api: "Description", typ: "textarea"},
 		{api: "Created_Time", typ: "datetime"}, {api: "Modified_Time", typ: "datetime"},
+		{api: "Fax", typ: "text"}, {api: "Street", typ: "text"}, {api: "City", typ: "text"}, {api: "State", typ: "text"},
+		{api: "Zip_Code", typ: "text"}, {api: "Country", typ: "text"}, {api: "Email_Opt_Out", typ: "boolean"},
 	},
 	"Deals": {
 		{api: "Owner", typ: "ownerlookup"}, {api: "Deal_Name", typ: "text"}, {api: "Stage", typ: "picklist"},
@@ -41,6 +43,9 @@ var standardLayouts = map[string][]field{
 		{api: "Mobile", typ: "phone"}, {api: "Home_Phone", typ: "phone"}, {api: "Other_Phone", typ: "phone"},
 		{api: "Account_Name", typ: "lookup"}, {api: "Date_of_Birth", typ: "date"}, {api: "Description", typ: "textarea"},
 		{api: "Created_Time", typ: "datetime"}, {api: "Modified_Time", typ: "datetime"},
+		{api: "Fax", typ: "text"}, {api: "Mailing_Street", typ: "text"}, {api: "Mailing_City", typ: "text"},
+		{api: "Mailing_State", typ: "text"}, {api: "Mailing_Zip", typ: "text"}, {api: "Mailing_Country", typ: "text"},
+		{api: "Email_Opt_Out", typ: "boolean"},
 	},
 	"Accounts": {
 		{api: "Owner", typ: "ownerlookup"}, {api: "Account_Name", typ: "text"}, {api: "Phone", typ: "phone"},

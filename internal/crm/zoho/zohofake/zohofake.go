@@ -195,6 +195,8 @@ func New(t testing.TB) *Server {
 	api.HandleFunc("GET /crm/v8/{module}/{id}", s.serveRecord)
 	api.HandleFunc("POST /crm/v8/{module}", s.serveCreate)
 	api.HandleFunc("PUT /crm/v8/{module}/{id}", s.serveUpdate)
+	api.HandleFunc("POST /crm/v8/{module}/upsert", s.serveUpsert)                // people.go
+	api.HandleFunc("POST /crm/v8/{module}/{id}/actions/convert", s.serveConvert) // people.go
 	api.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one", nil)
 	})
