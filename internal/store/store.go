@@ -35,6 +35,7 @@ type Store interface {
 	Ringostat
 	SALESmanago
 	CRMUsers
+	RouteDecisions
 	// Close releases the connections.
 	Close() error
 }
@@ -52,6 +53,13 @@ type Tenants interface {
 	// through RotateTenantSecret, so a settings change racing a rotation
 	// cannot bring the old secret back. ENOTFOUND if absent.
 	UpdateTenant(ctx context.Context, t domain.Tenant) error
+	// DeleteTenant removes a tenant and, in the same transaction,
+	// everything kept for it: employees, stop list, phone index,
+	// integration and its credentials, CRM users, call events, rejected
+	// bodies, CRM writes, leases, the Ringostat connection, route
+	// decisions. Audit entries stay: the record of what was done outlives
+	// the tenant. ENOTFOUND if absent.
+	DeleteTenant(ctx context.Context, id string) error
 }
 
 // Employees stores the employee ↔ CRM user mapping.
