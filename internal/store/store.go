@@ -36,6 +36,7 @@ type Store interface {
 	SALESmanago
 	CRMUsers
 	RouteDecisions
+	TenantDeleter
 	// Close releases the connections.
 	Close() error
 }
@@ -53,6 +54,11 @@ type Tenants interface {
 	// through RotateTenantSecret, so a settings change racing a rotation
 	// cannot bring the old secret back. ENOTFOUND if absent.
 	UpdateTenant(ctx context.Context, t domain.Tenant) error
+}
+
+// TenantDeleter removes tenants. It is apart from Tenants so that what
+// only reads tenants (the routing registry's sources) need not have it.
+type TenantDeleter interface {
 	// DeleteTenant removes a tenant and, in the same transaction,
 	// everything kept for it: employees, stop list, phone index,
 	// integration and its credentials, CRM users, call events, rejected
