@@ -88,8 +88,11 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			s.reply(ctx, 200)(a.Tenant(c, seg[1]))
 		case fasthttp.MethodPatch:
 			s.reply(ctx, 200)(a.PatchTenant(c, actor, seg[1], body))
+		case fasthttp.MethodDelete:
+			// ?confirm=<tenant id>: a stray DELETE cannot wipe a tenant.
+			s.noContent(ctx, a.DeleteTenant(c, actor, seg[1], string(ctx.QueryArgs().Peek("confirm"))))
 		default:
-			notAllowed(ctx, "GET, PATCH")
+			notAllowed(ctx, "GET, PATCH, DELETE")
 		}
 	case len(seg) == 3 && seg[2] == "default-owner":
 		switch method {
@@ -180,6 +183,8 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			limit, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("limit")))
 			s.reply(ctx, 200)(a.RejectedEvents(c, seg[1], limit))
 		})
+	case len(seg) == 3 && seg[2] == "report":
+		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Report(c, seg[1], string(ctx.QueryArgs().Peek("days")))) })
 	case len(seg) == 3 && seg[2] == "explain":
 		s.only(ctx, fasthttp.MethodGet, func() { s.serveExplain(c, ctx, seg[1]) })
 	case len(seg) == 3 && seg[2] == "events":

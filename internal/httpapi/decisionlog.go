@@ -61,9 +61,21 @@ func maskCaller(caller []byte) string {
 // routeCallID returns the call id a route request carries in its query, its
 // JSON body (or JSON-RPC params) or its form body, clipped; "" when none.
 func routeCallID(ctx *fasthttp.RequestCtx, rr *routeRequest) string {
+	if b := routeCallIDBytes(ctx, rr); len(b) > 0 {
+		return clipID(b)
+	}
+	return ""
+}
+
+// routeCallIDBytes is routeCallID without a copy: the bytes are the
+// request's (or rr's scratch memory), valid until rr is released. It does
+// not allocate once rr's scratch memory has grown to the ids it sees, so
+// the routing report can read it on every route request.
+func routeCallIDBytes(ctx *fasthttp.RequestCtx, rr *routeRequest) []byte {
+	args := ctx.QueryArgs()
 	for _, k := range callIDKeys {
-		if v := ctx.QueryArgs().Peek(k); len(v) > 0 {
-			return clipID(v)
+		if v := args.Peek(k); len(v) > 0 {
+			return v
 		}
 	}
 	if rr.obj != nil {
@@ -72,23 +84,23 @@ func routeCallID(ctx *fasthttp.RequestCtx, rr *routeRequest) string {
 			case v == nil:
 			case v.Type() == fastjson.TypeString:
 				if b := v.GetStringBytes(); len(b) > 0 {
-					return clipID(b)
+					return b
 				}
 			case v.Type() == fastjson.TypeNumber:
-				return clipID(v.MarshalTo(nil))
+				rr.callID = v.MarshalTo(rr.callID[:0])
+				return rr.callID
 			}
 		}
 	}
 	if len(rr.form) > 0 {
-		var a fasthttp.Args
-		a.ParseBytes(rr.form)
+		rr.formArgs.ParseBytes(rr.form)
 		for _, k := range callIDKeys {
-			if v := a.Peek(k); len(v) > 0 {
-				return clipID(v)
+			if v := rr.formArgs.Peek(k); len(v) > 0 {
+				return v
 			}
 		}
 	}
-	return ""
+	return nil
 }
 
 func clipID(b []byte) string {

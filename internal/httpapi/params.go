@@ -83,6 +83,10 @@ type routeRequest struct {
 	obj    *fastjson.Value // the JSON object keys are looked up in: the body or JSON-RPC params
 	form   []byte          // the raw urlencoded body, nil when the body is JSON or absent
 	idBuf  []byte          // backing store of rpcID, apart from buf so decoding cannot clobber it
+	// callID and formArgs are scratch memory of routeCallIDBytes: a
+	// numeric JSON call id's text, the parsed form body.
+	callID   []byte
+	formArgs fasthttp.Args
 }
 
 // reset forgets the previous request, keeping the scratch memory.
@@ -95,6 +99,8 @@ func (rr *routeRequest) reset() {
 	rr.obj = nil
 	rr.form = nil
 	rr.idBuf = rr.idBuf[:0]
+	rr.callID = rr.callID[:0]
+	rr.formArgs.Reset()
 }
 
 var routeRequestPool = sync.Pool{New: func() any { return new(routeRequest) }}

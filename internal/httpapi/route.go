@@ -93,13 +93,21 @@ func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, tenantID []byte) {
 		// Ringostat's own sample body, an empty or hidden caller: a live
 		// call still gets an answer the PBX acts on (its next block), never
 		// a 400 it may treat as a failed step.
-		renderRoute(&ctx.Response, rt, lookup.NoCaller(), rr)
+		res := lookup.NoCaller()
+		renderRoute(&ctx.Response, rt, res, rr)
+		if s.decisions != nil {
+			s.decisions.Record(t, routeCallIDBytes(ctx, rr), res, start)
+		}
 		return
 	}
 	// Not ctx: fasthttp's RequestCtx.Done races with shutdown. Route bounds
 	// itself by the tenant's budget.
 	res := s.router.Route(context.Background(), t, rr.caller, start)
 	renderRoute(&ctx.Response, rt, res, rr)
+	// Kept for the routing report: copied into a buffer, never waited on.
+	if s.decisions != nil {
+		s.decisions.Record(t, routeCallIDBytes(ctx, rr), res, start)
+	}
 	if s.sampleDecision() {
 		s.logDecision(ctx, t, rr, res, start)
 	}

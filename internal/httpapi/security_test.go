@@ -260,6 +260,7 @@ func TestAdminTokenScopes(t *testing.T) {
 
 	e.must(200, "GET", "tenants", ro, "")
 	e.must(200, "GET", "tenants/acme/status", ro, "")
+	e.must(200, "GET", "tenants/acme/report?days=3", ro, "")
 	list := e.must(200, "GET", "tokens", ro, "")
 	for _, s := range []string{ro, ops, `"hash"`, `"token"`} {
 		if strings.Contains(list.body, s) {
@@ -279,6 +280,7 @@ func TestAdminTokenScopes(t *testing.T) {
 		{"POST", "tenants/acme/secret/rotate", ``},
 		{"POST", "tokens", `{"name":"escalate","scope":"admin"}`},
 		{"DELETE", "tokens/" + opsID, ``},
+		{"DELETE", "tenants/acme?confirm=acme", ``},
 	} {
 		a := e.call(c.method, "/admin/v1/"+c.path, ro, c.body)
 		if a.status != 403 {
@@ -291,6 +293,9 @@ func TestAdminTokenScopes(t *testing.T) {
 	}
 	if _, err := e.st.Tenant(context.Background(), "evil"); domain.ErrorCode(err) != domain.ENOTFOUND {
 		t.Fatal("a read token created a tenant")
+	}
+	if _, err := e.st.Tenant(context.Background(), "acme"); err != nil {
+		t.Fatalf("a read token's DELETE: tenant acme: %v", err)
 	}
 
 	for _, tok := range []string{"", "cra_unknown", testAdminToken + "x"} {

@@ -22,6 +22,7 @@ import (
 	"github.com/callrouter/callrouter/internal/console"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/report"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
@@ -48,7 +49,10 @@ type Config struct {
 	Board *console.Board
 	// Calls hears of every stored call event; Board when nil.
 	Calls CallObserver
-	Log   *zap.Logger
+	// Decisions keeps route decisions for the routing report; nil keeps
+	// none.
+	Decisions *report.Recorder
+	Log       *zap.Logger
 	// Now is the clock for request timing; time.Now when nil.
 	Now func() time.Time
 	// ReadTimeout bounds reading one request, headers and body, from its
@@ -88,6 +92,7 @@ type Server struct {
 	sessions  *console.Sessions
 	board     *console.Board
 	calls     CallObserver
+	decisions *report.Recorder
 	log       *zap.Logger
 	now       func() time.Time
 	// decisionSample is Config.DecisionLogSample.
@@ -100,7 +105,7 @@ type Server struct {
 // tenant carries what the route handler precomputes.
 func New(cfg Config) *Server {
 	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, events: cfg.Events, observer: cfg.Observer, ready: cfg.Ready, log: cfg.Log, now: cfg.Now,
-		sessions: cfg.Sessions, board: cfg.Board, calls: cfg.Calls}
+		sessions: cfg.Sessions, board: cfg.Board, calls: cfg.Calls, decisions: cfg.Decisions}
 	if s.calls == nil && s.board != nil {
 		s.calls = s.board
 	}

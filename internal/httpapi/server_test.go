@@ -18,6 +18,7 @@ import (
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/lookup"
+	"github.com/callrouter/callrouter/internal/report"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
 	"github.com/callrouter/callrouter/internal/tenant"
@@ -34,6 +35,7 @@ type env struct {
 	events *flakyEvents
 	queued *recordingQueue
 	heard  *recordingObserver
+	rec    *report.Recorder
 }
 
 func newEnv(t *testing.T) *env {
@@ -59,8 +61,10 @@ func newEnv(t *testing.T) *env {
 	ingest := events.NewIngest(evs, q, nil, 1)
 	t.Cleanup(ingest.Close)
 	heard := &recordingObserver{}
+	// No Run: a test that reads decisions writes them with Drain.
+	rec := report.NewRecorder(st, report.RecorderConfig{})
 	srv := New(Config{Tenants: reg, Router: lookup.New(c, st, time.Second), Admin: admin.New(st, reg, c),
-		Events: ingest, Observer: heard, Ready: c.Ready, AdminTokenHash: sum[:], Log: zap.NewNop()})
+		Events: ingest, Observer: heard, Ready: c.Ready, AdminTokenHash: sum[:], Log: zap.NewNop(), Decisions: rec})
 	hs := NewFastHTTP(srv.Handler, zap.NewNop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +72,7 @@ func newEnv(t *testing.T) *env {
 	}
 	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { hs.Shutdown() })
-	return &env{t: t, url: "http://" + ln.Addr().String(), st: st, cache: c, events: evs, queued: q, heard: heard}
+	return &env{t: t, url: "http://" + ln.Addr().String(), st: st, cache: c, events: evs, queued: q, heard: heard, rec: rec}
 }
 
 type answer struct {

@@ -20,6 +20,7 @@ package report
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -179,24 +180,55 @@ func (r *Recorder) Run(ctx context.Context) {
 		case <-tick.C:
 			flush(ctx)
 		case <-ctx.Done():
-		drain:
-			for {
-				select {
-				case s := <-r.ch:
-					if d, ok := decision(s); ok {
-						pending = append(pending, d)
-					}
-				default:
-					break drain
-				}
-			}
 			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			flush(fctx)
-			cancel()
 			if len(pending) > 0 {
 				droppedStore.Add(len(pending))
 			}
+			_ = r.Drain(fctx) // counted as dropped on failure; nothing else to do at shutdown
+			cancel()
 			return
+		}
+	}
+}
+
+// Drain writes the decisions buffered now, in batches of up to Batch, and
+// returns the store's first error; the decisions of a refused batch are
+// dropped and counted. It is Run's last step and safe alongside it (tests
+// use it without Run).
+func (r *Recorder) Drain(ctx context.Context) error {
+	var batch []store.RouteDecision
+	write := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := r.sink.InsertRouteDecisions(ctx, batch)
+		if err != nil {
+			droppedStore.Add(len(batch))
+			err = fmt.Errorf("route decisions: %w", err)
+		} else {
+			recorded.Add(len(batch))
+		}
+		batch = batch[:0]
+		return err
+	}
+	var first error
+	for {
+		select {
+		case s := <-r.ch:
+			if d, ok := decision(s); ok {
+				batch = append(batch, d)
+			}
+			if len(batch) >= r.batch {
+				if err := write(); err != nil && first == nil {
+					first = err
+				}
+			}
+		default:
+			if err := write(); err != nil && first == nil {
+				first = err
+			}
+			return first
 		}
 	}
 }
