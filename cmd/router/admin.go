@@ -23,6 +23,9 @@ const adminUsage = `usage: router admin [--url URL] [--token TOKEN] <command> [a
 
 commands:
   tenants                                      list tenants
+  tenants delete ID --confirm ID               delete a tenant with its phone index, events, settings,
+                                               credentials and Ringostat connection (the audit log keeps
+                                               the deletion); --confirm must repeat the id
   create-tenant ID [--name N] [KEY=VALUE...]   create a tenant; prints its webhook secret once
   tenant ID                                    show a tenant's settings
   set ID KEY=VALUE...                          change settings (default_country=UA route_budget_ms=500
@@ -71,6 +74,9 @@ commands:
                                                call events, failed and waiting first
   explain ID NUMBER                            what the route endpoint would answer for NUMBER now, and why:
                                                normalized forms, index rows, owner, employee, the answer
+  report ID [--days N]                         the routing report: per day and manager, calls routed to them,
+                                               answered by them, fell through, and who answered instead
+                                               (N from 1 to 90, default 7)
 `
 
 func runAdmin(args []string, out io.Writer) error {
@@ -117,6 +123,8 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 	caller := fs.String("caller", "", "the client's number, for events")
 	rsKey := fs.String("key", env("ROUTER_RINGOSTAT_KEY", ""), "Ringostat Auth-key, or @FILE (ROUTER_RINGOSTAT_KEY)")
 	baseURL := fs.String("base-url", "", "Ringostat API base URL (default https://api.ringostat.net)")
+	confirm := fs.String("confirm", "", "the tenant id again, to delete it")
+	days := fs.String("days", "", "days of the routing report, today included: 1 to 90 (default 7)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return nil, err
@@ -129,7 +137,16 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 	}
 	switch cmd {
 	case "tenants":
-		return c.Do(ctx, "GET", "tenants", "", nil)
+		switch {
+		case len(pos) == 0:
+			return c.Do(ctx, "GET", "tenants", "", nil)
+		case len(pos) == 2 && pos[0] == "delete":
+			if *confirm == "" {
+				return nil, fmt.Errorf("admin tenants delete: --confirm %s is required: the tenant's index, events, settings and credentials go for good", pos[1])
+			}
+			return c.Do(ctx, "DELETE", "tenants/"+seg(pos[1])+"?confirm="+url.QueryEscape(*confirm), "", nil)
+		}
+		return nil, fmt.Errorf("admin tenants: usage: router admin tenants | tenants delete ID --confirm ID")
 	case "create-tenant":
 		if len(pos) < 1 {
 			return nil, need(1, "ID [--name N] [KEY=VALUE...]")
@@ -292,6 +309,15 @@ func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args [
 			return nil, err
 		}
 		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/explain?caller="+url.QueryEscape(pos[1]), "", nil)
+	case "report":
+		if err := need(1, "ID [--days N]"); err != nil {
+			return nil, err
+		}
+		path := "tenants/" + seg(pos[0]) + "/report"
+		if *days != "" {
+			path += "?days=" + url.QueryEscape(*days)
+		}
+		return c.Do(ctx, "GET", path, "", nil)
 	case "events":
 		if err := need(1, "ID [--state S] [--caller C] [--limit N]"); err != nil {
 			return nil, err

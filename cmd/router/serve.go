@@ -37,6 +37,7 @@ import (
 	"github.com/callrouter/callrouter/internal/jobs"
 	"github.com/callrouter/callrouter/internal/lookup"
 	"github.com/callrouter/callrouter/internal/notify"
+	"github.com/callrouter/callrouter/internal/report"
 	"github.com/callrouter/callrouter/internal/ringostat"
 	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store"
@@ -277,6 +278,15 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	board := webconsole.NewBoard(nil, 0)
 	defer board.Close()
 
+	// Route decisions for the routing report: written off the route path
+	// until the HTTP server has drained (this defer runs after the drain
+	// below), so the decisions of the last requests are kept too.
+	decisions := report.NewRecorder(st, report.RecorderConfig{Log: log})
+	dctx, dcancel := context.WithCancel(context.WithoutCancel(ctx))
+	ddone := make(chan struct{})
+	go func() { defer close(ddone); decisions.Run(dctx) }()
+	defer func() { dcancel(); <-ddone }()
+
 	srv := httpapi.New(httpapi.Config{
 		Tenants: reg,
 		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout).WithPresence(rsm.Presence()),
@@ -290,6 +300,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		DecisionLogSample: cfg.decisionLogSample,
 		Sessions:          sessions,
 		Board:             board,
+		Decisions:         decisions,
 		Log:               log,
 	})
 	hs := srv.FastHTTP()
@@ -361,8 +372,8 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	return nil
 }
 
-// sweepHistory deletes expired rejected event bodies and finished call
-// events every interval until ctx ends; def is the retention of a tenant
+// sweepHistory deletes expired rejected event bodies, finished call
+// events and the route decisions of the routing report every interval until ctx ends; def is the retention of a tenant
 // that sets none.
 func sweepHistory(ctx context.Context, st store.Store, def, interval time.Duration, log *zap.Logger) {
 	t := time.NewTicker(interval)
@@ -389,8 +400,13 @@ func sweepHistory(ctx context.Context, st store.Store, def, interval time.Durati
 		if err != nil && ctx.Err() == nil {
 			log.Warn("retention sweep", zap.Error(err))
 		}
-		if n > 0 || m > 0 {
-			log.Info("retention sweep: expired event history", zap.Int("rejected_bodies", n), zap.Int("finished_events", m))
+		d, err := report.Expire(ctx, st, tenants, def, now)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("retention sweep", zap.Error(err))
+		}
+		if n > 0 || m > 0 || d > 0 {
+			log.Info("retention sweep: expired event history", zap.Int("rejected_bodies", n), zap.Int("finished_events", m),
+				zap.Int("route_decisions", d))
 		}
 	}
 }
