@@ -83,6 +83,10 @@ var MetricHelp = map[string]string{
 	"callrouter_crm_shared_limit_errors_total":          "Database errors taking or releasing a shared CRM rate-limit slot.",
 	"callrouter_events_form_known_total":                "Form events whose client the CRM already knew, per tenant.",
 	"callrouter_ringostat_callbacks_total":              "Automatic call-backs of missed clients, by tenant and result (e.g. cancelled, failed).",
+	"callrouter_route_decisions_recorded_total":         "Route decisions written for the routing report.",
+	"callrouter_route_decisions_without_call_id_total":  "Route requests without a call id (uniqueid, call_id, uuid…), which the routing report cannot keep.",
+	"callrouter_route_decisions_dropped_total":          "Route decisions not kept for the routing report, by reason: buffer_full, call_id_too_long, call_id_not_text, store_error.",
+	"callrouter_route_decisions_expired_total":          "Route decisions deleted by the retention sweep (event_retention_days).",
 }
 
 // Non-callrouter families (go_*, process_*, flag) are VictoriaMetrics'
