@@ -79,4 +79,3 @@ func (s *Service) Report(ctx context.Context, id, days string) (report.Report, e
 	}
 	return report.Build(ctx, s.store, cfg, names, n, s.now())
 }
-
