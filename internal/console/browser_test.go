@@ -38,6 +38,7 @@ import (
 	"github.com/callrouter/callrouter/internal/httpapi"
 	"github.com/callrouter/callrouter/internal/lookup"
 	"github.com/callrouter/callrouter/internal/phone"
+	"github.com/callrouter/callrouter/internal/report"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
 	"github.com/callrouter/callrouter/internal/tenant"
@@ -144,6 +145,8 @@ type site struct {
 	st     store.Store
 	admin  *admin.Service
 	secret string
+	// rec keeps route decisions; no Run: a test writes them with Drain.
+	rec *report.Recorder
 }
 
 func newSite(t *testing.T) *site {
@@ -179,8 +182,9 @@ func newSite(t *testing.T) *site {
 	ingest := events.NewIngest(st, queue{}, nil, 1)
 	t.Cleanup(ingest.Close)
 	sum := sha256.Sum256([]byte(bootstrapToken))
+	rec := report.NewRecorder(st, report.RecorderConfig{})
 	srv := httpapi.New(httpapi.Config{Tenants: reg, Router: lookup.New(c, st, time.Second), Admin: a, Events: ingest,
-		Ready: c.Ready, AdminTokenHash: sum[:], Sessions: sessions, Board: board, Log: zap.NewNop()})
+		Ready: c.Ready, AdminTokenHash: sum[:], Sessions: sessions, Board: board, Decisions: rec, Log: zap.NewNop()})
 	hs := srv.FastHTTP()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -192,7 +196,7 @@ func newSite(t *testing.T) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &site{t: t, url: "http://" + ln.Addr().String(), st: st, admin: a, secret: created.WebhookSecret}
+	return &site{t: t, url: "http://" + ln.Addr().String(), st: st, admin: a, secret: created.WebhookSecret, rec: rec}
 }
 
 // tab opens a browser tab with cookies of its own; run and get bound each

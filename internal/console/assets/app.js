@@ -4,7 +4,7 @@
 // textContent, never parsed as HTML.
 'use strict';
 
-const S = { me: null, live: null };
+const S = { me: null, live: null, flash: '' };
 
 // h builds an element: h('a', {href: '#/'}, 'text', child, ...).
 function h(tag, attrs, ...kids) {
@@ -156,7 +156,9 @@ async function renderTenants() {
     } catch (e) { out.replaceChildren(errBox(e)); }
   } }, h('label', {}, 'Id', idIn), h('label', {}, 'Name', nameIn),
   h('button', { type: 'submit', disabled: !canChange() }, 'Create tenant'));
-  show(h('h1', {}, 'Tenants'), tenants.length ? table : h('p', { class: 'muted' }, 'No tenants yet.'),
+  const flash = S.flash ? h('div', { class: 'ok-msg', id: 'flash' }, S.flash) : null;
+  S.flash = '';
+  show(h('h1', {}, 'Tenants'), flash, tenants.length ? table : h('p', { class: 'muted' }, 'No tenants yet.'),
     h('h2', {}, 'New tenant'), create, out);
 }
 
@@ -176,7 +178,8 @@ function secretBox(tenant, secret, title) {
 // ---- one tenant -----------------------------------------------------------
 
 const TABS = [['settings', 'Settings'], ['employees', 'Employees'], ['stop-list', 'Stop list'], ['integration', 'Integration'],
-  ['calls', 'Calls'], ['explain', 'Explain'], ['audit', 'Audit log'], ['secret', 'Webhook secret']];
+  ['calls', 'Calls'], ['report', 'Routing report'], ['explain', 'Explain'], ['audit', 'Audit log'], ['secret', 'Webhook secret'],
+  ['delete', 'Delete']];
 
 function renderTenant(id, tab) {
   const nav = h('nav', { class: 'tabs' }, TABS.map(([k, label]) =>
@@ -184,7 +187,7 @@ function renderTenant(id, tab) {
   const pane = h('div', { id: 'pane' });
   show(h('h1', {}, h('a', { href: '#/' }, 'Tenants'), ' / ', id), nav, pane);
   const screens = { settings: screenSettings, employees: screenEmployees, 'stop-list': screenStops, integration: screenIntegration,
-    calls: screenCalls, explain: screenExplain, audit: screenAudit, secret: screenSecret };
+    calls: screenCalls, report: screenReport, explain: screenExplain, audit: screenAudit, secret: screenSecret, delete: screenDelete };
   (screens[tab] || screenSettings)(id, pane).catch((e) => put(pane, errBox(e)));
 }
 
@@ -427,6 +430,62 @@ async function screenCalls(id, pane) {
     h('table', { id: 'events' }, h('thead', {}, h('tr', {}, ['State', 'Event', 'Client', 'Manager', 'Attempts', 'Received', 'What it did'].map((c) => h('th', {}, c)))), evBody), more,
     h('h2', {}, 'Rejected bodies'), h('table', { id: 'rejected' }, h('thead', {}, h('tr', {}, ['Received', 'Reason', 'Body'].map((c) => h('th', {}, c)))), rejBody));
   load(false);
+}
+
+// ---- routing report -------------------------------------------------------
+
+// Routing report: per day and manager routed to, how many of the routed
+// calls that manager answered, how many fell through and who took them.
+async function screenReport(id, pane) {
+  const days = h('select', { name: 'days', id: 'report-days' }, [1, 7, 30, 90].map((d) => h('option', { value: d }, d === 1 ? 'today' : d + ' days')));
+  days.value = '7';
+  const out = h('div', { id: 'report-out' });
+  const load = async () => {
+    out.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+    try {
+      const r = await api('GET', tpath(id, '/report?days=' + enc(days.value)));
+      const rows = r.rows.map((x) => h('tr', { 'data-day': x.day, 'data-manager': x.manager },
+        h('td', {}, x.day),
+        h('td', {}, x.manager ? (x.name || x.manager) : h('span', { class: 'muted' }, 'no forward'), x.target ? h('span', { class: 'muted' }, ' · ' + x.target) : null),
+        h('td', { class: 'num', 'data-col': 'routed' }, x.routed),
+        h('td', { class: 'num', 'data-col': 'answered' }, x.manager ? x.answered : '—'),
+        h('td', { class: 'num', 'data-col': 'fell_through' }, x.fell_through),
+        h('td', { class: 'num', 'data-col': 'missed' }, x.missed),
+        h('td', { class: 'num', 'data-col': 'unknown' }, x.unknown || ''),
+        h('td', { 'data-col': 'instead' }, x.answered_instead.map((w) => (w.name || w.manager || w.employee) + ' ×' + w.calls).join(', '))));
+      out.replaceChildren(rows.length
+        ? h('table', { id: 'report' }, h('thead', {}, h('tr', {}, ['Day', 'Routed to', 'Routed', 'They answered', 'Fell through', 'Missed', 'No outcome yet', 'Answered instead']
+          .map((c) => h('th', {}, c)))), h('tbody', {}, rows))
+        : h('p', { class: 'muted', id: 'report-empty' }, 'No routed calls with a call id in these days.'),
+      h('p', { class: 'muted' }, 'Days in ' + r.time_zone + '. Only route requests that carry the call\'s id (uniqueid, call_id or uuid) are counted.'));
+    } catch (e) { out.replaceChildren(errBox(e)); }
+  };
+  days.addEventListener('change', load);
+  put(pane, h('p', { class: 'muted' }, 'Each route decision is joined with the call\'s outcome from its call events: answered by the manager it was routed to, or fell through (missed, or answered by someone else).'),
+    h('div', { class: 'row card' }, h('label', {}, 'Period', days)), out);
+  await load();
+}
+
+// Delete: the tenant goes with everything kept for it, once its id is
+// typed in again.
+async function screenDelete(id, pane) {
+  const confirm = h('input', { name: 'confirm', id: 'delete-confirm', autocomplete: 'off', placeholder: id, size: 30 });
+  const btn = h('button', { type: 'submit', class: 'danger', id: 'delete-tenant', disabled: true }, 'Delete tenant');
+  const out = h('div');
+  confirm.addEventListener('input', () => { btn.disabled = !canChange() || confirm.value !== id; });
+  const form = h('form', { class: 'card', id: 'delete', onsubmit: async (ev) => {
+    ev.preventDefault();
+    if (confirm.value !== id) return;
+    try {
+      await api('DELETE', tpath(id) + '?confirm=' + enc(confirm.value));
+      S.flash = 'Tenant ' + id + ' deleted.';
+      location.hash = '#/';
+    } catch (e) { out.replaceChildren(errBox(e)); }
+  } },
+  h('p', {}, 'Deleting ', h('strong', {}, id), ' removes its phone index, call events, routing report, settings, employees, stop list, CRM and Ringostat credentials on every instance. The audit log keeps a record of the deletion. This cannot be undone.'),
+  canChange() ? null : h('p', { class: 'muted' }, 'Your token has read scope: it cannot delete.'),
+  h('label', { for: 'delete-confirm' }, 'Type the tenant id to confirm'), confirm, btn);
+  put(pane, form, out);
 }
 
 // ---- explain, audit -------------------------------------------------
