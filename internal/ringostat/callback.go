@@ -160,7 +160,7 @@ func (m *Manager) callback(ctx context.Context, p *pendingCallback, now time.Tim
 	if _, sip := t.SIPLogins[res.Target]; res.Reason != lookup.ReasonOwner || !sip {
 		return "skipped: the client has no responsible manager mapped to a SIP login", nil
 	}
-	key := "ringostat_callback/" + p.tenantID + "/" + p.client
+	key := store.TenantMetaKey(store.MetaRingostatCallback, p.tenantID, p.client)
 	window := time.Duration(t.Settings.AutoCallbackWindowMinutes) * time.Minute
 	if v, err := m.cfg.Store.GetMeta(ctx, key); err == nil {
 		if last, perr := time.Parse(time.RFC3339Nano, v); perr == nil && now.Sub(last) < window {

@@ -46,3 +46,18 @@ type RouteDecisions interface {
 	// made before before, oldest first, and returns how many.
 	ExpireRouteDecisions(ctx context.Context, tenantID string, before time.Time, limit int) (int, error)
 }
+
+// MetaRingostatCallback names the meta rows of the automatic call-back:
+// when a tenant's client was last called back.
+const MetaRingostatCallback = "ringostat_callback/"
+
+// TenantMeta lists the prefixes of meta keys kept per tenant, made with
+// TenantMetaKey; DeleteTenant deletes a tenant's rows of each.
+var TenantMeta = []string{MetaRingostatCallback}
+
+// TenantMetaKey returns the meta key of kind (one of TenantMeta) for a
+// tenant and a rest: kind + tenant id + "/" + rest. Tenant ids hold no
+// '/', so one tenant's prefix never covers another's keys.
+func TenantMetaKey(kind, tenantID, rest string) string {
+	return kind + tenantID + "/" + rest
+}

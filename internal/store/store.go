@@ -63,7 +63,7 @@ type TenantDeleter interface {
 	// everything kept for it: employees, stop list, phone index,
 	// integration and its credentials, CRM users, call events, rejected
 	// bodies, CRM writes, leases, the Ringostat connection, route
-	// decisions. Audit entries stay: the record of what was done outlives
+	// decisions, its meta rows (TenantMeta). Audit entries stay: the record of what was done outlives
 	// the tenant. ENOTFOUND if absent.
 	DeleteTenant(ctx context.Context, id string) error
 }

@@ -92,10 +92,19 @@ func (db *DB) ExpireRouteDecisions(ctx context.Context, tenantID string, before 
 	return int(tag.RowsAffected()), nil
 }
 
-// DeleteTenant removes a tenant; every table keyed by it references it
-// with ON DELETE CASCADE, so one statement removes everything kept for
-// it, atomically. The audit log has no foreign key and keeps its rows.
+// DeleteTenant removes a tenant in one transaction: the meta rows kept
+// per tenant (store.TenantMeta), then the tenant row; every table keyed by
+// it references it with ON DELETE CASCADE, so that removes everything else
+// kept for it. The audit log has no foreign key and keeps its rows.
 func (db *DB) DeleteTenant(ctx context.Context, id string) error {
-	tag, err := db.pool.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, id)
-	return mustAffect(tag, err, "delete tenant", fmt.Sprintf("tenant %q", id), id)
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		for _, kind := range store.TenantMeta {
+			// A prefix compare, not LIKE: tenant ids may hold '_'.
+			if _, err := tx.Exec(ctx, `DELETE FROM meta WHERE left(key, length($1)) = $1`, store.TenantMetaKey(kind, id, "")); err != nil {
+				return mapErr(err, "delete tenant: meta", "", id)
+			}
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, id)
+		return mustAffect(tag, err, "delete tenant", fmt.Sprintf("tenant %q", id), id)
+	})
 }

@@ -99,11 +99,27 @@ func (db *DB) ExpireRouteDecisions(ctx context.Context, tenantID string, before 
 	return int(n), mapErr(err, "expire route decisions", "", tenantID)
 }
 
-// DeleteTenant removes a tenant; every table keyed by it references it
-// with ON DELETE CASCADE (foreign_keys is on for every connection), so one
-// statement removes everything kept for it, atomically. The audit log has
-// no foreign key and keeps its rows.
+// DeleteTenant removes a tenant in one transaction: the meta rows kept
+// per tenant (store.TenantMeta), then the tenant row; every table keyed by
+// it references it with ON DELETE CASCADE (foreign_keys is on for every
+// connection), so that removes everything else kept for it. The audit log
+// has no foreign key and keeps its rows.
 func (db *DB) DeleteTenant(ctx context.Context, id string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM tenants WHERE id = ?`, id)
-	return mustAffect(res, err, "delete tenant", fmt.Sprintf("tenant %q", id), id)
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err, "delete tenant", "", id)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	for _, kind := range store.TenantMeta {
+		prefix := store.TenantMetaKey(kind, id, "")
+		// A prefix compare, not LIKE: tenant ids may hold '_'.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM meta WHERE substr(key, 1, length(?1)) = ?1`, prefix); err != nil {
+			return mapErr(err, "delete tenant: meta", "", id)
+		}
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM tenants WHERE id = ?`, id)
+	if err := mustAffect(res, err, "delete tenant", fmt.Sprintf("tenant %q", id), id); err != nil {
+		return err
+	}
+	return mapErr(tx.Commit(), "delete tenant", "", id)
 }

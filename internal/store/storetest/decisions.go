@@ -157,6 +157,7 @@ func (e *env) fill(t *testing.T, id string) {
 	must("InsertRouteDecisions", e.s.InsertRouteDecisions(e.ctx, []store.RouteDecision{{TenantID: id, CallID: "c1", Reason: "owner", OwnerID: "u1", Target: "anna"}}))
 	_, err = e.s.AppendAudit(e.ctx, domain.AuditEntry{TenantID: id, Actor: "admin", Action: "tenant.create", Detail: "{}"})
 	must("AppendAudit", err)
+	must("SetMeta", e.s.SetMeta(e.ctx, store.TenantMetaKey(store.MetaRingostatCallback, id, "380671234567"), "2024-03-10T12:00:00Z"))
 }
 
 // kept reports what a tenant still has, table by table.
@@ -192,6 +193,8 @@ func (e *env) kept(t *testing.T, id string) string {
 	add("ringostat", 1, err)
 	ds := e.routed(t, id, start.Add(-time.Hour), start.Add(time.Hour))
 	add("decisions", len(ds), nil)
+	_, err = e.s.GetMeta(e.ctx, store.TenantMetaKey(store.MetaRingostatCallback, id, "380671234567"))
+	add("meta", 1, err)
 	audit, err := e.s.ListAudit(e.ctx, id, 10)
 	add("audit", len(audit), err)
 	return strings.Join(parts, " ")
@@ -200,7 +203,11 @@ func (e *env) kept(t *testing.T, id string) string {
 func testTenantDelete(t *testing.T, e *env) {
 	e.fill(t, "a")
 	e.fill(t, "b")
-	const all = "tenant=1 employees=1 stops=1 index=1 integration=1 crm_users=1 events=1 rejected=1 ringostat=1 decisions=1 audit=1"
+	// An id that a LIKE pattern made of "a_" would take for a prefix of
+	// "ab"'s keys: only a's own rows go.
+	e.fill(t, "a_")
+	e.fill(t, "ab")
+	const all = "tenant=1 employees=1 stops=1 index=1 integration=1 crm_users=1 events=1 rejected=1 ringostat=1 decisions=1 meta=1 audit=1"
 	if got := e.kept(t, "a"); got != all {
 		t.Fatalf("before the delete a has %q, want %q", got, all)
 	}
@@ -210,8 +217,16 @@ func testTenantDelete(t *testing.T, e *env) {
 	if got := e.kept(t, "a"); got != "audit=1" {
 		t.Fatalf("after the delete a has %q, want only its audit entries", got)
 	}
-	if got := e.kept(t, "b"); got != all {
-		t.Fatalf("after a's delete b has %q, want %q", got, all)
+	for _, other := range []string{"b", "ab"} {
+		if got := e.kept(t, other); got != all {
+			t.Fatalf("after a's delete %s has %q, want %q", other, got, all)
+		}
+	}
+	if err := e.s.DeleteTenant(e.ctx, "a_"); err != nil {
+		t.Fatalf("DeleteTenant(a_): %v", err)
+	}
+	if got := e.kept(t, "ab"); got != all {
+		t.Fatalf("after a_'s delete ab has %q, want %q", got, all)
 	}
 	wantCode(t, e.s.DeleteTenant(e.ctx, "a"), domain.ENOTFOUND, "deleting a deleted tenant")
 	wantCode(t, e.s.DeleteTenant(e.ctx, "nobody"), domain.ENOTFOUND, "deleting an unknown tenant")
