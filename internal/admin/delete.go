@@ -37,6 +37,9 @@ func (s *Service) DeleteTenant(ctx context.Context, actor, id, confirm string) e
 	if s.ringostat != nil {
 		s.ringostat.Changed(id)
 	}
+	if s.crms != nil {
+		s.crms.Forget(id) // the CRM client built from its credentials
+	}
 	if s.peers != nil {
 		if err := s.peers.Publish(ctx, notify.Tenant(id), notify.Flush(id)); err != nil {
 			return fmt.Errorf("announce the deletion of %s to the other instances: %w", id, err)

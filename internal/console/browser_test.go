@@ -129,6 +129,9 @@ type engine = admin.CRMs
 
 func (f fakeCRMs) Users(context.Context, string) ([]crm.User, error) { return f.users, nil }
 
+// Forget: this fake keeps no connection to drop (deleting a tenant calls it).
+func (f fakeCRMs) Forget(string) {}
+
 // MappableFields: this CRM lists no fields, so mappings are saved unchecked.
 func (f fakeCRMs) MappableFields(context.Context, string, string) (string, []string, bool, error) {
 	return "amocrm", nil, false, nil
@@ -146,7 +149,8 @@ type site struct {
 	admin  *admin.Service
 	secret string
 	// rec keeps route decisions; no Run: a test writes them with Drain.
-	rec *report.Recorder
+	rec   *report.Recorder
+	board *console.Board
 }
 
 func newSite(t *testing.T) *site {
@@ -196,7 +200,7 @@ func newSite(t *testing.T) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &site{t: t, url: "http://" + ln.Addr().String(), st: st, admin: a, secret: created.WebhookSecret, rec: rec}
+	return &site{t: t, url: "http://" + ln.Addr().String(), st: st, admin: a, secret: created.WebhookSecret, rec: rec, board: board}
 }
 
 // tab opens a browser tab with cookies of its own; run and get bound each

@@ -78,6 +78,10 @@ func TestBrowserDeleteTenant(t *testing.T) {
 	if _, err := s.admin.Import(ctx0, "test", "acme", "csv", "", strings.NewReader("phone,owner_crm_user_id\n0501234567,u1\n")); err != nil {
 		t.Fatal(err)
 	}
+	s.postEvent(t, url.Values{"event": {"call_start"}, "uniqueid": {"call-d1"}, "caller": {"+380501234567"}})
+	if n := len(s.board.Calls("acme")); n != 1 {
+		t.Fatalf("%d calls on the live board before the delete, want 1", n)
+	}
 	ctx := tab(t)
 	s.signIn(ctx, bootstrapToken)
 	run(t, ctx,
@@ -108,6 +112,9 @@ func TestBrowserDeleteTenant(t *testing.T) {
 	}
 	if n, err := s.st.CountIndex(ctx0, "acme"); err != nil || n != 0 {
 		t.Fatalf("acme's index after the delete: %d, %v", n, err)
+	}
+	if n := len(s.board.Calls("acme")); n != 0 {
+		t.Fatalf("%d calls of the deleted tenant still on the live board", n)
 	}
 	audit, err := s.st.ListAudit(ctx0, "acme", 1)
 	if err != nil || len(audit) != 1 || audit[0].Action != "tenant.delete" || audit[0].Actor != admin.BootstrapActor {

@@ -90,7 +90,11 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			s.reply(ctx, 200)(a.PatchTenant(c, actor, seg[1], body))
 		case fasthttp.MethodDelete:
 			// ?confirm=<tenant id>: a stray DELETE cannot wipe a tenant.
-			s.noContent(ctx, a.DeleteTenant(c, actor, seg[1], string(ctx.QueryArgs().Peek("confirm"))))
+			err := a.DeleteTenant(c, actor, seg[1], string(ctx.QueryArgs().Peek("confirm")))
+			if s.board != nil && domain.ErrorCode(err) != domain.ENOTFOUND && domain.ErrorCode(err) != domain.EINVALID {
+				s.board.Forget(seg[1]) // its calls of the last minutes, with the clients' numbers
+			}
+			s.noContent(ctx, err)
 		default:
 			notAllowed(ctx, "GET, PATCH, DELETE")
 		}
