@@ -7,6 +7,9 @@ BIN         := bin/router
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
+# VERSION is what `router version` prints: git describe of the checkout
+# ("dev" outside git, as a plain go build gives).
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 FUZZTIME    ?= 60s
 SHORTFUZZTIME ?= 5s
@@ -20,7 +23,7 @@ export POSTGRES_URL
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/router
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/router
 
 ## run: start the server on the embedded SQLite store under ./data (console logs)
 run: build

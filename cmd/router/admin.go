@@ -4,359 +4,547 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/callrouter/callrouter/internal/adminclient"
 )
 
-const adminUsage = `usage: router admin [--url URL] [--token TOKEN] <command> [args]
+// adminOpts holds the value of every flag a `router admin` subcommand may
+// take; each subcommand's flag set registers only its own (adminCmd.flags)
+// besides the common --url, --token and -o.
+type adminOpts struct {
+	url, token, output                          string
+	name, sip, phone, email, note, kind, format string
+	scope, state, caller, key, baseURL          string
+	confirm, days                               string
+	limit                                       int
+	resend                                      bool
+	grace                                       time.Duration
+}
+
+// adminFlags registers one subcommand flag, by name, on a flag set.
+var adminFlags = map[string]func(fs *flag.FlagSet, o *adminOpts){
+	"confirm": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.StringVar(&o.confirm, "confirm", "", "the tenant id again, to delete it")
+	},
+	"days": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.StringVar(&o.days, "days", "", "days of the routing report, today included: 1 to 90 (default 7)")
+	},
+	"name":  func(fs *flag.FlagSet, o *adminOpts) { fs.StringVar(&o.name, "name", "", "display name") },
+	"sip":   func(fs *flag.FlagSet, o *adminOpts) { fs.StringVar(&o.sip, "sip", "", "SIP login (wins over --phone)") },
+	"phone": func(fs *flag.FlagSet, o *adminOpts) { fs.StringVar(&o.phone, "phone", "", "phone number") },
+	"email": func(fs *flag.FlagSet, o *adminOpts) { fs.StringVar(&o.email, "email", "", "e-mail") },
+	"note":  func(fs *flag.FlagSet, o *adminOpts) { fs.StringVar(&o.note, "note", "", "note") },
+	"kind":  func(fs *flag.FlagSet, o *adminOpts) { fs.StringVar(&o.kind, "kind", "", "line (default) or client") },
+	"format": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.StringVar(&o.format, "format", "", "csv or jsonl (default: from the file name)")
+	},
+	"limit": func(fs *flag.FlagSet, o *adminOpts) { fs.IntVar(&o.limit, "limit", 50, "entries") },
+	"resend": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.BoolVar(&o.resend, "resend", false, "replay the call events that waited")
+	},
+	"grace": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.DurationVar(&o.grace, "grace", 24*time.Hour, "how long the replaced secret keeps working (at most 720h)")
+	},
+	"scope": func(fs *flag.FlagSet, o *adminOpts) { fs.StringVar(&o.scope, "scope", "", "read or admin") },
+	"state": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.StringVar(&o.state, "state", "", "waiting, done, failed or dropped")
+	},
+	"caller": func(fs *flag.FlagSet, o *adminOpts) { fs.StringVar(&o.caller, "caller", "", "the client's number") },
+	"key": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.StringVar(&o.key, "key", "", "Ringostat Auth-key, or @FILE (ROUTER_RINGOSTAT_KEY)")
+	},
+	"base-url": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.StringVar(&o.baseURL, "base-url", "", "Ringostat API base URL (default https://api.ringostat.net)")
+	},
+}
+
+// adminCmd is one `router admin` subcommand.
+type adminCmd struct {
+	name     string   // as typed: "tenants", "token create"
+	args     string   // its positional arguments, for usage
+	min, max int      // how many positional arguments it takes; max -1: any
+	flags    []string // its own flags, by adminFlags name
+	help     string   // one line, for the list
+	more     string   // details shown by its -h
+	// columns, for a subcommand answering a list, are the fields its
+	// table shows; nil for one answering an object (printed as JSON
+	// unless -o table).
+	columns []string
+	run     func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error)
+}
+
+// tenantPath is the admin API path of a tenant's resource.
+func tenantPath(id string, rest ...string) string {
+	p := "tenants/" + adminclient.Seg(id)
+	for _, r := range rest {
+		p += "/" + r
+	}
+	return p
+}
+
+// get returns a run func that GETs the path made from the positional
+// arguments.
+func get(path func(pos []string, o *adminOpts) string) func(context.Context, *adminclient.Client, []string, *adminOpts) ([]byte, error) {
+	return func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+		return c.Do(ctx, "GET", path(pos, o), "", nil)
+	}
+}
+
+// adminCmds is every `router admin` subcommand, in the order help lists
+// them. It is a function, not a variable, because help prints it.
+func adminCmds() []adminCmd {
+	seg := adminclient.Seg
+	return []adminCmd{
+		{name: "tenants", help: "list tenants", columns: []string{"id", "name", "default_country", "default_owner", "on_miss", "created_at"},
+			run: get(func([]string, *adminOpts) string { return "tenants" })},
+		{name: "tenants delete", args: "ID", min: 1, max: 1, flags: []string{"confirm"},
+			help: "delete a tenant with its phone index, events, settings, credentials and Ringostat connection",
+			more: "--confirm must repeat the id; the audit log keeps the deletion.",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				if o.confirm == "" {
+					return nil, usagef("admin tenants delete: --confirm %s is required: the tenant's index, events, settings and credentials go for good", pos[0])
+				}
+				return c.Do(ctx, "DELETE", tenantPath(pos[0])+"?confirm="+url.QueryEscape(o.confirm), "", nil)
+			}},
+		{name: "create-tenant", args: "ID [KEY=VALUE...]", min: 1, max: -1, flags: []string{"name"},
+			help: "create a tenant; prints its webhook secret once",
+			more: "KEY=VALUE pairs are tenant settings, as for `router admin set`.",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				body, err := settingsBody(pos[1:])
+				if err != nil {
+					return nil, err
+				}
+				body["id"] = pos[0]
+				if o.name != "" {
+					body["name"] = o.name
+				}
+				return c.JSON(ctx, "POST", "tenants", body)
+			}},
+		{name: "tenant", args: "ID", min: 1, max: 1, help: "show a tenant's settings",
+			run: get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0]) })},
+		{name: "set", args: "ID KEY=VALUE...", min: 2, max: -1, help: "change settings (only those given)",
+			more: `Examples: default_country=UA route_budget_ms=500 owner_order=lead,contact
+on_miss=default_owner lead_on_call_start=true callback_due_minutes=30
+timezone=Europe/Kyiv "pipeline_rules=pool_name=Context ads:7001;utm_source=fb:7002"
+presence=skip_offline on_unavailable=default_owner auto_callback=true
+auto_callback_delay_seconds=60; matrix, form_mapping and call_mapping take JSON.`,
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				body, err := settingsBody(pos[1:])
+				if err != nil {
+					return nil, err
+				}
+				return c.JSON(ctx, "PATCH", tenantPath(pos[0]), body)
+			}},
+		{name: "set-default-owner", args: "ID CRM_USER_ID", min: 2, max: 2, help: `set the default owner ("" clears it)`,
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return c.JSON(ctx, "PUT", tenantPath(pos[0], "default-owner"), map[string]string{"crm_user_id": pos[1]})
+			}},
+		{name: "default-owner", args: "ID", min: 1, max: 1, help: "show the default owner",
+			run: get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "default-owner") })},
+		{name: "put-employee", args: "ID CRM_USER_ID", min: 2, max: 2, flags: []string{"sip", "phone", "name", "email"},
+			help: "map a CRM user to a SIP login or phone",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				return c.JSON(ctx, "PUT", tenantPath(pos[0], "employees", seg(pos[1])),
+					map[string]string{"sip": o.sip, "phone": o.phone, "name": o.name, "email": o.email})
+			}},
+		{name: "employees", args: "ID", min: 1, max: 1, help: "list employees", columns: []string{"crm_user_id", "sip", "phone", "name", "email"},
+			run: get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "employees") })},
+		{name: "delete-employee", args: "ID CRM_USER_ID", min: 2, max: 2, help: "remove an employee mapping",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return c.Do(ctx, "DELETE", tenantPath(pos[0], "employees", seg(pos[1])), "", nil)
+			}},
+		{name: "stop-add", args: "ID NUMBER", min: 2, max: 2, flags: []string{"kind", "note"},
+			help: "add a number to the stop list",
+			more: "--kind line (default): one of the project's own lines, calls to or from it create nothing;\n--kind client: a client's number whose calls create nothing.",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				body := map[string]string{"note": o.note}
+				if o.kind != "" {
+					body["kind"] = o.kind
+				}
+				return c.JSON(ctx, "PUT", tenantPath(pos[0], "stop-list", seg(pos[1])), body)
+			}},
+		{name: "stop-list", args: "ID", min: 1, max: 1, help: "list the stop list", columns: []string{"number", "kind", "note", "created_at"},
+			run: get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "stop-list") })},
+		{name: "stop-remove", args: "ID NUMBER", min: 2, max: 2, help: "remove a number from the stop list",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return c.Do(ctx, "DELETE", tenantPath(pos[0], "stop-list", seg(pos[1])), "", nil)
+			}},
+		{name: "import", args: "ID FILE", min: 2, max: 2, flags: []string{"format"}, help: `import contacts (FILE "-" reads stdin)`,
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				data, err := readInput(pos[1])
+				if err != nil {
+					return nil, err
+				}
+				f := o.format
+				if f == "" {
+					switch {
+					case strings.HasSuffix(pos[1], ".csv"):
+						f = "csv"
+					case strings.HasSuffix(pos[1], ".jsonl"), strings.HasSuffix(pos[1], ".ndjson"):
+						f = "jsonl"
+					}
+				}
+				path := tenantPath(pos[0], "contacts", "import")
+				if f != "" {
+					path += "?format=" + seg(f)
+				}
+				return c.Do(ctx, "POST", path, "", data)
+			}},
+		{name: "connect", args: "ID CRM BASE_URL CREDENTIALS_JSON|@FILE", min: 4, max: 4,
+			help: "connect a CRM (amocrm, zoho, retailcrm, uspacy); starts a full sync",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				creds := []byte(pos[3])
+				if strings.HasPrefix(pos[3], "@") {
+					var err error
+					if creds, err = readInput(pos[3][1:]); err != nil {
+						return nil, err
+					}
+				}
+				if !json.Valid(creds) {
+					return nil, fmt.Errorf("admin connect: credentials are not valid JSON")
+				}
+				return c.JSON(ctx, "PUT", tenantPath(pos[0], "integration"),
+					map[string]any{"crm": pos[1], "base_url": pos[2], "credentials": json.RawMessage(creds)})
+			}},
+		{name: "integration", args: "ID", min: 1, max: 1, help: "show the CRM connection and its sync state",
+			run: get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "integration") })},
+		{name: "activate", args: "ID", min: 1, max: 1, flags: []string{"resend"}, help: "restart syncing (with a full sync)",
+			more: "--resend replays the call events that waited (today and the 2 days before); without it they are dropped.",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				return c.JSON(ctx, "POST", tenantPath(pos[0], "integration", "activate"), map[string]bool{"resend": o.resend})
+			}},
+		{name: "deactivate", args: "ID", min: 1, max: 1, help: "stop syncing, keep the index",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return c.Do(ctx, "POST", tenantPath(pos[0], "integration", "deactivate"), "", nil)
+			}},
+		{name: "crm-users", args: "ID", min: 1, max: 1, help: "the CRM's users, for put-employee", columns: []string{"id", "name", "email", "active", "extension"},
+			run: get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "crm-users") })},
+		{name: "ringostat connect", args: "ID PROJECT_ID", min: 2, max: 2, flags: []string{"key", "base-url"},
+			help: "connect the tenant's Ringostat project; starts pushing names to Smart Phone",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				key := o.key
+				if key == "" {
+					// Read here, not as the flag's default, which -h prints.
+					key = env("ROUTER_RINGOSTAT_KEY", "")
+				}
+				if strings.HasPrefix(key, "@") {
+					b, err := readInput(key[1:])
+					if err != nil {
+						return nil, err
+					}
+					key = strings.TrimSpace(string(b))
+				}
+				if key == "" {
+					return nil, usagef("admin ringostat connect: no key; pass --key or set ROUTER_RINGOSTAT_KEY")
+				}
+				return c.JSON(ctx, "PUT", tenantPath(pos[0], "ringostat"), map[string]string{"base_url": o.baseURL, "auth_key": key, "project_id": pos[1]})
+			}},
+		{name: "ringostat show", args: "ID", min: 1, max: 1,
+			help: "the Ringostat connection: state, last refusal, push progress, recovered calls, presence",
+			run:  get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "ringostat") })},
+		{name: "ringostat disconnect", args: "ID", min: 1, max: 1, help: "stop talking to the tenant's Ringostat project",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return c.Do(ctx, "DELETE", tenantPath(pos[0], "ringostat"), "", nil)
+			}},
+		{name: "status", args: "ID", min: 1, max: 1, help: "index size, cache, integration, call events",
+			run: get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "status") })},
+		{name: "audit", args: "[ID]", min: 0, max: 1, flags: []string{"limit"},
+			help: "recent admin changes of a tenant, or of everything (tokens too)", columns: []string{"at", "tenant_id", "actor", "action", "detail"},
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				if len(pos) == 0 {
+					return c.Audit(ctx, o.limit)
+				}
+				return c.Do(ctx, "GET", tenantPath(pos[0], "audit")+"?limit="+strconv.Itoa(o.limit), "", nil)
+			}},
+		{name: "rotate-secret", args: "ID", min: 1, max: 1, flags: []string{"grace"},
+			help: "new webhook secret, printed once; the old one keeps working for --grace (0 ends it at once)",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				return c.RotateSecret(ctx, pos[0], o.grace)
+			}},
+		{name: "token create", args: "NAME", min: 1, max: 1, flags: []string{"scope"},
+			help: "new admin token, printed once (scope read: GET and HEAD only)",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				if o.scope == "" {
+					return nil, usagef("admin token create: --scope read|admin is required")
+				}
+				return c.CreateToken(ctx, pos[0], o.scope)
+			}},
+		{name: "token list", help: "admin tokens, without the tokens themselves", columns: []string{"id", "name", "scope", "created_at", "revoked"},
+			run: func(ctx context.Context, c *adminclient.Client, _ []string, _ *adminOpts) ([]byte, error) {
+				return c.Tokens(ctx)
+			}},
+		{name: "token revoke", args: "TOKEN_ID", min: 1, max: 1, help: "revoke an admin token on every instance at once",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return nil, c.RevokeToken(ctx, pos[0])
+			}},
+		{name: "event", args: "ID EVENT_ID", min: 2, max: 2, help: "a call event: its fields, state and what it did in the CRM",
+			run: get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "events", seg(pos[1])) })},
+		{name: "events", args: "ID", min: 1, max: 1, flags: []string{"state", "caller", "limit"},
+			help: "call events, failed and waiting first", columns: []string{"id", "event", "state", "attempts", "received_at", "note"},
+			run: get(func(pos []string, o *adminOpts) string {
+				q := url.Values{"limit": {strconv.Itoa(o.limit)}}
+				if o.state != "" {
+					q.Set("state", o.state)
+				}
+				if o.caller != "" {
+					q.Set("caller", o.caller)
+				}
+				return tenantPath(pos[0], "events") + "?" + q.Encode()
+			})},
+		{name: "rejected", args: "ID", min: 1, max: 1, flags: []string{"limit"}, help: "event bodies answered 400, with the reason",
+			columns: []string{"id", "received_at", "reason", "body"},
+			run: get(func(pos []string, o *adminOpts) string {
+				return tenantPath(pos[0], "events", "rejected") + "?limit=" + strconv.Itoa(o.limit)
+			})},
+		{name: "report", args: "ID", min: 1, max: 1, flags: []string{"days"},
+			help: "the routing report: per day and manager, calls routed, answered, fallen through, and who answered instead",
+			run: get(func(pos []string, o *adminOpts) string {
+				path := tenantPath(pos[0], "report")
+				if o.days != "" {
+					path += "?days=" + url.QueryEscape(o.days)
+				}
+				return path
+			})},
+		{name: "explain", args: "ID NUMBER", min: 2, max: 2,
+			help: "what the route endpoint would answer for NUMBER now, and why",
+			more: "Shows the normalized forms, the index rows, the owner, the employee and the answer itself.",
+			run: get(func(pos []string, _ *adminOpts) string {
+				return tenantPath(pos[0], "explain") + "?caller=" + url.QueryEscape(pos[1])
+			})},
+	}
+}
+
+// adminGroups are the subcommands that take a subcommand of their own.
+var adminGroups = map[string]bool{"token": true, "ringostat": true}
+
+// adminUsage is `router admin help`: the common flags and one line per
+// subcommand.
+func adminUsage() string {
+	var b strings.Builder
+	b.WriteString(`usage: router admin [--url URL] [--token TOKEN] [-o table|json] <command> [args] [flags]
 
   --url    the server (ROUTER_URL, default http://127.0.0.1:8080)
   --token  the admin token (ROUTER_ADMIN_TOKEN)
+  -o       output: table (the default for lists) or json (the default otherwise)
+
+These flags may also follow the command. router admin <command> -h shows a
+command's own flags.
 
 commands:
-  tenants                                      list tenants
-  tenants delete ID --confirm ID               delete a tenant with its phone index, events, settings,
-                                               credentials and Ringostat connection (the audit log keeps
-                                               the deletion); --confirm must repeat the id
-  create-tenant ID [--name N] [KEY=VALUE...]   create a tenant; prints its webhook secret once
-  tenant ID                                    show a tenant's settings
-  set ID KEY=VALUE...                          change settings (default_country=UA route_budget_ms=500
-                                               owner_order=lead,contact on_miss=default_owner
-                                               lead_on_call_start=true callback_due_minutes=30
-                                               timezone=Europe/Kyiv
-                                               "pipeline_rules=pool_name=Context ads:7001;utm_source=fb:7002"
-                                               presence=skip_offline on_unavailable=default_owner
-                                               auto_callback=true auto_callback_delay_seconds=60)
-  set-default-owner ID CRM_USER_ID             set the default owner ("" clears it)
-  default-owner ID                             show the default owner
-  put-employee ID CRM_USER_ID [--sip S] [--phone P] [--name N] [--email E]
-  employees ID                                 list employees
-  delete-employee ID CRM_USER_ID
-  stop-add ID NUMBER [--kind line|client] [--note TEXT]
-                                               add a number to the stop list: one of the project's own
-                                               lines (default; calls to or from it create nothing) or a
-                                               client's number
-  stop-list ID                                 list the stop list
-  stop-remove ID NUMBER
-  import ID FILE [--format csv|jsonl]          import contacts (FILE "-" reads stdin)
-  connect ID CRM BASE_URL CREDENTIALS_JSON     connect a CRM (amocrm, zoho, retailcrm, uspacy); CREDENTIALS_JSON
-                                               may be @file; starts a full sync
-  integration ID                               show the CRM connection and its sync state
-  activate ID [--resend]                       restart syncing (with a full sync); --resend replays the call
-                                               events that waited (today and the 2 days before), else
-                                               they are dropped
-  deactivate ID                                stop syncing, keep the index
-  crm-users ID                                 the CRM's users, for put-employee
-  ringostat connect ID PROJECT_ID [--key K|@FILE] [--base-url U]
-                                               connect the tenant's Ringostat project (API key from --key, or
-                                               ROUTER_RINGOSTAT_KEY); starts pushing names to Smart Phone
-  ringostat show ID                            the Ringostat connection: state and Ringostat's last refusal,
-                                               push progress, recovered calls, presence
-  ringostat disconnect ID                      stop talking to the tenant's Ringostat project
-  status ID                                    index size, cache, integration
-  audit [ID] [--limit N]                       recent admin changes of a tenant, or of everything (tokens too)
-  rotate-secret ID [--grace 24h]               new webhook secret, printed once; the old one keeps working for
-                                               --grace (at most 720h; 0 ends it at once)
-  token create NAME --scope read|admin         new admin token, printed once (read: GET and HEAD only)
-  token list                                   admin tokens, without the tokens themselves
-  token revoke TOKEN_ID                        revoke an admin token on every instance at once
-  event ID EVENT_ID                            a call event: its fields, state and what it did in the CRM
-  rejected ID [--limit N]                      event bodies answered 400, with the reason
-  events ID [--state S] [--caller C] [--limit N]
-                                               call events, failed and waiting first
-  explain ID NUMBER                            what the route endpoint would answer for NUMBER now, and why:
-                                               normalized forms, index rows, owner, employee, the answer
-  report ID [--days N]                         the routing report: per day and manager, calls routed to them,
-                                               answered by them, fell through, and who answered instead
-                                               (N from 1 to 90, default 7)
-`
+`)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, c := range adminCmds() {
+		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.args, c.help)
+	}
+	tw.Flush()
+	return b.String()
+}
 
+// groupUsage lists the subcommands of a group (token, ringostat).
+func groupUsage(group string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: router admin %s <command> [args] [flags]\n\ncommands:\n", group)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, c := range adminCmds() {
+		if strings.HasPrefix(c.name, group+" ") {
+			fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.args, c.help)
+		}
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
+// runAdmin runs `router admin`: common flags, then a subcommand looked up
+// in adminCmds with a flag set of its own, which also takes the common
+// flags (given before the subcommand they become its defaults). Help goes
+// to out and returns nil; errors name the subcommand and its usage.
 func runAdmin(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("admin", flag.ContinueOnError)
-	url := fs.String("url", env("ROUTER_URL", "http://127.0.0.1:8080"), "server URL (ROUTER_URL)")
-	token := fs.String("token", env("ROUTER_ADMIN_TOKEN", ""), "admin token (ROUTER_ADMIN_TOKEN)")
-	fs.Usage = func() { fmt.Fprint(os.Stderr, adminUsage) }
-	if err := fs.Parse(args); err != nil {
-		return err
+	var common adminOpts
+	fs := flag.NewFlagSet("router admin", flag.ContinueOnError)
+	// The token takes no default from the environment: -h prints
+	// defaults. It is read from ROUTER_ADMIN_TOKEN once the flags are in.
+	commonFlags(fs, &common, adminOpts{url: env("ROUTER_URL", "http://127.0.0.1:8080")})
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(out, adminUsage())
+		return nil
+	} else if err != nil {
+		return usagef("admin: %v (router admin help)", err)
 	}
 	rest := fs.Args()
-	if len(rest) == 0 || rest[0] == "help" {
-		fmt.Fprint(out, adminUsage)
+	if len(rest) == 0 || isHelp(rest[0]) {
+		fmt.Fprint(out, adminUsage())
 		return nil
 	}
-	if *token == "" {
+	name, rest := rest[0], rest[1:]
+	if len(rest) > 0 && findAdminCmd(name+" "+rest[0]) != nil {
+		// A command of two words beside one of one: tenants delete.
+		name, rest = name+" "+rest[0], rest[1:]
+	} else if adminGroups[name] {
+		if len(rest) == 0 || isHelp(rest[0]) {
+			fmt.Fprint(out, groupUsage(name))
+			return nil
+		}
+		name, rest = name+" "+rest[0], rest[1:]
+	}
+	cmd := findAdminCmd(name)
+	if cmd == nil {
+		return usagef("admin: unknown command %q (router admin help)", name)
+	}
+	o := common
+	sub := flag.NewFlagSet("router admin "+name, flag.ContinueOnError)
+	def := common
+	def.token = ""
+	commonFlags(sub, &o, def)
+	for _, f := range cmd.flags {
+		adminFlags[f](sub, &o)
+	}
+	pos, err := parseInterleaved(sub, rest)
+	usage := fmt.Sprintf("usage: router admin %s %s [flags]\n\n%s\n", name, cmd.args, cmd.help)
+	if cmd.more != "" {
+		usage += "\n" + cmd.more + "\n"
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printFlags(sub, usage, out)
+		return nil
+	case err != nil:
+		return usagef("admin %s: %v (router admin %s -h)", name, err, name)
+	case len(pos) < cmd.min || cmd.max >= 0 && len(pos) > cmd.max:
+		return usagef("admin %s: usage: router admin %s %s", name, name, cmd.args)
+	case o.output != "" && o.output != "table" && o.output != "json":
+		return usagef("admin %s: -o: must be table or json, got %q", name, o.output)
+	}
+	if o.token == "" {
+		o.token = common.token
+	}
+	if o.token == "" {
+		o.token = env("ROUTER_ADMIN_TOKEN", "")
+	}
+	if o.token == "" {
 		return fmt.Errorf("admin: no token; pass --token or set ROUTER_ADMIN_TOKEN")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	body, err := adminCommand(ctx, adminclient.New(*url, *token), rest[0], rest[1:])
+	body, err := cmd.run(ctx, adminclient.New(o.url, o.token), pos, &o)
 	if err != nil {
 		return err
+	}
+	if o.output == "table" || o.output == "" && cmd.columns != nil {
+		return printTable(out, body, cmd.columns)
 	}
 	return printJSON(out, body)
 }
 
-// adminCommand runs one admin subcommand and returns the server's answer.
-func adminCommand(ctx context.Context, c *adminclient.Client, cmd string, args []string) ([]byte, error) {
-	seg := adminclient.Seg
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	name := fs.String("name", "", "display name")
-	sip := fs.String("sip", "", "SIP login")
-	phone := fs.String("phone", "", "phone number")
-	email := fs.String("email", "", "e-mail")
-	note := fs.String("note", "", "note")
-	kind := fs.String("kind", "", "stop-list kind: line (default) or client")
-	format := fs.String("format", "", "csv or jsonl (default: from the file name or content)")
-	limit := fs.Int("limit", 50, "entries")
-	resend := fs.Bool("resend", false, "replay waiting call events on activation")
-	grace := fs.Duration("grace", 24*time.Hour, "how long the replaced webhook secret keeps working")
-	scope := fs.String("scope", "", "admin token scope: read or admin")
-	state := fs.String("state", "", "call event state: waiting, done, failed or dropped")
-	caller := fs.String("caller", "", "the client's number, for events")
-	rsKey := fs.String("key", env("ROUTER_RINGOSTAT_KEY", ""), "Ringostat Auth-key, or @FILE (ROUTER_RINGOSTAT_KEY)")
-	baseURL := fs.String("base-url", "", "Ringostat API base URL (default https://api.ringostat.net)")
-	confirm := fs.String("confirm", "", "the tenant id again, to delete it")
-	days := fs.String("days", "", "days of the routing report, today included: 1 to 90 (default 7)")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return nil, err
+// findAdminCmd returns the subcommand called name, nil when none.
+func findAdminCmd(name string) *adminCmd {
+	for _, c := range adminCmds() {
+		if c.name == name {
+			return &c
+		}
 	}
-	need := func(n int, what string) error {
-		if len(pos) != n {
-			return fmt.Errorf("admin %s: usage: router admin %s %s", cmd, cmd, what)
-		}
-		return nil
-	}
-	switch cmd {
-	case "tenants":
-		switch {
-		case len(pos) == 0:
-			return c.Do(ctx, "GET", "tenants", "", nil)
-		case len(pos) == 2 && pos[0] == "delete":
-			if *confirm == "" {
-				return nil, fmt.Errorf("admin tenants delete: --confirm %s is required: the tenant's index, events, settings and credentials go for good", pos[1])
-			}
-			return c.Do(ctx, "DELETE", "tenants/"+seg(pos[1])+"?confirm="+url.QueryEscape(*confirm), "", nil)
-		}
-		return nil, fmt.Errorf("admin tenants: usage: router admin tenants | tenants delete ID --confirm ID")
-	case "create-tenant":
-		if len(pos) < 1 {
-			return nil, need(1, "ID [--name N] [KEY=VALUE...]")
-		}
-		body, err := settingsBody(pos[1:])
-		if err != nil {
-			return nil, err
-		}
-		body["id"] = pos[0]
-		if *name != "" {
-			body["name"] = *name
-		}
-		return c.JSON(ctx, "POST", "tenants", body)
-	case "tenant":
-		if err := need(1, "ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0]), "", nil)
-	case "set":
-		if len(pos) < 2 {
-			return nil, need(2, "ID KEY=VALUE...")
-		}
-		body, err := settingsBody(pos[1:])
-		if err != nil {
-			return nil, err
-		}
-		return c.JSON(ctx, "PATCH", "tenants/"+seg(pos[0]), body)
-	case "set-default-owner":
-		if err := need(2, "ID CRM_USER_ID"); err != nil {
-			return nil, err
-		}
-		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/default-owner", map[string]string{"crm_user_id": pos[1]})
-	case "default-owner":
-		if err := need(1, "ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/default-owner", "", nil)
-	case "put-employee":
-		if err := need(2, "ID CRM_USER_ID [--sip S] [--phone P] [--name N] [--email E]"); err != nil {
-			return nil, err
-		}
-		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/employees/"+seg(pos[1]),
-			map[string]string{"sip": *sip, "phone": *phone, "name": *name, "email": *email})
-	case "employees":
-		if err := need(1, "ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/employees", "", nil)
-	case "delete-employee":
-		if err := need(2, "ID CRM_USER_ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "DELETE", "tenants/"+seg(pos[0])+"/employees/"+seg(pos[1]), "", nil)
-	case "stop-add":
-		if err := need(2, "ID NUMBER [--kind line|client] [--note TEXT]"); err != nil {
-			return nil, err
-		}
-		body := map[string]string{"note": *note}
-		if *kind != "" {
-			body["kind"] = *kind
-		}
-		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/stop-list/"+seg(pos[1]), body)
-	case "stop-list":
-		if err := need(1, "ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/stop-list", "", nil)
-	case "stop-remove":
-		if err := need(2, "ID NUMBER"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "DELETE", "tenants/"+seg(pos[0])+"/stop-list/"+seg(pos[1]), "", nil)
-	case "import":
-		if err := need(2, "ID FILE [--format csv|jsonl]"); err != nil {
-			return nil, err
-		}
-		data, err := readInput(pos[1])
-		if err != nil {
-			return nil, err
-		}
-		f := *format
-		if f == "" {
-			switch {
-			case strings.HasSuffix(pos[1], ".csv"):
-				f = "csv"
-			case strings.HasSuffix(pos[1], ".jsonl"), strings.HasSuffix(pos[1], ".ndjson"):
-				f = "jsonl"
-			}
-		}
-		path := "tenants/" + seg(pos[0]) + "/contacts/import"
-		if f != "" {
-			path += "?format=" + seg(f)
-		}
-		return c.Do(ctx, "POST", path, "", data)
-	case "connect":
-		if err := need(4, "ID CRM BASE_URL CREDENTIALS_JSON|@FILE"); err != nil {
-			return nil, err
-		}
-		creds := []byte(pos[3])
-		if strings.HasPrefix(pos[3], "@") {
-			var err error
-			if creds, err = readInput(pos[3][1:]); err != nil {
-				return nil, err
-			}
-		}
-		if !json.Valid(creds) {
-			return nil, fmt.Errorf("admin connect: credentials are not valid JSON")
-		}
-		return c.JSON(ctx, "PUT", "tenants/"+seg(pos[0])+"/integration",
-			map[string]any{"crm": pos[1], "base_url": pos[2], "credentials": json.RawMessage(creds)})
-	case "integration":
-		if err := need(1, "ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/integration", "", nil)
-	case "activate":
-		if err := need(1, "ID [--resend]"); err != nil {
-			return nil, err
-		}
-		return c.JSON(ctx, "POST", "tenants/"+seg(pos[0])+"/integration/activate", map[string]bool{"resend": *resend})
-	case "deactivate":
-		if err := need(1, "ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "POST", "tenants/"+seg(pos[0])+"/integration/deactivate", "", nil)
-	case "ringostat":
-		return ringostatCommand(ctx, c, pos, *rsKey, *baseURL)
-	case "crm-users":
-		if err := need(1, "ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/crm-users", "", nil)
-	case "status":
-		if err := need(1, "ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/status", "", nil)
-	case "audit":
-		if len(pos) == 0 {
-			return c.Audit(ctx, *limit)
-		}
-		if err := need(1, "[ID] [--limit N]"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/audit?limit="+strconv.Itoa(*limit), "", nil)
-	case "rotate-secret":
-		if err := need(1, "ID [--grace 24h]"); err != nil {
-			return nil, err
-		}
-		return c.RotateSecret(ctx, pos[0], *grace)
-	case "token":
-		return tokenCommand(ctx, c, pos, *scope)
-	case "event":
-		if err := need(2, "ID EVENT_ID"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/events/"+seg(pos[1]), "", nil)
-	case "explain":
-		if err := need(2, "ID NUMBER"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/explain?caller="+url.QueryEscape(pos[1]), "", nil)
-	case "report":
-		if err := need(1, "ID [--days N]"); err != nil {
-			return nil, err
-		}
-		path := "tenants/" + seg(pos[0]) + "/report"
-		if *days != "" {
-			path += "?days=" + url.QueryEscape(*days)
-		}
-		return c.Do(ctx, "GET", path, "", nil)
-	case "events":
-		if err := need(1, "ID [--state S] [--caller C] [--limit N]"); err != nil {
-			return nil, err
-		}
-		q := url.Values{"limit": {strconv.Itoa(*limit)}}
-		if *state != "" {
-			q.Set("state", *state)
-		}
-		if *caller != "" {
-			q.Set("caller", *caller)
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/events?"+q.Encode(), "", nil)
-	case "rejected":
-		if err := need(1, "ID [--limit N]"); err != nil {
-			return nil, err
-		}
-		return c.Do(ctx, "GET", "tenants/"+seg(pos[0])+"/events/rejected?limit="+strconv.Itoa(*limit), "", nil)
-	}
-	return nil, fmt.Errorf("admin: unknown command %q (router admin help)", cmd)
+	return nil
 }
 
-// tokenCommand runs `router admin token create|list|revoke`.
-func tokenCommand(ctx context.Context, c *adminclient.Client, pos []string, scope string) ([]byte, error) {
-	sub := ""
-	if len(pos) > 0 {
-		sub = pos[0]
+// commonFlags registers --url, --token and -o on fs with defaults def.
+func commonFlags(fs *flag.FlagSet, o *adminOpts, def adminOpts) {
+	fs.StringVar(&o.url, "url", def.url, "server URL (ROUTER_URL)")
+	fs.StringVar(&o.token, "token", def.token, "admin token (ROUTER_ADMIN_TOKEN)")
+	fs.StringVar(&o.output, "o", def.output, "output: table or json")
+}
+
+// printTable prints a JSON answer as an aligned table: a list as one row
+// per element under the columns (the keys of its first element when
+// columns is nil), an object as KEY VALUE rows. Nested values are shown as
+// compact JSON, long ones cut.
+func printTable(out io.Writer, body []byte, columns []string) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil
 	}
-	switch {
-	case sub == "create" && len(pos) == 2:
-		if scope == "" {
-			return nil, fmt.Errorf("admin token create: --scope read|admin is required")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	if body[0] == '{' {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(body, &obj); err != nil {
+			return fmt.Errorf("admin: the server's answer is not JSON: %w", err)
 		}
-		return c.CreateToken(ctx, pos[1], scope)
-	case sub == "list" && len(pos) == 1:
-		return c.Tokens(ctx)
-	case sub == "revoke" && len(pos) == 2:
-		return nil, c.RevokeToken(ctx, pos[1])
+		keys := make([]string, 0, len(obj))
+		for k := range obj {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprintln(tw, "KEY\tVALUE")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\n", k, cell(obj[k]))
+		}
+		return tw.Flush()
 	}
-	return nil, fmt.Errorf("admin token: usage: router admin token create NAME --scope read|admin | token list | token revoke TOKEN_ID")
+	var rows []map[string]json.RawMessage
+	if err := json.Unmarshal(body, &rows); err != nil {
+		return fmt.Errorf("admin: the server's answer is not a JSON list: %w", err)
+	}
+	if columns == nil && len(rows) > 0 {
+		for k := range rows[0] {
+			columns = append(columns, k)
+		}
+		sort.Strings(columns)
+	}
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(columns, "\t")))
+	for _, r := range rows {
+		cells := make([]string, len(columns))
+		for i, c := range columns {
+			cells[i] = cell(r[c])
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	return tw.Flush()
+}
+
+// maxCell is the widest a table cell gets, in characters.
+const maxCell = 60
+
+// cell renders one JSON value for a table: strings bare, null and absent
+// as "-", anything else as compact JSON; tabs and line breaks become
+// spaces, and a long value is cut with "…".
+func cell(v json.RawMessage) string {
+	var s string
+	switch {
+	case len(v) == 0 || string(v) == "null":
+		return "-"
+	case json.Unmarshal(v, &s) == nil:
+	default:
+		var b bytes.Buffer
+		if json.Compact(&b, v) != nil {
+			return string(v)
+		}
+		s = b.String()
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		return "-"
+	}
+	if utf8.RuneCountInString(s) > maxCell {
+		r := []rune(s)
+		s = string(r[:maxCell-1]) + "…"
+	}
+	return s
 }
 
 // parseInterleaved parses flags that may come before, between or after the
@@ -461,33 +649,4 @@ func printJSON(out io.Writer, body []byte) error {
 	buf.WriteByte('\n')
 	_, err := out.Write(buf.Bytes())
 	return err
-}
-
-// ringostatCommand runs `router admin ringostat connect|show|disconnect`.
-func ringostatCommand(ctx context.Context, c *adminclient.Client, pos []string, key, baseURL string) ([]byte, error) {
-	seg := adminclient.Seg
-	usage := fmt.Errorf("admin ringostat: usage: router admin ringostat connect ID PROJECT_ID [--key K|@FILE] [--base-url U] | show ID | disconnect ID")
-	if len(pos) < 2 {
-		return nil, usage
-	}
-	path := "tenants/" + seg(pos[1]) + "/ringostat"
-	switch {
-	case pos[0] == "connect" && len(pos) == 3:
-		if strings.HasPrefix(key, "@") {
-			b, err := readInput(key[1:])
-			if err != nil {
-				return nil, err
-			}
-			key = strings.TrimSpace(string(b))
-		}
-		if key == "" {
-			return nil, fmt.Errorf("admin ringostat connect: no key; pass --key or set ROUTER_RINGOSTAT_KEY")
-		}
-		return c.JSON(ctx, "PUT", path, map[string]string{"base_url": baseURL, "auth_key": key, "project_id": pos[2]})
-	case pos[0] == "show" && len(pos) == 2:
-		return c.Do(ctx, "GET", path, "", nil)
-	case pos[0] == "disconnect" && len(pos) == 2:
-		return c.Do(ctx, "DELETE", path, "", nil)
-	}
-	return nil, usage
 }

@@ -127,23 +127,35 @@ func TestQuickstart(t *testing.T) {
 	}
 }
 
-// Without a configured token the first start generates one, prints it once
-// and stores only its hash; the next start prints nothing and accepts it.
+// Without a configured token the first start generates one and hands it
+// over in a 0600 file whose path it prints, never the token itself unless
+// the console is a terminal (a redirected log keeps what it is given); it
+// stores only the token's hash; the next start writes nothing and accepts
+// it.
 func TestAdminTokenGeneratedOnceAndHashed(t *testing.T) {
 	cfg := testConfig(t)
 	var console bytes.Buffer
 	url, stop := startServe(t, cfg, &console)
-	token := ""
-	for _, f := range strings.Fields(console.String()) {
-		if strings.HasPrefix(f, "cra_") {
-			token = f
-		}
+	file := filepath.Join(filepath.Dir(cfg.db), adminTokenFile)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("no token file: %v; console: %q", err, console.String())
 	}
-	if token == "" {
-		t.Fatalf("no token printed: %q", console.String())
+	token := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(token, "cra_") {
+		t.Fatalf("token file holds %q", b)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	if strings.Contains(console.String(), token) || !strings.Contains(console.String(), file) {
+		t.Fatalf("a redirected console got the token, or not the file's path: %q", console.String())
 	}
 	adminCLI(t, url, token, "tenants")
 	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
 	}
 
@@ -160,8 +172,11 @@ func TestAdminTokenGeneratedOnceAndHashed(t *testing.T) {
 	console.Reset()
 	url, stop = startServe(t, cfg, &console)
 	defer stop()
-	if strings.Contains(console.String(), "cra_") {
-		t.Fatal("second start printed a token again")
+	if strings.Contains(console.String(), "cra_") || console.Len() > 0 {
+		t.Fatalf("second start printed %q", console.String())
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("second start wrote the token file again: %v", err)
 	}
 	adminCLI(t, url, token, "tenants")
 	var out bytes.Buffer
@@ -205,7 +220,7 @@ func TestParseServeFlagsAndEnv(t *testing.T) {
 
 func TestMigrateCreatesTheStore(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "sub", "m.db")
-	if err := runMigrate([]string{"--db", db}); err != nil {
+	if err := runMigrate([]string{"--db", db}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	st, err := sqlite.Open(context.Background(), db)

@@ -93,7 +93,7 @@ func TestSecurityCLI(t *testing.T) {
 	}
 
 	out.Reset()
-	if err := runAdmin([]string{"--url", base, "--token", boot, "audit", "--limit", "20"}, &out); err != nil {
+	if err := runAdmin([]string{"--url", base, "--token", boot, "audit", "--limit", "20", "-o", "json"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	var entries []struct{ Action, Actor, Detail string }

@@ -95,10 +95,20 @@ type serveConfig struct {
 
 const defaultDB = "data/callrouter.db"
 
-func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+// serveUsage heads `router serve -h`.
+const serveUsage = `usage: router serve [flags]
+
+runs the server: the route, event and webhook endpoints, the admin API and
+console, the CRM syncs. Every flag has an environment twin (named after it
+in parentheses); a flag given beats its twin.
+`
+
+// parseServe reads serve's flags and their environment twins. -h and --help
+// print the flags to help and return flag.ErrHelp; a bad value is an
+// error naming the flag.
+func parseServe(args []string, help io.Writer) (serveConfig, error) {
 	var c serveConfig
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flag.NewFlagSet("router serve", flag.ContinueOnError)
 	fs.StringVar(&c.listen, "listen", env("ROUTER_LISTEN", "127.0.0.1:8080"), "address to listen on (ROUTER_LISTEN)")
 	fs.StringVar(&c.db, "db", env("ROUTER_DB", defaultDB), "SQLite file, or a postgres:// URL (ROUTER_DB)")
 	// Secrets take no default from the environment here: -h prints
@@ -124,11 +134,11 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Float64Var(&c.decisionLogSample, "decision-log-sample", envFloat("ROUTER_DECISION_LOG_SAMPLE", 0), "share of route decisions logged at info with tenant, call id, masked caller, reason, target and latency: 0 off, 0.01 one in a hundred, 1 all (ROUTER_DECISION_LOG_SAMPLE)")
 	fs.DurationVar(&c.eventRetention, "event-retention", envDuration("ROUTER_EVENT_RETENTION", domain.DefaultEventRetentionDays*24*time.Hour), "how long finished call events and rejected event bodies are kept for a tenant whose event_retention_days is 0; at least 72h (ROUTER_EVENT_RETENTION)")
 	fs.DurationVar(&c.retentionInterval, "retention-interval", envDuration("ROUTER_RETENTION_INTERVAL", 10*time.Minute), "how often expired finished events and rejected bodies are deleted (ROUTER_RETENTION_INTERVAL)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, serveUsage, help); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return c, usagef("serve: unexpected argument %q", fs.Arg(0))
 	}
 	secretFromEnv(fs, "admin-token", &c.adminToken, "ROUTER_ADMIN_TOKEN")
 	secretFromEnv(fs, "secret-key", &c.secretKey, "ROUTER_SECRET_KEY")
@@ -176,8 +186,10 @@ func secretFromEnv(fs *flag.FlagSet, name string, v *string, envName string) {
 	}
 }
 
-func runServe(args []string) error {
-	cfg, err := parseServe(args, os.Stderr)
+// runServe runs `router serve`: help goes to stdout, the generated admin
+// token's notice to stderr, the log to stderr.
+func runServe(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, stdout)
 	if err != nil {
 		return err
 	}
@@ -188,7 +200,8 @@ func runServe(args []string) error {
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, cfg, log, os.Stderr, nil)
+	log.Info("starting", zap.String("version", version))
+	return serve(ctx, cfg, log, stderr, nil)
 }
 
 // serve runs the server until ctx ends, then drains in-flight requests.
@@ -214,7 +227,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		log.Warn("--crm-allow-private: CRM base URLs may reach loopback, private and link-local addresses")
 	}
 
-	adminHash, err := adminTokenHash(ctx, st, cfg.adminToken, console)
+	adminHash, err := adminTokenHash(ctx, st, cfg.adminToken, dataDir(cfg.db), console, log)
 	if err != nil {
 		return err
 	}
@@ -503,17 +516,24 @@ func secretBox(cfg serveConfig, log *zap.Logger) (*secret.Box, error) {
 		}
 		return secret.New(k)
 	}
-	dir := "data"
 	if isPostgres(cfg.db) {
 		log.Warn("no ROUTER_SECRET_KEY: CRM credentials are sealed with data/secret.key; instances sharing this database must share one ROUTER_SECRET_KEY")
-	} else {
-		dir = filepath.Dir(cfg.db)
 	}
-	k, err := secret.LoadOrCreateKeyFile(filepath.Join(dir, "secret.key"))
+	k, err := secret.LoadOrCreateKeyFile(filepath.Join(dataDir(cfg.db), "secret.key"))
 	if err != nil {
 		return nil, err
 	}
 	return secret.New(k)
+}
+
+// dataDir is where the server keeps its files (secret.key, the first
+// start's admin-token): beside the SQLite database, or ./data with
+// PostgreSQL.
+func dataDir(db string) string {
+	if isPostgres(db) {
+		return "data"
+	}
+	return filepath.Dir(db)
 }
 
 func isPostgres(db string) bool {
@@ -522,11 +542,20 @@ func isPostgres(db string) bool {
 
 const metaAdminToken = "admin_token_sha256"
 
+// adminTokenFile is the file, in dataDir, that hands the first start's
+// generated admin token to the operator.
+const adminTokenFile = "admin-token"
+
 // adminTokenHash returns the hash the admin API checks bearer tokens
 // against. A configured token is used as given. Otherwise the stored hash is
-// used; at first start a token is generated, its hash stored, and the token
-// itself printed once to console (never to the log).
-func adminTokenHash(ctx context.Context, st store.Meta, configured string, console io.Writer) ([]byte, error) {
+// used; at first start a token is generated and its hash stored. The token
+// itself is handed over in dir/admin-token (mode 0600, written before the
+// hash is used), whose path goes to console and the log, so it survives a
+// log redirected to a file; a console that is a terminal shows the token
+// too. The token itself is never logged. Errors: the store's, or the file
+// that cannot be written (the server then stops: nobody could administer
+// it).
+func adminTokenHash(ctx context.Context, st store.Meta, configured, dir string, console io.Writer, log *zap.Logger) ([]byte, error) {
 	if configured != "" {
 		sum := sha256.Sum256([]byte(configured))
 		return sum[:], nil
@@ -554,19 +583,74 @@ func adminTokenHash(ctx context.Context, st store.Meta, configured string, conso
 			return nil, fmt.Errorf("store admin token hash: %w", err)
 		}
 		if won {
-			fmt.Fprintf(console, "\nGenerated admin token (shown once, only its hash is stored):\n\n    %s\n\n"+
-				"Use it as `Authorization: Bearer <token>` or export ROUTER_ADMIN_TOKEN=<token> for `router admin`.\n\n", token)
+			path := filepath.Join(dir, adminTokenFile)
+			if err := writeSecretFile(path, token+"\n"); err != nil {
+				return nil, fmt.Errorf("hand over the generated admin token: %w", err)
+			}
+			abs, _ := filepath.Abs(path)
+			if abs == "" {
+				abs = path
+			}
+			log.Warn("generated an admin token; read it from the file, then delete the file", zap.String("file", abs))
+			shown := ""
+			if isTerminal(console) {
+				shown = "\n    " + token + "\n"
+			}
+			fmt.Fprintf(console, "\nGenerated admin token (only its hash is stored), written to %s (mode 0600):%s\n"+
+				"    export ROUTER_ADMIN_TOKEN=$(cat %s)\n\nthen delete the file.\n\n", abs, shown, abs)
 			return sum[:], nil
 		}
 		// Another instance stored one first: use theirs.
 	}
 }
 
-func runMigrate(args []string) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	db := fs.String("db", env("ROUTER_DB", defaultDB), "SQLite file, or a postgres:// URL (ROUTER_DB)")
-	if err := fs.Parse(args); err != nil {
+// writeSecretFile writes data to path readable by its owner only,
+// replacing a file left from an earlier database, through a temporary
+// file so no reader sees half of it.
+func writeSecretFile(path, data string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) //nolint:errcheck // gone after the rename
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// isTerminal reports whether w is a terminal, where showing a secret once
+// is safe: unlike a redirected stream it is not kept.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// runMigrate runs `router migrate`: the store's migrations and River's,
+// then exit. Help goes to stdout.
+func runMigrate(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("router migrate", flag.ContinueOnError)
+	db := fs.String("db", env("ROUTER_DB", defaultDB), "SQLite file, or a postgres:// URL (ROUTER_DB)")
+	if err := parseFlags(fs, args, "usage: router migrate [--db DB]\n\napplies the store's migrations and River's, then exits\n", stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("migrate: unexpected argument %q", fs.Arg(0))
 	}
 	log, err := newLogger("console", "info")
 	if err != nil {
