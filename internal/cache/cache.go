@@ -19,7 +19,6 @@ package cache
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -366,6 +365,10 @@ func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 		return st, fmt.Errorf("cache warm-up: %w", err)
 	}
 	flush()
+	// Read every record back through the reader's path before anything can
+	// change the index: once installed, fills and invalidations write to it
+	// concurrently and a count would no longer mean anything.
+	st.Present = b.verify()
 	// A write committed during the scan may have been invalidated before the
 	// scan's older copy of its key is installed: the scan cannot be trusted
 	// then. Checking and installing under the fill lock keeps an
@@ -385,7 +388,6 @@ func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 	c.fillMu.Unlock()
 	c.publishSize()
 
-	st.Present = c.verifyFlat()
 	if len(overflow) > 0 {
 		c.rc.Wait()
 		for attempt := 0; attempt < 3; attempt++ {
@@ -418,24 +420,3 @@ func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 
 // keyString is the key's hash for ristretto, the flat index's own.
 func (c *Cache) keyString(tenant, suffix string) uint64 { return c.flat.hashString(tenant, suffix) }
-
-// verifyFlat reads every record of the installed flat index back through
-// the reader's path and returns how many were found.
-func (c *Cache) verifyFlat() int {
-	v := c.flat.view.Load()
-	var buf [4]Row
-	found := 0
-	for _, s := range v.slots {
-		off := uint32(s)
-		if s == 0 || off == offDead {
-			continue
-		}
-		r := v.slab[off-1:]
-		tenant := v.tenants[binary.LittleEndian.Uint32(r)]
-		suffix := r[5 : 5+int(r[4])]
-		if _, ok := c.flat.get(c.flat.hash(tenant, suffix), tenant, suffix, buf[:0]); ok {
-			found++
-		}
-	}
-	return found
-}

@@ -257,3 +257,33 @@ func BenchmarkGetHit(b *testing.B) {
 		}
 	})
 }
+
+// Live lookups fill the index while a warm-up verifies what it installed:
+// the verification reads only the index it built, so neither the race
+// detector nor the key count sees the fills.
+func TestWarmVerifiesWhileLookupsFill(t *testing.T) {
+	c := newCache(t, nil)
+	rows := indexRows(2, 20000)
+	done := make(chan struct{})
+	filled := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				filled <- n
+				return
+			default:
+			}
+			suffix := fmt.Sprintf("9%08d", n%5000)
+			c.Fill(c.Epoch(), "t9", suffix, []Row{{Phone: "38" + suffix, Kind: domain.KindLead, EntityID: "x", OwnerID: "u", Open: true}})
+			n++
+		}
+	}()
+	st, err := c.Warm(context.Background(), scanOf(rows))
+	close(done)
+	n := <-filled
+	if err != nil || st.Keys != 40000 || st.Present != 40000 {
+		t.Fatalf("Warm = %+v, %v; want 40000 keys present (%d fills alongside)", st, err, n)
+	}
+}
