@@ -96,11 +96,13 @@ func readAtMost(dst []byte, r io.Reader, limit int) ([]byte, error) {
 	}
 }
 
-// maxDrain bounds what a refusal reads of a body it will not use (net/http
-// reads up to the same 256 KiB): closing a connection with unread bytes in
-// the kernel's buffer sends a reset, which can destroy the 413 before the
-// client reads it.
-const maxDrain = 256 << 10
+// maxDrain bounds what a refusal reads of a body it will not use: closing a
+// connection with unread bytes in the kernel's buffer sends a reset, which
+// can destroy the 413 before the client reads it. Twice the largest limit
+// but the import's covers a client that overshoots any of them; the bytes
+// are discarded as they arrive, never held, and the read timeout cuts a
+// slow sender. A body announced larger is refused unread.
+const maxDrain = 2 * maxAdminBodyBytes
 
 // refuseTooLarge answers 413 naming the limit and closes the connection
 // after the answer. A body announced at most maxDrain long is read and
