@@ -14,6 +14,11 @@ type Deps struct {
 	Tokens TokenStore
 	// Limiters, when set, outlive this Source (see Limiters).
 	Limiters *Limiters
+	// RateScale multiplies every rate the adapter keeps to; 0 means 1.
+	// Tests against fakes whose meters are scaled alike (crmtest.Fake's
+	// ScaleRate) set it so that a limit is still enforced and still
+	// checked, without the test waiting out a real CRM's pace.
+	RateScale float64
 	// Transport, Sleep and Now are for tests; nil means the real ones.
 	Transport http.RoundTripper
 	Sleep     func(ctx context.Context, d time.Duration) error
@@ -75,6 +80,9 @@ func (l *Limiters) Get(name string, rps float64) *Limiter {
 // Limiter returns the integration's limiter of group name: the shared one
 // when the caller keeps Limiters, else a new one.
 func (d Deps) Limiter(name string, rps float64) *Limiter {
+	if d.RateScale > 0 {
+		rps *= d.RateScale
+	}
 	if d.Limiters != nil {
 		return d.Limiters.Get(name, rps)
 	}

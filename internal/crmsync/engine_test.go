@@ -39,6 +39,11 @@ type world struct {
 	clock *offsetClock
 }
 
+// rateScale speeds up every CRM's rate limit, the client's and the fake's
+// meter alike, so that the limit still binds and is still checked while the
+// tests do not wait out amoCRM's 7 or Uspacy's 5 requests per second.
+const rateScale = 20
+
 func newWorld(t *testing.T, st store.Store, crmName string, fake crmtest.Fake) *world {
 	t.Helper()
 	return newWorldAt(t, st, crmName, fake, fake.URL(), nil)
@@ -62,11 +67,17 @@ func newWorldAt(t *testing.T, st store.Store, crmName string, fake crmtest.Fake,
 	if err != nil {
 		t.Fatal(err)
 	}
-	deps := crm.Deps{Transport: crm.NewTransport(true)} // the fakes listen on loopback
+	// The fakes listen on loopback; their meters and the client's limits
+	// are raised alike (rateScale).
+	deps := crm.Deps{Transport: crm.NewTransport(true), RateScale: rateScale}
+	fake.ScaleRate(rateScale)
 	if sleep != nil {
 		deps.Sleep = sleep.Sleep
 	}
 	clk := &offsetClock{}
+	// The CRM reads the engine's clock, so a test moves both past the
+	// whole second CRMs stamp changes in instead of sleeping.
+	fake.SetClock(clk.Now)
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Deps: deps, Now: clk.Now})
 	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
 	if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","live_lookup":true,"route_budget_ms":2000}`)); err != nil {
@@ -112,6 +123,7 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		for _, f := range crmfakes.All() {
 			t.Run(b.Name+"/"+f.CRM, func(t *testing.T) {
+				t.Parallel()
 				fake := f.New(t)
 				fake.SetUsers([]crm.User{{ID: "501", Name: "Anna", Email: "anna@example.com", Active: true},
 					{ID: "502", Name: "Boris", Email: "boris@example.com", Active: true},
@@ -133,7 +145,7 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 
 				// A responsible change and a deletion reach routing within one
 				// incremental cycle, without a webhook, on every CRM.
-				time.Sleep(1100 * time.Millisecond) // CRMs stamp changes in whole seconds
+				w.clock.Advance(1100 * time.Millisecond) // CRMs stamp changes in whole seconds
 				fake.Put(contact("1001", "067 111 22 33", "502"))
 				fake.Delete(crm.Ref{Kind: domain.KindContact, ID: "1002"})
 				w.sync()
@@ -170,7 +182,7 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 				// Revoked credentials break the integration with the CRM's text.
 				fake.Revoke()
 				fake.Put(contact("1005", "+380 66 000 00 01", "501"))
-				time.Sleep(1100 * time.Millisecond)
+				w.clock.Advance(1100 * time.Millisecond)
 				_, err = w.engine.Sync(context.Background(), "acme", 0)
 				if !crm.IsAuth(err) {
 					t.Fatalf("sync with revoked credentials: %v, want an auth error", err)

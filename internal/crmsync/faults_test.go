@@ -50,7 +50,7 @@ func newFaultWorld(t *testing.T, f crmfakes.Entry) *faultWorld {
 	fake := f.New(t)
 	fake.SetUsers([]crm.User{{ID: "501", Name: "Anna", Active: true}, {ID: "502", Name: "Boris", Active: true}})
 	fake.Put(contact("1001", "067 111 22 33", "501"))
-	proxy := crmtest.NewProxy(t, fake.URL(), rateLimit[f.CRM])
+	proxy := crmtest.NewProxy(t, fake.URL(), rateLimit[f.CRM]*rateScale)
 	sleep := &crmtest.NoSleep{}
 	w := newWorldAt(t, storetest.Backends()[0].Open(t), f.CRM, fake, proxy.URL(), sleep)
 	w.sync()
@@ -113,7 +113,7 @@ func (w *faultWorld) failedSync(ctx context.Context) error {
 // change puts client 1009 (Boris's) into the CRM after the index's last
 // sync, so the next cycle has something to apply.
 func (w *faultWorld) change() {
-	time.Sleep(1100 * time.Millisecond) // CRMs stamp changes in whole seconds
+	w.clock.Advance(1100 * time.Millisecond) // CRMs stamp changes in whole seconds
 	w.fake.Put(contact("1009", "+380 50 000 10 09", "502"))
 }
 
@@ -202,7 +202,7 @@ func Test429StormIsRetriedWithinTheRateLimit(t *testing.T) {
 		if got := w.target("380500001009"); got != "sip_anna" {
 			t.Fatalf("after the storm: %q, want sip_anna", got)
 		}
-		t.Logf("%s: %d requests, peak %d/s of %d allowed", w.crm, w.proxy.Meter().Count(), w.proxy.Meter().Peak(), rateLimit[w.crm])
+		t.Logf("%s: %d requests, peak %d/s of %d allowed", w.crm, w.proxy.Meter().Count(), w.proxy.Meter().Peak(), rateLimit[w.crm]*rateScale)
 	})
 }
 
@@ -326,7 +326,7 @@ func TestWebhookIsNotHeldBehindASync(t *testing.T) {
 				}
 				fake.Put(held1001("501"))
 				fake.Put(contact("1002", "+380 50 444 55 66", "502"))
-				proxy := crmtest.NewProxy(t, fake.URL(), rateLimit[f.CRM])
+				proxy := crmtest.NewProxy(t, fake.URL(), rateLimit[f.CRM]*rateScale)
 				w := newWorldAt(t, b.Open(t), f.CRM, fake, proxy.URL(), nil)
 
 				// The page holding 1001 as Anna's is read, then held back: the

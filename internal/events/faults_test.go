@@ -37,7 +37,7 @@ func TestEventsRideOutCRMFaults(t *testing.T) {
 			t.Parallel()
 			fake := f.New(t)
 			w := newWorld(t, storetest.Backends()[0].Open(t), f.CRM, fake, `{}`)
-			proxy := crmtest.NewProxy(t, fake.URL(), proxyLimit[f.CRM])
+			proxy := crmtest.NewProxy(t, fake.URL(), proxyLimit[f.CRM]*rateScale)
 			integ, _ := json.Marshal(map[string]any{"crm": f.CRM, "base_url": proxy.URL(), "credentials": fake.Creds()})
 			if _, err := w.admin.PutIntegration(context.Background(), "test", "acme", integ); err != nil {
 				t.Fatal(err)

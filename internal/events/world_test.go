@@ -109,6 +109,11 @@ func (c *clock) Set(t time.Time) {
 	c.mu.Unlock()
 }
 
+// rateScale speeds up every CRM's rate limit, the client's and the fake's
+// meter alike, so that the limit still binds and is still checked while the
+// tests do not wait out amoCRM's 7 or Uspacy's 5 requests per second.
+const rateScale = 20
+
 func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settings string) *world {
 	t.Helper()
 	ctx := context.Background()
@@ -125,7 +130,8 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settin
 		t.Fatal(err)
 	}
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
-		Deps: crm.Deps{Sleep: (&crmtest.NoSleep{}).Sleep, Transport: crm.NewTransport(true)}})
+		Deps: crm.Deps{Sleep: (&crmtest.NoSleep{}).Sleep, Transport: crm.NewTransport(true), RateScale: rateScale}})
+	fake.ScaleRate(rateScale)
 	clk := &clock{t: time.Now()}
 	q := &queue{}
 	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true), admin.WithEvents(events.NewReplay(st, q.Enqueue, clk.Now)))

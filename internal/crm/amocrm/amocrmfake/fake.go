@@ -573,3 +573,8 @@ func mustJSON(v any) json.RawMessage {
 	}
 	return b
 }
+
+// ScaleRate implements crmtest.Fake.
+func (s *Server) ScaleRate(k int) {
+	s.meter.Scale(k)
+}

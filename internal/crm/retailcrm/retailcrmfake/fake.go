@@ -994,3 +994,9 @@ func (s *Server) listStatuses(w http.ResponseWriter) {
 		Statuses map[string]statusJSON `json:"statuses"`
 	}{true, out})
 }
+
+// ScaleRate implements crmtest.Fake.
+func (s *Server) ScaleRate(k int) {
+	s.api.Scale(k)
+	s.tel.Scale(k)
+}

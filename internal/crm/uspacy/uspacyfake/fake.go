@@ -736,3 +736,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"status": status, "message": msg})
 }
+
+// ScaleRate implements crmtest.Fake.
+func (s *Server) ScaleRate(k int) {
+	s.meter.Scale(k)
+}

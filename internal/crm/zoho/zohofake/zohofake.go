@@ -1125,3 +1125,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
+
+// ScaleRate implements crmtest.Fake.
+func (s *Server) ScaleRate(k int) {
+	s.meter.Scale(k)
+}
