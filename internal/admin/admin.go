@@ -185,6 +185,9 @@ func (s *Service) PatchTenant(ctx context.Context, actor, id string, body []byte
 	if err := s.checkMappings(ctx, id, t.Settings, in.Settings); err != nil {
 		return TenantView{}, err
 	}
+	if err := s.checkUnsorted(ctx, id, in.Settings); err != nil {
+		return TenantView{}, err
+	}
 	t.Settings = in.Settings
 	t.UpdatedAt = s.now().UTC()
 	if err := s.store.UpdateTenant(ctx, t); err != nil {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -58,6 +59,26 @@ func (s *Service) checkMappings(ctx context.Context, tenantID string, old, cur d
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// checkUnsorted refuses amo_unsorted for a tenant connected to a CRM other
+// than amoCRM: only amoCRM has unsorted leads, and a setting stored but
+// never applied would mislead. A tenant without an integration may set it
+// ahead of connecting amoCRM.
+func (s *Service) checkUnsorted(ctx context.Context, tenantID string, cur domain.Settings) error {
+	if !cur.AmoUnsorted {
+		return nil
+	}
+	in, err := s.store.Integration(ctx, tenantID)
+	switch {
+	case domain.ErrorCode(err) == domain.ENOTFOUND:
+		return nil
+	case err != nil:
+		return fmt.Errorf("read the integration: %w", err)
+	case in.CRM != "amocrm":
+		return domain.Errorf(domain.EINVALID, "amo_unsorted: unsorted leads are amoCRM's; this tenant's CRM is %s", in.CRM)
 	}
 	return nil
 }

@@ -251,3 +251,68 @@ func In(t time.Time, zone *time.Location) time.Time {
 	}
 	return t.In(zone)
 }
+
+// WriteUnsorted is the kind of an incoming request filed for managers to
+// accept (amoCRM's unsorted leads) instead of a lead.
+const WriteUnsorted WriteKind = "unsorted"
+
+// Categories of an incoming request.
+const (
+	UnsortedSIP   = "sip"
+	UnsortedForms = "forms"
+)
+
+// UnsortedWriter files incoming requests (a call, a website form) as
+// requests the managers accept or decline in the CRM, instead of leads
+// (amoCRM's unsorted leads, Ringostat's "requests"). Only the amoCRM
+// adapter implements it.
+type UnsortedWriter interface {
+	// CreateUnsorted files one request and returns it. Errors as Writer's;
+	// EINVALID for a category other than UnsortedSIP or UnsortedForms, or
+	// a request without the client's phone (sip) or phone and e-mail
+	// (forms).
+	CreateUnsorted(ctx context.Context, u NewUnsorted) (Unsorted, error)
+}
+
+// NewUnsorted is an incoming request to file.
+type NewUnsorted struct {
+	// Key is the idempotency key; the adapter makes it the request's own
+	// id in the CRM, so that Find(WriteUnsorted) finds it.
+	Key      string
+	Category string // UnsortedSIP or UnsortedForms
+	// Phone is the client's number (E.164 digits), Email the client's
+	// e-mail (forms), Name the client's name.
+	Phone string
+	Email string
+	Name  string
+	// Title names the request's lead.
+	Title string
+	// Pipeline is the CRM's pipeline id; "" is the CRM's default.
+	Pipeline string
+	// At is when the call started or the form was sent.
+	At            time.Time
+	UTM           UTM
+	Fields        map[string]string
+	ContactFields map[string]string
+	Tags          []string
+	// Calls: Line is the number the client called, Duration the talk
+	// time, Recording the recording's link.
+	Line      string
+	Duration  time.Duration
+	Recording string
+	// Forms: the form's id, name and page, the sender's IP and referrer.
+	FormID   string
+	FormName string
+	FormPage string
+	IP       string
+	Referer  string
+}
+
+// Unsorted is a filed request: its id in the CRM and the lead and contact
+// the CRM made inside it (which stay out of the CRM's searches until a
+// manager accepts the request).
+type Unsorted struct {
+	UID     string
+	Lead    Ref
+	Contact Ref
+}

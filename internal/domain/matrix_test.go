@@ -46,7 +46,6 @@ func TestSettingsRefusalsNameTheField(t *testing.T) {
 		{func(s *Settings) { s.Matrix = Matrix{RowOutgoingNew: {"lead", "deal"}} }, "matrix.outgoing_new"},
 		{func(s *Settings) { s.FormEntities = []string{"contact", "call"} }, "matrix.form[1]"},
 		{func(s *Settings) { s.Language = "de" }, "language"},
-		{func(s *Settings) { s.AmoUnsorted = true }, "amo_unsorted"},
 		{func(s *Settings) {
 			s.FormMapping = Mapping{"company": {{CRMField: "x", Source: "constant"}}}
 		}, "form_mapping.company"},

@@ -45,9 +45,11 @@ type Settings struct {
 	// and constants into CRM fields of the entities forms and calls create.
 	FormMapping Mapping `json:"form_mapping"`
 	CallMapping Mapping `json:"call_mapping"`
-	// AmoUnsorted would file amoCRM requests as unsorted leads for the
-	// managers to accept, as Ringostat's "requests" do; not built yet, so
-	// Validate refuses true.
+	// AmoUnsorted files a new client's incoming calls and website forms
+	// as amoCRM unsorted leads for the managers to accept, as Ringostat's
+	// "requests" do, instead of the entities the matrix makes. Only an
+	// amoCRM integration takes it: the admin API refuses it for a tenant
+	// connected to another CRM.
 	AmoUnsorted bool `json:"amo_unsorted"`
 	// Language is the language of lead titles, task texts and call notes
 	// callrouter writes into the CRM.
@@ -398,11 +400,6 @@ func (s Settings) Validate() error {
 	}
 	if err := s.CallMapping.validate("call_mapping"); err != nil {
 		return err
-	}
-	if s.AmoUnsorted {
-		// Refused rather than stored and ignored: the unsorted-leads writes
-		// (/api/v4/leads/unsorted/sip, /unsorted/forms) are not built yet.
-		return Errorf(EINVALID, "amo_unsorted: amoCRM unsorted leads are not supported yet; leave it false")
 	}
 	switch s.Language {
 	case LangUK, LangRU, LangEN, LangPL:

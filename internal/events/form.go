@@ -136,6 +136,9 @@ func (p *Processor) form(ctx context.Context, r *run) (string, error) {
 	if who == "" {
 		who = cmpOr("+"+f.Number, f.Email)
 	}
+	if uw, ok := r.unsorted(known); ok {
+		return r.unsortedForm(ctx, uw, f, fmt.Sprintf(tx.formTitle, who))
+	}
 	cl := known
 	if want.Contact && cl.contact.ID == "" {
 		ref, err := r.formContact(ctx, f, owner)

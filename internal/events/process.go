@@ -350,9 +350,15 @@ func (r *run) scenario(ctx context.Context) (string, error) {
 	if mapped {
 		manager = id
 	}
+	uw, unsorted := r.unsorted(known)
 	if r.ev.Kind == domain.EventCallStart {
 		if known.lead.ID != "" {
 			return "client known", nil
+		}
+		if unsorted {
+			// The request is filed when the call ends, with its talk time
+			// and recording.
+			return "recorded: amo_unsorted files the request when the call ends", nil
 		}
 		if _, err := r.lead(ctx, known, defOwner); err != nil {
 			return "", err
@@ -375,6 +381,9 @@ func (r *run) scenario(ctx context.Context) (string, error) {
 	if want.Nothing() {
 		counter("callrouter_events_matrix_nothing_total", r.t.ID).Inc()
 		return "matrix row " + row + " creates nothing", nil
+	}
+	if unsorted && !r.c.Outgoing {
+		return r.unsortedCall(ctx, uw)
 	}
 	cl := known
 	switch {

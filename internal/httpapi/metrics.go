@@ -86,6 +86,7 @@ var MetricHelp = map[string]string{
 	"callrouter_crm_shared_limit_waits_total":           "CRM calls that waited for a rate-limit slot shared among instances (PostgreSQL).",
 	"callrouter_crm_shared_limit_errors_total":          "Database errors taking or releasing a shared CRM rate-limit slot.",
 	"callrouter_events_form_known_total":                "Form events whose client the CRM already knew, per tenant.",
+	"callrouter_events_unsorted_total":                  "Calls and forms of new clients filed as amoCRM unsorted requests (amo_unsorted), per tenant.",
 	"callrouter_ringostat_callbacks_total":              "Automatic call-backs of missed clients, by tenant and result (e.g. cancelled, failed).",
 	"callrouter_route_decisions_recorded_total":         "Route decisions written for the routing report.",
 	"callrouter_route_decisions_without_call_id_total":  "Route requests without a call id (uniqueid, call_id, uuid…), which the routing report cannot keep.",

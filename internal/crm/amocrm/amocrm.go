@@ -113,12 +113,31 @@
 //     the marker. Leads carry no key amoCRM can search, so Find(WriteLead)
 //     is crm.ErrNotSearchable, as are WriteUTM (FillUTM is idempotent by
 //     itself) and a zero parent.
+//   - CreateUnsorted (crm.UnsortedWriter, the tenant's amo_unsorted) is
+//     POST /api/v4/leads/unsorted/sip or /api/v4/leads/unsorted/forms, the
+//     shapes of amocrm-api-php's SipUnsortedModel/FormUnsortedModel toApi
+//     (src/AmoCRM/Models/Unsorted, EntitiesServices/Unsorted.php):
+//     source_name "callrouter", source_uid = Key, pipeline_id, created_at,
+//     metadata (sip: from, phone, called_at, duration, link, service_code,
+//     uniq = Key, is_call_event_needed true; forms: form_id, form_name,
+//     form_page, form_sent_at, ip and referer when known) and
+//     _embedded.leads/contacts with one new lead and contact. The answer's
+//     _embedded.unsorted[0].uid is the request, its _embedded leads and
+//     contacts the ids inside it. Find(WriteUnsorted) reads GET
+//     /api/v4/leads/unsorted (sip and forms, newest first, at most 20
+//     pages) for source_uid == key; a request already accepted or declined
+//     is no longer listed there, so a lost answer followed by an
+//     acceptance within the retry's backoff could make a second request.
 //
 // Unconfirmed on a live account: that the id POST /api/v4/calls answers is
 // the call note's id (Find returns the note id); amoCRM's exact answer to a
 // call whose phone matches nothing (taken to be a 400 validation error; a
 // 2xx answer without _embedded.calls is treated the same way); the
-// tracking-field codes (UTM_*, GCLIENTID) on accounts that renamed them.
+// tracking-field codes (UTM_*, GCLIENTID) on accounts that renamed them;
+// that amoCRM refuses a second unsorted request with a source_uid it has
+// (reported earlier; the fake refuses it, and a call's repeated uniq); and
+// whether a form request without ip or a call request with an empty link
+// is accepted.
 //
 // # Errors and limits
 //

@@ -477,9 +477,14 @@ func (s *source) FillUTM(ctx context.Context, lead crm.Ref, utm crm.UTM) (bool, 
 //     several active leads.
 //   - WriteTask: GET /api/v4/tasks?filter[entity_type]=…&filter[entity_id][]=…,
 //     matched by the "[cr:<key>]" marker in the text.
+//   - WriteUnsorted: the requests not yet accepted, GET
+//     /api/v4/leads/unsorted, matched by source_uid (see findUnsorted).
 //   - WriteLead, WriteUTM, and a zero parent: crm.ErrNotSearchable (amoCRM
 //     leads carry no key; FillUTM is idempotent by itself).
 func (s *source) Find(ctx context.Context, kind crm.WriteKind, key string, parent crm.Ref) (string, error) {
+	if kind == crm.WriteUnsorted && key != "" {
+		return s.findUnsorted(ctx, key)
+	}
 	if kind != crm.WriteCall && kind != crm.WriteTask || parent.ID == "" || key == "" {
 		return "", crm.ErrNotSearchable
 	}

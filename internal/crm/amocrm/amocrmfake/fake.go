@@ -25,7 +25,14 @@
 //   - GET /api/v4/{leads,contacts,companies}/{id}/notes with
 //     filter[note_type][], limit, page (the call notes);
 //   - POST /api/v4/tasks and GET /api/v4/tasks with filter[entity_type],
-//     filter[entity_id][], limit, page.
+//     filter[entity_id][], limit, page;
+//   - POST /api/v4/leads/unsorted/sip and /api/v4/leads/unsorted/forms
+//     (incoming requests; other categories are 404; source_name,
+//     source_uid and the category's metadata required, a source_uid or a
+//     call's uniq already filed refused) and GET /api/v4/leads/unsorted
+//     with filter[category][], order[created_at], limit, page. A
+//     request's lead and contact are not listed or searched (amoCRM shows
+//     them once a manager accepts the request); see Unsorted.
 //
 // Writes take application/json arrays (PATCH an object), are validated
 // whole before anything is created (responsible users against SetUsers'
@@ -136,6 +143,7 @@ type Server struct {
 	writeSeq  int
 	notes     map[crm.Ref][]*note
 	tasks     []*task
+	unsorted  []UnsortedRequest
 	failCode  int // status of the failing writes still to answer
 	failWrite int // how many writes still fail
 }

@@ -211,6 +211,10 @@ func (s *Server) serveWrites(w http.ResponseWriter, r *http.Request) bool {
 		s.addLeads(w, r, false)
 	case r.Method == http.MethodPost && path == "/api/v4/contacts":
 		s.addContacts(w, r)
+	case r.Method == http.MethodPost && strings.HasPrefix(path, "/api/v4/leads/unsorted/"):
+		s.addUnsorted(w, r, strings.TrimPrefix(path, "/api/v4/leads/unsorted/"))
+	case r.Method == http.MethodGet && path == "/api/v4/leads/unsorted":
+		s.listUnsorted(w, r)
 	case r.Method == http.MethodGet && (path == "/api/v4/leads/custom_fields" || path == "/api/v4/contacts/custom_fields"):
 		s.listCustomFields(w, r, strings.Split(path, "/")[3])
 	case r.Method == http.MethodPost && path == "/api/v4/calls":
