@@ -253,7 +253,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	}
 	// Until Close, not ctx: requests drained after a SIGTERM still see the
 	// other instances' changes.
-	if err := peers.Start(context.WithoutCancel(ctx), notify.Local{Tenants: reg, Cache: c}); err != nil {
+	if err := peers.Start(context.WithoutCancel(ctx), notify.Local{Tenants: reg, Cache: c, Scan: st.ScanIndex}); err != nil {
 		return err
 	}
 	defer peers.Close()

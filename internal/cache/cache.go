@@ -150,6 +150,9 @@ type Cache struct {
 	// lock only if the epoch it started from is still current.
 	fillMu sync.RWMutex
 	epoch  atomic.Uint64
+	// warming, under fillMu, records what is invalidated while a warm-up
+	// scans; nil when none is under way.
+	warming *warmLog
 
 	ready atomic.Bool
 }
@@ -269,6 +272,11 @@ func (c *Cache) Invalidate(tenant string, suffixes ...string) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	c.epoch.Add(1)
+	if c.warming != nil {
+		for _, s := range suffixes {
+			c.warming.keys = append(c.warming.keys, warmKey{tenant, s})
+		}
+	}
 	c.flat.mu.Lock()
 	for _, s := range suffixes {
 		h := c.flat.hashString(tenant, s)
@@ -284,6 +292,9 @@ func (c *Cache) InvalidateAll() {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	c.epoch.Add(1)
+	if c.warming != nil {
+		c.warming.all = true
+	}
 	c.flat.mu.Lock()
 	c.flat.reset(0)
 	c.flat.mu.Unlock()
@@ -293,9 +304,23 @@ func (c *Cache) InvalidateAll() {
 // Ready reports whether Warm has completed.
 func (c *Cache) Ready() bool { return c.ready.Load() }
 
-// ErrIndexChanged is returned by Warm when the index was written during the
-// warm-up; the cache is emptied and the caller should warm again.
+// ErrIndexChanged is returned by Warm when the whole cache was flushed
+// during the warm-up (a tenant's index replaced); the cache is empty and the
+// caller should warm again.
 var ErrIndexChanged = errors.New("cache warm-up: index changed during warm-up")
+
+// ErrWarming is returned by Warm when another warm-up is under way.
+var ErrWarming = errors.New("cache warm-up: another warm-up is under way")
+
+// warmLog is what was invalidated while a warm-up scanned: the scan may
+// have read those keys before their change, so they are killed in the new
+// index before it serves.
+type warmLog struct {
+	keys []warmKey
+	all  bool // InvalidateAll: nothing the scan read can be trusted
+}
+
+type warmKey struct{ tenant, suffix string }
 
 // compactRow makes a cached row of an index row, sharing the strings many
 // rows repeat: the entity kind and, through owners, the owner's id.
@@ -317,20 +342,42 @@ type WarmStats struct {
 	Rows     int           // index rows read
 	Keys     int           // (tenant, suffix) keys built
 	Present  int           // keys found in the cache when read back
+	Killed   int           // keys invalidated during the scan, left to the store
+	Replaced bool          // the new index is serving (it replaced a ready one when the cache was Ready)
 	Retried  int           // overflow keys set a second time after ristretto dropped them
 	Duration time.Duration // wall time
 }
 
 // Warm loads the whole index through scan into a new flat index built to
-// the side, installs it unless the index was written meanwhile, and reads
-// every key back. Keys too large for the flat layout go to ristretto and are
-// set again when its admission dropped them. It marks the cache ready when
-// every key is present and returns an error naming how many keys are missing
-// otherwise (the cache is then still correct, since misses fall back to the
-// store, but slower). ErrIndexChanged means a write raced the scan: the cache
-// is emptied and the caller should warm again.
+// the side, reads every key back, and installs it in one step: until then
+// lookups keep what the cache held, so a warm cache can be warmed again
+// (after changes may have been missed) without a moment of misses. Keys
+// invalidated while the scan ran are left out, since the scan may have read
+// them before their change; the next lookup reads the store. Keys too large
+// for the flat layout go to ristretto and are set again when its admission
+// dropped them. It marks the cache ready when every key is present and
+// returns an error naming how many keys are missing otherwise (the cache is
+// then still correct, since misses fall back to the store, but slower).
+// ErrIndexChanged means the whole cache was flushed during the scan: the
+// cache is empty and the caller should warm again; ErrWarming that another
+// warm-up is under way; otherwise the scan's error.
 func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 	start := time.Now()
+	log := &warmLog{}
+	c.fillMu.Lock()
+	if c.warming != nil {
+		c.fillMu.Unlock()
+		return WarmStats{}, ErrWarming
+	}
+	c.warming = log
+	c.fillMu.Unlock()
+	defer func() {
+		c.fillMu.Lock()
+		if c.warming == log {
+			c.warming = nil
+		}
+		c.fillMu.Unlock()
+	}()
 	var (
 		st       WarmStats
 		b        = newFlatBuilder(c.seed)
@@ -351,7 +398,6 @@ func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 			rows = rows[:0]
 		}
 	)
-	epoch := c.Epoch()
 	err := scan(ctx, func(r domain.IndexEntry) error {
 		st.Rows++
 		if r.TenantID != tenant || r.Suffix != suffix {
@@ -369,22 +415,44 @@ func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 	// change the index: once installed, fills and invalidations write to it
 	// concurrently and a count would no longer mean anything.
 	st.Present = b.verify()
-	// A write committed during the scan may have been invalidated before the
-	// scan's older copy of its key is installed: the scan cannot be trusted
-	// then. Checking and installing under the fill lock keeps an
-	// invalidation from falling in between.
+	// Installing under the fill lock keeps an invalidation from falling
+	// between reading the log and serving the new index.
 	c.fillMu.Lock()
-	if c.Epoch() != epoch {
+	if log.all {
+		c.warming = nil
 		c.fillMu.Unlock()
-		c.InvalidateAll()
 		return st, ErrIndexChanged
 	}
+	killed := make(map[warmKey]bool, len(log.keys))
 	c.flat.mu.Lock()
 	b.install(c.flat)
+	for _, k := range log.keys {
+		if !killed[k] {
+			killed[k] = true
+			if c.flat.kill(c.flat.hashString(k.tenant, k.suffix), k.tenant, k.suffix) {
+				st.Killed++
+				st.Present-- // verify had found it
+			}
+		}
+	}
 	c.flat.mu.Unlock()
+	st.Replaced = true
+	installed := c.Epoch()
+	// What ristretto holds (negative entries, keys too large for the flat
+	// layout) predates the scan: a warm-up after missed changes must not
+	// keep it.
+	c.rc.Clear()
+	kept := overflow[:0]
 	for _, e := range overflow {
+		if killed[warmKey{e.Tenant, e.Suffix}] {
+			st.Killed++
+			continue
+		}
+		kept = append(kept, e)
 		c.rc.Set(c.keyString(e.Tenant, e.Suffix), e, 1)
 	}
+	overflow = kept
+	c.warming = nil
 	c.fillMu.Unlock()
 	c.publishSize()
 
@@ -395,7 +463,9 @@ func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 			for _, e := range overflow {
 				if _, ok := c.rc.Get(c.keyString(e.Tenant, e.Suffix)); !ok {
 					missing++
-					c.rc.Set(c.keyString(e.Tenant, e.Suffix), e, 1)
+					// Through Fill: a key invalidated since the install
+					// must not come back.
+					c.Fill(installed, e.Tenant, e.Suffix, e.Rows)
 				}
 			}
 			st.Retried += missing
@@ -411,6 +481,7 @@ func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 		}
 	}
 	st.Duration = time.Since(start)
+	st.Keys -= st.Killed
 	if st.Present != st.Keys {
 		return st, fmt.Errorf("cache warm-up: %d of %d keys missing after the warm-up; raise the cache size", st.Keys-st.Present, st.Keys)
 	}

@@ -201,7 +201,9 @@ func TestWarmKeepsOversizedKeysInRistretto(t *testing.T) {
 	}
 }
 
-func TestWarmDetectsConcurrentWrite(t *testing.T) {
+// A key written while the scan runs may have been read before its change:
+// the warm-up leaves it to the store instead of failing.
+func TestWarmLeavesOutKeysWrittenDuringTheScan(t *testing.T) {
 	c := newCache(t, nil)
 	rows := indexRows(1, 10)
 	scan := func(ctx context.Context, fn func(domain.IndexEntry) error) error {
@@ -215,14 +217,98 @@ func TestWarmDetectsConcurrentWrite(t *testing.T) {
 		}
 		return nil
 	}
+	st, err := c.Warm(context.Background(), scan)
+	if err != nil || st.Killed != 1 || st.Keys != 9 || st.Present != 9 || !c.Ready() {
+		t.Fatalf("Warm with a concurrent write: %+v, %v; want the written key left out, 9 keys present", st, err)
+	}
+	if _, ok := c.Get("t0", []byte("000000001"), nil); ok {
+		t.Fatal("a key written during the scan was served from the scan")
+	}
+	if _, ok := c.Get("t0", []byte("000000002"), nil); !ok {
+		t.Fatal("an untouched key is missing")
+	}
+}
+
+// A flush during the scan (a tenant's index replaced) distrusts all of it.
+func TestWarmDetectsAFlush(t *testing.T) {
+	c := newCache(t, nil)
+	rows := indexRows(1, 10)
+	scan := func(ctx context.Context, fn func(domain.IndexEntry) error) error {
+		for i, r := range rows {
+			if i == 5 {
+				c.InvalidateAll()
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if _, err := c.Warm(context.Background(), scan); !errors.Is(err, ErrIndexChanged) {
-		t.Fatalf("Warm with a concurrent write: err = %v, want ErrIndexChanged", err)
+		t.Fatalf("Warm with a flush: err = %v, want ErrIndexChanged", err)
 	}
 	if _, ok := c.Get("t0", []byte("000000002"), nil); ok {
 		t.Fatal("an untrusted warm-up left entries behind")
 	}
 	if _, err := c.Warm(context.Background(), scanOf(rows)); err != nil {
 		t.Fatalf("second Warm: %v", err)
+	}
+}
+
+// Warming a ready cache again (after a lost change feed) serves the old
+// index until the new one is installed, then only the new one: gone keys
+// and stale negative entries are dropped, and a key written during the
+// scan is left to the store.
+func TestRewarmReplacesAServingIndex(t *testing.T) {
+	c := newCache(t, nil)
+	old := indexRows(1, 10)
+	if _, err := c.Warm(context.Background(), scanOf(old)); err != nil {
+		t.Fatal(err)
+	}
+	// A phone the cache believes unknown, which the store gained while
+	// its change was missed.
+	if !c.Fill(c.Epoch(), "t0", "777777777", nil) {
+		t.Fatal("negative fill refused")
+	}
+	c.Wait()
+	if _, ok := c.Get("t0", []byte("777777777"), nil); !ok {
+		t.Fatal("negative entry not cached")
+	}
+	fresh := append(indexRows(1, 5), domain.IndexEntry{TenantID: "t0", Phone: "380777777777", Suffix: "777777777",
+		Kind: domain.KindLead, EntityID: "new", OwnerID: "u7", Open: true})
+	servedDuring := 0
+	scan := func(ctx context.Context, fn func(domain.IndexEntry) error) error {
+		for i, r := range fresh {
+			if i == 2 {
+				c.Invalidate("t0", "000000003")
+				// The old index still answers while the new one is built.
+				for k := 5; k < 10; k++ {
+					if _, ok := c.Get("t0", fmt.Appendf(nil, "%09d", k), nil); ok {
+						servedDuring++
+					}
+				}
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	st, err := c.Warm(context.Background(), scan)
+	if err != nil || !st.Replaced || st.Killed != 1 || st.Keys != 5 {
+		t.Fatalf("rewarm: %+v, %v; want 5 keys, the one written left out", st, err)
+	}
+	if servedDuring != 5 {
+		t.Fatalf("%d of 5 old keys answered during the rewarm, want all", servedDuring)
+	}
+	for k, want := range map[string]bool{"000000001": true, "000000003": false, "000000007": false} {
+		if _, ok := c.Get("t0", []byte(k), nil); ok != want {
+			t.Errorf("key %s cached = %v after the rewarm, want %v", k, ok, want)
+		}
+	}
+	got, ok := c.Get("t0", []byte("777777777"), nil)
+	if !ok || len(got) != 1 || got[0].EntityID != "new" {
+		t.Fatalf("phone gained while changes were missed: %+v, %v; want the new lead, not the stale negative entry", got, ok)
 	}
 }
 

@@ -20,13 +20,15 @@
 // Publish remains for explicit announcements.
 //
 // An instance that may have missed announcements (its listening connection
-// was lost, or it fell behind the trimmed log) drops its whole route cache
-// and reloads every tenant once it hears again (Applier.Resync).
+// was lost, or it fell behind the trimmed log) rebuilds its whole route
+// cache from the index, or empties it, and reloads every tenant once it
+// hears again (Applier.Resync).
 package notify
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -114,6 +116,11 @@ type Bus interface {
 type Local struct {
 	Tenants *tenant.Registry
 	Cache   *cache.Cache
+	// Scan, when set, reads the whole phone index: Resync then builds the
+	// route cache again beside the one serving and swaps it in, instead of
+	// emptying it, so calls do not all fall to the store the moment the
+	// database comes back.
+	Scan cache.Scanner
 }
 
 // Apply reloads a tenant or invalidates cache keys. A flush empties the
@@ -135,12 +142,27 @@ func (l Local) Apply(ctx context.Context, c Change) error {
 	return nil
 }
 
-// Resync empties the route cache and reloads every tenant. It returns the
-// store's error; the cache is emptied either way.
+// Resync rebuilds the route cache from the index (Scan) or, without Scan or
+// when the rebuild cannot be installed, empties it; then it reloads every
+// tenant. It returns the store's error; the cache never keeps what it held
+// before either way.
 func (l Local) Resync(ctx context.Context) error {
-	l.Cache.InvalidateAll()
+	var warmErr error
+	if l.Scan != nil {
+		ws, err := l.Cache.Warm(ctx, l.Scan)
+		if !ws.Replaced {
+			l.Cache.InvalidateAll()
+			warmErr = err
+		}
+	} else {
+		l.Cache.InvalidateAll()
+	}
 	if err := l.Tenants.LoadAll(ctx); err != nil {
 		return fmt.Errorf("notify: reload tenants: %w", err)
+	}
+	if warmErr != nil && !errors.Is(warmErr, cache.ErrIndexChanged) && !errors.Is(warmErr, cache.ErrWarming) {
+		// Emptied instead; a failed scan means the store is not back.
+		return fmt.Errorf("notify: rebuild the route cache: %w", warmErr)
 	}
 	return nil
 }
