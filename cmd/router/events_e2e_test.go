@@ -274,10 +274,13 @@ func startProcess(t *testing.T, args []string, env ...string) (string, *exec.Cmd
 // TestCrashLosesNothing kills the server (SIGKILL) while it is applying
 // call events to a slow CRM, starts it again on the same database, and
 // checks that every acknowledged event is applied and no lead or call was
-// made twice, on both store backends.
+// made twice, on both store backends. The two run side by side: each is a
+// process of its own with its own database and CRM, and most of their time
+// is the CRM's rate limit.
 func TestCrashLosesNothing(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
 			db := filepath.Join(t.TempDir(), "data", "callrouter.db")
 			if backend == "postgres" {
 				db = postgresDB(t)
