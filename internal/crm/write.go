@@ -316,3 +316,14 @@ type Unsorted struct {
 	Lead    Ref
 	Contact Ref
 }
+
+// FieldUpdater writes a tenant's mapped fields onto an entity that
+// exists: the contact or open lead a website form found. Every adapter's
+// Source implements it.
+type FieldUpdater interface {
+	// UpdateFields sets fields (the CRM's addresses, values as text) on
+	// ref and leaves every other field as it is; none is a no-op. Errors
+	// as Writer's; EINVALID for a ref of a kind the CRM has no such
+	// fields on.
+	UpdateFields(ctx context.Context, ref Ref, fields map[string]string) error
+}

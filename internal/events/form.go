@@ -126,6 +126,9 @@ func (p *Processor) form(ctx context.Context, r *run) (string, error) {
 	if known.contact.ID != "" || known.lead.ID != "" {
 		counter("callrouter_events_form_known_total", r.t.ID).Inc()
 		r.did = append(r.did, "client found")
+		if err := r.updateFound(ctx, known, want, f); err != nil {
+			return "", err
+		}
 	}
 	owner := r.t.DefaultOwner
 	if known.leadOwner != "" {
@@ -179,6 +182,55 @@ func (p *Processor) form(ctx context.Context, r *run) (string, error) {
 		}
 	}
 	return r.note(), nil
+}
+
+// updateFound writes the form onto the client the CRM already has (seed
+// 003: found → update): the contact mapping's fields onto the found
+// contact, and, when the form row makes deals, the deal mapping's fields
+// onto the client's open lead or deal, with the form's UTM by the UTM rule
+// (written only when all of the deal's UTM fields are empty). Only the
+// mapped CRM fields a form fills are sent: fields the form leaves empty or
+// the mapping does not name keep their values, and the client's name,
+// tags, phones and e-mails stay as the managers keep them. Writing the
+// same values again is harmless, so a retried event simply repeats it.
+func (r *run) updateFound(ctx context.Context, known client, want domain.Creates, f Form) error {
+	fu, ok := r.w.(crm.FieldUpdater)
+	if !ok {
+		return nil
+	}
+	if known.contact.ID != "" {
+		if _, _, fields := standard(r.t.Settings.FormMapping.Resolve(domain.MapContact, r.ev.Fields)); len(fields) > 0 {
+			if err := r.lease.renew(ctx); err != nil {
+				return err
+			}
+			if err := fu.UpdateFields(ctx, known.contact, fields); err != nil {
+				return fmt.Errorf("update the found contact %s: %w", known.contact.ID, err)
+			}
+			r.did = append(r.did, "contact "+known.contact.ID+" updated")
+		}
+	}
+	if !want.Lead || known.lead.ID == "" {
+		return nil
+	}
+	if _, _, fields := standard(r.t.Settings.FormMapping.Resolve(domain.MapDeal, r.ev.Fields)); len(fields) > 0 {
+		if err := r.lease.renew(ctx); err != nil {
+			return err
+		}
+		if err := fu.UpdateFields(ctx, known.lead, fields); err != nil {
+			return fmt.Errorf("update the found %s %s: %w", known.lead.Kind, known.lead.ID, err)
+		}
+		r.did = append(r.did, fmt.Sprintf("%s %s updated", known.lead.Kind, known.lead.ID))
+	}
+	if utm := formUTM(r.ev.Fields, f); !utm.Empty() {
+		wrote, err := r.w.FillUTM(ctx, known.lead, utm)
+		if err != nil {
+			return fmt.Errorf("fill UTM of the found %s %s: %w", known.lead.Kind, known.lead.ID, err)
+		}
+		if wrote {
+			r.did = append(r.did, "UTM written")
+		}
+	}
+	return nil
 }
 
 func cmpOr(a, b string) string {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/events"
 )
@@ -172,6 +173,76 @@ func TestFormWithOnlyEmailFindsContact(t *testing.T) {
 		}
 		if tk := wr.Tasks[1]; tk.ContactID != wr.Contacts[0].ID && tk.LeadID == "" {
 			t.Errorf("the task is not linked to the found contact: %+v", tk)
+		}
+	})
+}
+
+// TestFormUpdatesFoundClient: a form from a client the CRM has writes its
+// mapped fields onto the found contact and open deal (found → update):
+// fields the form fills change, fields it leaves empty keep their values,
+// and the deal's UTM, once set, is not overwritten.
+func TestFormUpdatesFoundClient(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		mapFields(t, w)
+		contactField, dealField := w.fake.CustomField("contact"), w.fake.CustomField("deal")
+		w.post(domain.EventForm, map[string]string{"phone": "0671000961", "name": "Taras", "landing": "https://a.example/1",
+			"visit": "v1", "utm_source": "google"})
+		w.mustDrain()
+		wr := w.fake.Written()
+		if len(wr.Contacts) != 1 {
+			t.Fatalf("contacts %+v, want one", wr.Contacts)
+		}
+		contact := crm.Ref{Kind: domain.KindContact, ID: wr.Contacts[0].ID}
+		l := oneLead(t, wr, "380671000961")
+		deal := crm.Ref{Kind: l.Kind, ID: l.ID}
+
+		w.clock.Advance(3600e9)
+		id := w.post(domain.EventForm, map[string]string{"phone": "+380671000961", "landing": "https://a.example/2",
+			"utm_source": "bing"})
+		w.mustDrain()
+		if ev := w.event(id); ev.State != domain.EventDone || !strings.Contains(ev.Note, "contact "+contact.ID+" updated") {
+			t.Fatalf("second form: %q %q", ev.State, ev.Note)
+		}
+		if got := w.fake.Fields(contact)[contactField]; got != "https://a.example/2" {
+			t.Errorf("the found contact's mapped field: %q, want the second form's", got)
+		}
+		if got := w.fake.Fields(deal)[dealField]; got != "v1" {
+			t.Errorf("the deal's field the second form left empty: %q, want v1 kept", got)
+		}
+		if u := w.fake.UTM(deal); u.Source != "google" {
+			t.Errorf("the deal's UTM source %q, want google kept", u.Source)
+		}
+
+		w.clock.Advance(3600e9)
+		id = w.post(domain.EventForm, map[string]string{"phone": "380671000961", "visit": "v3"})
+		w.mustDrain()
+		if ev := w.event(id); ev.State != domain.EventDone || !strings.Contains(ev.Note, string(deal.Kind)+" "+deal.ID+" updated") {
+			t.Fatalf("third form: %q %q", ev.State, ev.Note)
+		}
+		if got := w.fake.Fields(deal)[dealField]; got != "v3" {
+			t.Errorf("the found deal's mapped field: %q, want v3", got)
+		}
+		if got := w.fake.Fields(contact)[contactField]; got != "https://a.example/2" {
+			t.Errorf("the contact's field the third form left empty: %q, want it kept", got)
+		}
+		if wr := w.fake.Written(); len(wr.Contacts) != 1 || len(leadsOf(wr, "380671000961")) != 1 {
+			t.Errorf("updates created contacts %d, deals %d; want 1, 1", len(wr.Contacts), len(leadsOf(wr, "380671000961")))
+		}
+	})
+}
+
+// TestFormFillsUTMOfFoundDealWithout: a found open deal without UTM gets
+// the form's, by the UTM rule.
+func TestFormFillsUTMOfFoundDealWithout(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		ref := w.known("71001", "380671000962", anna)
+		id := w.post(domain.EventForm, map[string]string{"phone": "380671000962", "utm_source": "newsletter"})
+		w.mustDrain()
+		if ev := w.event(id); ev.State != domain.EventDone || !strings.Contains(ev.Note, "UTM written") {
+			t.Fatalf("form: %q %q", ev.State, ev.Note)
+		}
+		if u := w.fake.UTM(ref); u.Source != "newsletter" {
+			t.Errorf("UTM %+v", u)
 		}
 	})
 }

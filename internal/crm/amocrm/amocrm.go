@@ -104,6 +104,9 @@
 //     belong to one entity).
 //   - FillUTM reads GET /api/v4/leads/{id} and, only when every UTM field
 //     is empty, writes PATCH /api/v4/leads/{id} {custom_fields_values}.
+//   - UpdateFields (a form's client found) is PATCH
+//     /api/v4/{leads|contacts}/{id} {custom_fields_values} with the mapped
+//     fields only; amoCRM keeps the fields not sent.
 //   - Find(WriteCall) reads the parent's call notes, GET
 //     /api/v4/{leads|contacts}/{id}/notes?filter[note_type][]=call_in&
 //     filter[note_type][]=call_out, for params.uniq == key, and for a lead

@@ -732,3 +732,32 @@ func (s *source) FindContactByEmail(ctx context.Context, email string) (crm.Ref,
 	}
 	return crm.Ref{Kind: domain.KindContact, ID: id}, nil
 }
+
+var _ crm.FieldUpdater = (*source)(nil)
+
+// UpdateFields writes fields onto a lead or contact with PATCH
+// /api/v4/{leads|contacts}/{id} {custom_fields_values}: amoCRM replaces
+// the values of the fields sent and keeps every other field. Errors:
+// EINVALID for another kind or an id that is not amoCRM's, and the CRM's
+// (a 400 for a field the account lacks, 404 for a missing entity).
+func (s *source) UpdateFields(ctx context.Context, ref crm.Ref, fields map[string]string) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	if ref.Kind != domain.KindLead && ref.Kind != domain.KindContact {
+		return domain.Errorf(domain.EINVALID, "%s: mapped fields are written on leads and contacts, not %q", name, ref.Kind)
+	}
+	typ, _ := entityType(ref.Kind)
+	id, err := optID(string(ref.Kind), ref.ID)
+	if err != nil {
+		return err
+	}
+	if id == 0 {
+		return domain.Errorf(domain.EINVALID, "%s: %s id is empty", name, ref.Kind)
+	}
+	path := "/api/v4/" + typ + "/" + strconv.FormatInt(id, 10)
+	if _, err := s.postJSON(ctx, http.MethodPatch, path, map[string]any{"custom_fields_values": mappedFields(fields)}); err != nil {
+		return fmt.Errorf("update %s %d: %w", ref.Kind, id, err)
+	}
+	return nil
+}

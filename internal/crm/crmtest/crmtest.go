@@ -210,6 +210,9 @@ type Writes interface {
 	// a custom text field the fake account has on entity "contact" or
 	// "deal"; writes naming fields the account lacks are refused.
 	CustomField(entity string) string
+	// Fields returns the custom fields (by CustomField's address) record r
+	// holds now, as created and updated through the API; nil when none.
+	Fields(r crm.Ref) map[string]string
 }
 
 // Written is what call events created in a fake CRM, in a shape common to

@@ -140,6 +140,11 @@
 //   - FillUTM reads GET /api/v5/orders/{id}?by=id and, only when source and
 //     clientId are all empty, writes them with POST
 //     /api/v5/orders/{id}/edit (by=id).
+//   - UpdateFields (a form's client found): POST
+//     /api/v5/customers/{id}/edit or /api/v5/orders/{id}/edit, by=id,
+//     customer= or order={"customFields":{code: value}}; retailCRM edits
+//     what is sent and keeps the rest (the form shape of api-client-go
+//     CustomerEdit/OrderEdit; that unsent fields are kept is unconfirmed).
 //   - Find: a lead by its externalId (GET /api/v5/orders/{key}?by=externalId,
 //     404 Not found is ""); a task under an order by the order's number
 //     (GET /api/v5/tasks?filter[orderNumber]=) and the marker in its

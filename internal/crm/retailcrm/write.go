@@ -574,3 +574,43 @@ func (s *Source) FindContactByEmail(ctx context.Context, email string) (crm.Ref,
 	}
 	return crm.Ref{}, nil
 }
+
+var _ crm.FieldUpdater = (*Source)(nil)
+
+// UpdateFields writes fields (custom field codes) onto a customer
+// (contact) with POST /api/v5/customers/{id}/edit or an order (deal) with
+// /api/v5/orders/{id}/edit, by=id, customer= or order={"customFields":
+// {…}}: retailCRM changes what is sent and keeps the rest. Errors:
+// EINVALID for another kind or an id that is not retailCRM's, and the
+// CRM's (a 400 naming a custom field the account lacks, 404 for a missing
+// record).
+func (s *Source) UpdateFields(ctx context.Context, ref crm.Ref, fields map[string]string) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	var entity, path string
+	switch ref.Kind {
+	case domain.KindContact:
+		entity, path = "customer", "/api/v5/customers/"
+	case domain.KindDeal:
+		entity, path = "order", "/api/v5/orders/"
+	default:
+		return domain.Errorf(domain.EINVALID, "%s: mapped fields are written on customers and orders, not %q", name, ref.Kind)
+	}
+	id, err := numericID(string(ref.Kind)+" id", ref.ID)
+	if err != nil || id == 0 {
+		return domain.Errorf(domain.EINVALID, "%s: %s id %q is not a retailCRM id", name, ref.Kind, ref.ID)
+	}
+	f, err := s.form(entity, struct {
+		CustomFields map[string]string `json:"customFields"`
+	}{fields})
+	if err != nil {
+		return err
+	}
+	f.Set("by", "id")
+	var a createdAnswer
+	if err := s.post(ctx, path+strconv.FormatInt(id, 10)+"/edit", f, false, &a); err != nil {
+		return fmt.Errorf("%s: update %s %d: %w", name, entity, id, err)
+	}
+	return nil
+}

@@ -117,6 +117,10 @@
 //   - FillUTM: GET /crm/v1/entities/{leads|deals}/{id}, then PATCH on the
 //     same path with the non-empty utm_* fields only when all five are
 //     empty.
+//   - UpdateFields (a form's client found): PATCH
+//     /crm/v1/entities/{contacts|leads|deals}/{id} with the mapped field
+//     codes at the top level, as creates send them; whether Uspacy refuses
+//     an unknown code is unconfirmed (the fake accepts and ignores it).
 //   - Find: calls and tasks are listed with the SDKs' search filter
 //     (GET /crm/v1/events/call or /activities/v1/activities ?search=key&
 //     page=1&list=100) and only an answer carrying the marker in its note

@@ -441,3 +441,32 @@ func (s *source) CreateContact(ctx context.Context, c crm.NewContact) (crm.Ref, 
 	}
 	return crm.Ref{Kind: domain.KindContact, ID: id}, nil
 }
+
+var _ crm.FieldUpdater = (*source)(nil)
+
+// UpdateFields writes fields (field codes) onto a contact, lead or deal
+// with PATCH /crm/v1/entities/{table}/{id}, each field at the top level of
+// the body as CreateContact sends them: Uspacy changes what is sent and
+// keeps the rest. Errors: EINVALID for another kind or a bad id; as for
+// Get otherwise (422 for a value Uspacy refuses).
+func (s *source) UpdateFields(ctx context.Context, ref crm.Ref, fields map[string]string) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	t, ok := tableOf(ref.Kind)
+	if !ok || ref.Kind == domain.KindCompany {
+		return domain.Errorf(domain.EINVALID, "uspacy: mapped fields are written on contacts, leads and deals, not %q", ref.Kind)
+	}
+	if !isID(ref.ID) {
+		return domain.Errorf(domain.EINVALID, "uspacy: %q is not a %s id", ref.ID, ref.Kind)
+	}
+	body := make(map[string]any, len(fields))
+	for k, v := range fields {
+		body[k] = v
+	}
+	path := "/crm/v1/entities/" + t.name + "/" + ref.ID
+	if _, err := s.send(ctx, http.MethodPatch, path, body); err != nil {
+		return fmt.Errorf("%s: update %s %s: %w", name, ref.Kind, ref.ID, err)
+	}
+	return nil
+}

@@ -569,3 +569,37 @@ func (s *source) FindContactByEmail(ctx context.Context, email string) (crm.Ref,
 	}
 	return crm.Ref{Kind: domain.KindContact, ID: a.Data[0].ID}, nil
 }
+
+var _ crm.FieldUpdater = (*source)(nil)
+
+// UpdateFields writes fields (API names) onto a lead, deal or contact
+// with PUT /crm/v8/{Leads|Deals|Contacts}/{id} {"data":[fields],
+// "trigger":[]}: Zoho changes the fields sent and keeps the others.
+// Errors: EINVALID for another kind or an empty id, and the CRM's (400
+// INVALID_DATA naming a field the layout lacks or an id it does not have).
+func (s *source) UpdateFields(ctx context.Context, ref crm.Ref, fields map[string]string) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	m, ok := moduleOf(ref.Kind)
+	if !ok || m.kind == domain.KindCompany || ref.ID == "" {
+		return domain.Errorf(domain.EINVALID, "zoho: mapped fields are written on leads, deals and contacts, not %q %q", ref.Kind, ref.ID)
+	}
+	rec := make(map[string]any, len(fields))
+	for k, v := range fields {
+		rec[k] = v
+	}
+	path := apiPrefix + "/" + m.name + "/" + url.PathEscape(ref.ID)
+	body, err := json.Marshal(map[string]any{"data": []any{rec}, "trigger": []string{}})
+	if err != nil {
+		return fmt.Errorf("zoho: update %s %s: %w", m.name, ref.ID, err)
+	}
+	resp, err := s.http.Do(ctx, crm.Request{Method: http.MethodPut, Path: path, Body: body, ContentType: "application/json"})
+	if err != nil {
+		return fmt.Errorf("zoho: update %s %s: %w", m.name, ref.ID, err)
+	}
+	if _, err := recordResult(resp, http.MethodPut, path); err != nil {
+		return fmt.Errorf("zoho: update %s %s: %w", m.name, ref.ID, err)
+	}
+	return nil
+}

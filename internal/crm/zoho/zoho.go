@@ -60,6 +60,9 @@
 //   - FillUTM: GET /crm/v8/{Leads|Deals}/{id}?fields=<the UTM fields the
 //     layout has>, then PUT /crm/v8/{Leads|Deals}/{id} only when all are
 //     empty; nothing when the module has none.
+//   - UpdateFields (a form's client found): PUT
+//     /crm/v8/{Leads|Deals|Contacts}/{id} {"data":[{mapped API names}],
+//     "trigger":[]}; Zoho keeps the fields not sent (v8 update records).
 //
 // Zoho's UI disables the contact of an activity filed under a lead (a lead
 // is a person itself), so calls and tasks on a lead carry What_Id only;

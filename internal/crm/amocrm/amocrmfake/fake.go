@@ -17,7 +17,10 @@
 //     new contact before its lead) and POST /api/v4/leads (existing contacts
 //     by _embedded.contacts[].id), answering amoCRM's shapes;
 //   - GET and PATCH /api/v4/leads/{id} (PATCH: name, responsible_user_id,
-//     the UTM tracking-data fields in custom_fields_values);
+//     the UTM tracking-data fields and the custom lead field in
+//     custom_fields_values) and PATCH /api/v4/contacts/{id} (name,
+//     responsible_user_id, PHONE, EMAIL, the custom contact field); fields
+//     not sent keep their values, see Fields;
 //   - POST /api/v4/calls: a call is filed, as amoCRM files it, as a call_in
 //     or call_out note under the contact with the phone's last ten digits
 //     (lowest id), or that contact's single active lead; a phone no contact
@@ -168,6 +171,9 @@ type record struct {
 	pipeline    int64   // leads: 0 is PipelineID
 	utm         crm.UTM // leads: the tracking-data fields
 	email       string  // contacts created through the API with an EMAIL
+	// custom are the account's custom field (LeadCustomFieldID,
+	// ContactCustomFieldID) values written through the API.
+	custom map[string]string
 }
 
 // touch stamps a change at now, or a second after the previous change when

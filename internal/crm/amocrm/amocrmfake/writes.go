@@ -241,6 +241,8 @@ func (s *Server) serveWrites(w http.ResponseWriter, r *http.Request) bool {
 			s.getLead(w, r, id)
 		case len(parts) == 2 && kind == domain.KindLead && r.Method == http.MethodPatch:
 			s.patchLead(w, r, id)
+		case len(parts) == 2 && kind == domain.KindContact && r.Method == http.MethodPatch:
+			s.patchContact(w, r, id)
 		default:
 			return false
 		}
@@ -337,13 +339,6 @@ func fieldText(v any) string {
 	default:
 		return fmt.Sprint(v)
 	}
-}
-
-// leadUTM reads a lead's fields: only the tracking-data fields exist on
-// the fake account's leads.
-func leadUTM(fields []inField, prefix, requestID string, base crm.UTM) (crm.UTM, *invalid) {
-	u, _, bad := leadFields(fields, prefix, requestID, base)
-	return u, bad
 }
 
 // Custom text fields of the fake account beyond the built-in ones, as an
@@ -521,7 +516,7 @@ func (s *Server) addLeads(w http.ResponseWriter, r *http.Request, isComplex bool
 			s.nextID++
 			name := strings.TrimSpace(cmp.Or(c.Name, strings.TrimSpace(c.FirstName+" "+c.LastName)))
 			rec := &record{kind: domain.KindContact, id: s.nextID, name: name, phones: p.phones[j],
-				responsible: c.ResponsibleUserID, createdAt: now, email: p.fields[j].email}
+				responsible: c.ResponsibleUserID, createdAt: now, email: p.fields[j].email, custom: maps.Clone(p.fields[j].custom)}
 			rec.touch(now)
 			s.records[domain.KindContact][rec.id] = rec
 			contacts = append(contacts, rec.id)
@@ -532,7 +527,7 @@ func (s *Server) addLeads(w http.ResponseWriter, r *http.Request, isComplex bool
 		}
 		s.nextID++
 		lead := &record{kind: domain.KindLead, id: s.nextID, name: l.Name, responsible: l.ResponsibleUserID,
-			status: StatusOpen, createdAt: now, contacts: contacts, pipeline: l.PipelineID, utm: p.utm}
+			status: StatusOpen, createdAt: now, contacts: contacts, pipeline: l.PipelineID, utm: p.utm, custom: maps.Clone(p.custom)}
 		lead.touch(now)
 		s.records[domain.KindLead][lead.id] = lead
 		wl := crmtest.WrittenLead{Kind: domain.KindLead, ID: strconv.FormatInt(lead.id, 10), Title: l.Name,
@@ -894,9 +889,10 @@ func (s *Server) getLead(w http.ResponseWriter, r *http.Request, id int64) {
 	json.NewEncoder(w).Encode(out)
 }
 
-// patchLead serves PATCH /api/v4/leads/{id}: name, responsible_user_id
-// and the tracking-data fields in custom_fields_values (a field with no
-// values is cleared).
+// patchLead serves PATCH /api/v4/leads/{id}: name, responsible_user_id,
+// the tracking-data fields and the account's custom lead field in
+// custom_fields_values (a field with no values is cleared; fields not sent
+// keep their values).
 func (s *Server) patchLead(w http.ResponseWriter, r *http.Request, id int64) {
 	var in struct {
 		Name              *string   `json:"name"`
@@ -913,7 +909,7 @@ func (s *Server) patchLead(w http.ResponseWriter, r *http.Request, id int64) {
 		problem(w, http.StatusNotFound, "Not Found", "Lead not found")
 		return
 	}
-	u, bad := leadUTM(in.CustomFields, "", "0", rec.utm)
+	u, custom, bad := leadFields(in.CustomFields, "", "0", rec.utm)
 	if bad == nil && in.ResponsibleUserID != nil {
 		bad = s.checkUserLocked(*in.ResponsibleUserID, "responsible_user_id", "0")
 	}
@@ -922,6 +918,7 @@ func (s *Server) patchLead(w http.ResponseWriter, r *http.Request, id int64) {
 		return
 	}
 	rec.utm = u
+	rec.custom = merged(rec.custom, custom)
 	if in.Name != nil {
 		rec.name = *in.Name
 	}
@@ -991,7 +988,7 @@ func (s *Server) addContacts(w http.ResponseWriter, r *http.Request) {
 		s.nextID++
 		name := strings.TrimSpace(cmp.Or(c.Name, strings.TrimSpace(c.FirstName+" "+c.LastName)))
 		rec := &record{kind: domain.KindContact, id: s.nextID, name: name, phones: fields[i].phones,
-			responsible: c.ResponsibleUserID, createdAt: now, email: fields[i].email}
+			responsible: c.ResponsibleUserID, createdAt: now, email: fields[i].email, custom: maps.Clone(fields[i].custom)}
 		rec.touch(now)
 		s.records[domain.KindContact][rec.id] = rec
 		s.writeSeq++
@@ -1035,4 +1032,82 @@ func (s *Server) listCustomFields(w http.ResponseWriter, r *http.Request, plural
 		"_links":    links{Self: link{"http://" + r.Host + r.URL.Path}},
 		"_embedded": map[string]any{"custom_fields": fields},
 	})
+}
+
+// merged returns cur with add's values set over it; nil when both are
+// empty.
+func merged(cur, add map[string]string) map[string]string {
+	if len(add) == 0 {
+		return cur
+	}
+	out := maps.Clone(cur)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, add)
+	return out
+}
+
+// patchContact serves PATCH /api/v4/contacts/{id}: name,
+// responsible_user_id and custom_fields_values (PHONE, EMAIL and the
+// account's custom contact field; any other is a 400): like amoCRM, the
+// fields sent replace those fields' values and the others keep theirs.
+func (s *Server) patchContact(w http.ResponseWriter, r *http.Request, id int64) {
+	var in struct {
+		Name              *string   `json:"name"`
+		ResponsibleUserID *int64    `json:"responsible_user_id"`
+		CustomFields      []inField `json:"custom_fields_values"`
+	}
+	if !readJSON(w, r, &in) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.records[domain.KindContact][id]
+	if rec == nil {
+		problem(w, http.StatusNotFound, "Not Found", "Contact not found")
+		return
+	}
+	cf, bad := contactFields(in.CustomFields, "", "0")
+	if bad == nil && in.ResponsibleUserID != nil {
+		bad = s.checkUserLocked(*in.ResponsibleUserID, "responsible_user_id", "0")
+	}
+	if bad != nil {
+		bad.write(w)
+		return
+	}
+	for _, f := range in.CustomFields {
+		switch {
+		case f.FieldCode == "PHONE" || f.FieldID == phoneFieldID:
+			rec.phones = cf.phones
+		case f.FieldCode == "EMAIL":
+			rec.email = cf.email
+		}
+	}
+	rec.custom = merged(rec.custom, cf.custom)
+	if in.Name != nil {
+		rec.name = *in.Name
+	}
+	if in.ResponsibleUserID != nil {
+		rec.responsible = *in.ResponsibleUserID
+	}
+	rec.touch(s.now().Unix())
+	w.Header().Set("Content-Type", "application/hal+json")
+	json.NewEncoder(w).Encode(map[string]any{"id": rec.id, "updated_at": rec.updatedAt,
+		"_links": selfLinks(r.Host, "/api/v4/contacts", rec.id)})
+}
+
+// Fields implements crmtest.Writes: the account's custom field values of
+// a lead or contact.
+func (s *Server) Fields(r crm.Ref) map[string]string {
+	id, err := strconv.ParseInt(r.ID, 10, 64)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec := s.records[r.Kind][id]; rec != nil && len(rec.custom) > 0 {
+		return maps.Clone(rec.custom)
+	}
+	return nil
 }

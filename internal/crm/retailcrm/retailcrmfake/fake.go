@@ -20,14 +20,16 @@
 //
 // It also takes the writes callrouter makes, as forms with one JSON field
 // (see writes.go): POST /api/v5/customers/create, /orders/create,
-// /orders/{id}/edit (source, clientId, managerId, status),
+// /orders/{id}/edit (source, clientId, managerId, status, customFields),
+// /customers/{id}/edit (firstName, lastName, email, managerId,
+// customFields; fields not sent keep their values),
 // /telephony/calls/upload and /tasks/create, and lists tasks with GET
 // /api/v5/tasks (filter[orderNumber], filter[text], filter[performers][]).
 // Created customers and orders are ordinary records: listed, in the
 // history feeds, found by /telephony/manager; orders get status "new".
 // Uploaded calls are linked, like retailCRM does, to the customer and the
-// newest open order with the phone. Written, SetUTM, UTM, FailWrites and
-// LeadKind (deal) implement crmtest.Writes.
+// newest open order with the phone. Written, SetUTM, UTM, FailWrites,
+// LeadKind (deal) and Fields implement crmtest.Writes.
 //
 // Requests to /api/v5/telephony/* are metered at 40 per second
 // (TelephonyMeter), all others at 10 (Meter), like retailCRM's limits.

@@ -14,6 +14,8 @@ type customerRec struct {
 	managerID           int64
 	phones              []string
 	mail                string // as created through the API
+	// custom are customFields written through the API.
+	custom map[string]string
 }
 
 func (c *customerRec) external() string { return "" }
@@ -55,6 +57,7 @@ type orderRec struct {
 	firstName  string
 	customer   *customerRec
 	utm        crm.UTM
+	custom     map[string]string // customFields written through the API
 }
 
 func (o *orderRec) external() string { return o.externalID }

@@ -3,6 +3,7 @@ package retailcrmfake
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -145,6 +146,8 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request) {
 		s.createCustomer(w, f)
 	case path == "orders/create":
 		s.createOrder(w, f)
+	case strings.HasPrefix(path, "customers/") && strings.HasSuffix(path, "/edit"):
+		s.editCustomer(w, r.URL.Query(), f, strings.TrimSuffix(strings.TrimPrefix(path, "customers/"), "/edit"))
 	case strings.HasPrefix(path, "orders/") && strings.HasSuffix(path, "/edit"):
 		s.editOrder(w, r.URL.Query(), f, strings.TrimSuffix(strings.TrimPrefix(path, "orders/"), "/edit"))
 	case path == "telephony/calls/upload":
@@ -258,7 +261,7 @@ func (s *Server) createCustomer(w http.ResponseWriter, f url.Values) {
 	s.mu.Lock()
 	id := nextID(s.customers)
 	c := &customerRec{id: id, createdAt: s.stamp(), firstName: in.FirstName, lastName: in.LastName, managerID: in.ManagerID, phones: phones,
-		mail: in.Email}
+		mail: in.Email, custom: nilIfEmpty(maps.Clone(in.CustomFields))}
 	s.customers[id] = c
 	s.addHistory(customersFeed, historyJSON{Created: true, Source: "api", APIKey: &apiKeyJSON{Current: true}, Field: "id",
 		NewValue: id, Customer: c.json()})
@@ -341,7 +344,7 @@ func (s *Server) createOrder(w http.ResponseWriter, f url.Values) {
 	id := nextID(s.orders)
 	o := &orderRec{id: id, number: strconv.FormatInt(id, 10) + "A", createdAt: s.stamp(), status: status,
 		managerID: in.ManagerID, externalID: in.ExternalID, orderType: in.OrderType, firstName: in.FirstName,
-		customer: cust, utm: utmOf(in.Source, in.ClientID)}
+		customer: cust, utm: utmOf(in.Source, in.ClientID), custom: nilIfEmpty(maps.Clone(in.CustomFields))}
 	if in.Phone != "" {
 		o.phones = []string{in.Phone}
 	}
@@ -367,10 +370,11 @@ func (s *Server) createOrder(w http.ResponseWriter, f url.Values) {
 }
 
 // editOrder applies the fields callrouter edits: source, clientId,
-// managerId and status.
+// managerId, status and customFields (codes the account lacks refused;
+// codes not sent keep their values).
 func (s *Server) editOrder(w http.ResponseWriter, q, f url.Values, raw string) {
 	var in orderIn
-	if !field(w, f, "order", &in) {
+	if !field(w, f, "order", &in) || !checkCustom(w, in.CustomFields, OrderCustomField) {
 		return
 	}
 	by := url.Values{"by": {f.Get("by")}}
@@ -404,6 +408,7 @@ func (s *Server) editOrder(w http.ResponseWriter, q, f url.Values, raw string) {
 	if in.ClientID != "" {
 		o.utm.ClientID = in.ClientID
 	}
+	o.custom = mergedCustom(o.custom, in.CustomFields)
 	if in.ManagerID != 0 && in.ManagerID != o.managerID {
 		s.addHistory(ordersFeed, historyJSON{Source: "api", Field: "manager", OldValue: managerValue(o.managerID), NewValue: managerValue(in.ManagerID), Order: o.ref()})
 		o.managerID = in.ManagerID
@@ -637,4 +642,78 @@ func (s *Server) listCustomFields(w http.ResponseWriter, q url.Values) {
 	}
 	reply(w, http.StatusOK, map[string]any{"success": true, "customFields": out,
 		"pagination": map[string]int{"limit": 100, "totalCount": len(out), "currentPage": 1, "totalPageCount": 1}})
+}
+
+// mergedCustom returns cur with add's values set over it.
+func mergedCustom(cur, add map[string]string) map[string]string {
+	if len(add) == 0 {
+		return cur
+	}
+	out := maps.Clone(cur)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, add)
+	return out
+}
+
+// editCustomer is POST /api/v5/customers/{externalId|id}/edit (by=id for
+// ids, by query or form): customer={firstName, lastName, email,
+// managerId, customFields}; like retailCRM's, only what is sent changes,
+// and a customFields code the account lacks is refused.
+func (s *Server) editCustomer(w http.ResponseWriter, q, f url.Values, raw string) {
+	var in customerIn
+	if !field(w, f, "customer", &in) || !checkCustom(w, in.CustomFields, CustomerCustomField) {
+		return
+	}
+	by := url.Values{"by": {f.Get("by")}}
+	if by.Get("by") == "" {
+		by.Set("by", q.Get("by"))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := lookup(s.customers, by, raw)
+	if !ok {
+		fail(w, http.StatusNotFound, "Not found", nil)
+		return
+	}
+	if in.FirstName != "" {
+		c.firstName = in.FirstName
+	}
+	if in.LastName != "" {
+		c.lastName = in.LastName
+	}
+	if in.Email != "" {
+		c.mail = in.Email
+	}
+	if in.ManagerID != 0 {
+		c.managerID = in.ManagerID
+	}
+	c.custom = mergedCustom(c.custom, in.CustomFields)
+	reply(w, http.StatusOK, struct {
+		Success bool  `json:"success"`
+		ID      int64 `json:"id"`
+	}{true, c.id})
+}
+
+// Fields implements crmtest.Writes: the customFields of a customer
+// (contact) or order (deal).
+func (s *Server) Fields(r crm.Ref) map[string]string {
+	id, err := strconv.ParseInt(r.ID, 10, 64)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch r.Kind {
+	case domain.KindContact:
+		if c := s.customers[id]; c != nil {
+			return maps.Clone(c.custom)
+		}
+	case domain.KindDeal:
+		if o := s.orders[id]; o != nil {
+			return maps.Clone(o.custom)
+		}
+	}
+	return nil
 }

@@ -27,7 +27,9 @@
 //     201 and the new record, which from then on is an ordinary record
 //     (listed, searched, open, with its owner); ids start at 700001.
 //   - PATCH /crm/v1/entities/{table}/{id}: title, owner, phone,
-//     kanban_stage_id and utm_* replace the record's; 200 and the record.
+//     kanban_stage_id, utm_* and the custom field (landing on contacts,
+//     roistat on leads and deals) replace the record's, fields not sent
+//     keep theirs; 200 and the record.
 //   - POST /crm/v1/events/call {"integration_code","external_id",
 //     "call_type":"incoming|outgoing","ended_call_status","from","to",
 //     "begin_time","end_time","duration","call_record_link","note",
@@ -159,6 +161,9 @@ type record struct {
 	stage   string // kanban_stage_id when a client set one
 	email   string // contacts created with an e-mail
 	deleted int64  // when it went to the trash
+	// custom are the account's custom field (LeadCustomField,
+	// ContactCustomField) values written through the API.
+	custom map[string]string
 }
 
 // New starts a fake account that is shut down when the test ends. Its

@@ -3,6 +3,7 @@ package uspacyfake
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"regexp"
 	"sort"
@@ -336,6 +337,9 @@ func (s *Server) createEntity(w http.ResponseWriter, r *http.Request, kind domai
 	rec := &record{e: e, created: now, updated: now, stage: text(in, "kanban_stage_id")}
 	if kind == domain.KindLead || kind == domain.KindDeal {
 		rec.utm = utmOf(in)
+		rec.custom = customOf(in, LeadCustomField)
+	} else {
+		rec.custom = customOf(in, ContactCustomField)
 	}
 	if s.records[kind] == nil {
 		s.records[kind] = map[string]*record{}
@@ -401,8 +405,29 @@ func (s *Server) patchEntity(w http.ResponseWriter, r *http.Request, kind domain
 			*dst = text(in, field)
 		}
 	}
+	code := ContactCustomField
+	if kind != domain.KindContact {
+		code = LeadCustomField
+	}
+	if set := customOf(in, code); set != nil {
+		if rec.custom == nil {
+			rec.custom = map[string]string{}
+		}
+		maps.Copy(rec.custom, set)
+	}
 	rec.updated = max(s.now().Unix(), rec.updated+1)
 	writeJSON(w, http.StatusOK, s.render(rec))
+}
+
+// Fields implements crmtest.Writes: the account's custom field values of
+// a record.
+func (s *Server) Fields(r crm.Ref) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec := s.records[r.Kind][r.ID]; rec != nil {
+		return maps.Clone(rec.custom)
+	}
+	return nil
 }
 
 // linkedLocked checks that every record the fields link exists; it

@@ -563,3 +563,28 @@ func (s *Server) Reauthorize() {
 	defer s.mu.Unlock()
 	s.revoked = false
 }
+
+// Fields implements crmtest.Writes: the account's custom field
+// (LeadCustomField, ContactCustomField) values of a record.
+func (s *Server) Fields(r crm.Ref) map[string]string {
+	module, ok := moduleOf(r.Kind)
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.records[module][r.ID]
+	if rec == nil {
+		return nil
+	}
+	var out map[string]string
+	for _, name := range []string{LeadCustomField, ContactCustomField} {
+		if v, ok := rec.fields[name].(string); ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = v
+		}
+	}
+	return out
+}
