@@ -3,11 +3,15 @@ package events_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/amocrm/amocrmfake"
 	"github.com/callrouter/callrouter/internal/crm/zoho/zohofake"
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/events"
 	"github.com/callrouter/callrouter/internal/store/storetest"
 )
 
@@ -148,4 +152,53 @@ func TestUnsortedRefusedForOtherCRMs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unsortedLossyCRM hands out writers whose first CreateUnsorted makes the
+// request but loses the answer, as a timeout or a crash before the id was
+// stored does.
+type unsortedLossyCRM struct {
+	events.CRM
+	lost atomic.Bool
+}
+
+type unsortedLossyWriter struct {
+	crm.Writer
+	c *unsortedLossyCRM
+}
+
+func (c *unsortedLossyCRM) Writer(ctx context.Context, tenantID string) (crm.Writer, error) {
+	w, err := c.CRM.Writer(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	return &unsortedLossyWriter{Writer: w, c: c}, nil
+}
+
+func (w *unsortedLossyWriter) CreateUnsorted(ctx context.Context, u crm.NewUnsorted) (crm.Unsorted, error) {
+	made, err := w.Writer.(crm.UnsortedWriter).CreateUnsorted(ctx, u)
+	if err == nil && w.c.lost.CompareAndSwap(false, true) {
+		return crm.Unsorted{}, errLost
+	}
+	return made, err
+}
+
+// TestUnsortedLostAnswerIsFound: a request amoCRM filed whose answer was
+// lost is found by its source_uid on the retry, not filed twice.
+func TestUnsortedLostAnswerIsFound(t *testing.T) {
+	eachAmo(t, `{"amo_unsorted":true}`, func(t *testing.T, w *world, f *amocrmfake.Server) {
+		w.proc = newProcessor(w, &unsortedLossyCRM{CRM: w.crmSide})
+		id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "ul1", "caller": "380671000955", "disposition": "NO ANSWER"})
+		if err := w.drain(); err == nil {
+			t.Fatal("the lost answer did not fail the first attempt")
+		}
+		w.clock.Advance(time.Hour)
+		w.queue.Enqueue(context.Background(), partition("380671000955"))
+		w.mustDrain()
+		ev := w.event(id)
+		us := f.Unsorted()
+		if ev.State != domain.EventDone || len(us) != 1 || !strings.Contains(ev.Note, us[0].UID) {
+			t.Fatalf("event %q %q, requests %+v; want one request, named", ev.State, ev.Note, us)
+		}
+	})
 }
