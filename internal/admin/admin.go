@@ -39,6 +39,7 @@ type Service struct {
 	crmAllowPrivate bool
 	peers           notify.Publisher // nil: a single instance
 	ringostat       Ringostat        // nil: Ringostat connections disabled
+	salesmanago     SALESmanago      // nil: SALESmanago connections disabled
 	crmTimeout      time.Duration    // bound of an admin call's wait for a CRM
 }
 

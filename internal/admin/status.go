@@ -27,6 +27,9 @@ type Status struct {
 	Events domain.EventStats `json:"events"`
 	// Ringostat is the connection to the tenant's Ringostat project.
 	Ringostat RingostatStatus `json:"ringostat"`
+	// SALESmanago is the SALESmanago ⇄ Zoho CRM contact sync: connection,
+	// last pass and its error, progress and counts; never the secrets.
+	SALESmanago SALESmanagoStatus `json:"salesmanago"`
 	// InactiveUsers are the mapped employees, and the default owner, whose
 	// CRM user the CRM's last users list shows deactivated or no longer
 	// has: routing treats their entities as unmapped (on_unmapped) until
@@ -152,6 +155,10 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	sm, err := s.smStatus(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
 	users, err := s.store.ListCRMUsers(ctx, id)
 	if err != nil {
 		return Status{}, err
@@ -167,6 +174,7 @@ func (s *Service) Status(ctx context.Context, id string) (Status, error) {
 		Integration:   integ,
 		Events:        evs,
 		Ringostat:     rs,
+		SALESmanago:   sm,
 		InactiveUsers: inactiveUsers(emps, t.DefaultOwner, users),
 	}, nil
 }

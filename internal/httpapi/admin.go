@@ -171,6 +171,24 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		default:
 			notAllowed(ctx, "GET, PUT, DELETE")
 		}
+	case len(seg) == 3 && seg[2] == "salesmanago":
+		switch method {
+		case fasthttp.MethodGet:
+			s.reply(ctx, 200)(a.SALESmanago(c, seg[1]))
+		case fasthttp.MethodPut:
+			s.reply(ctx, 200)(a.PutSALESmanago(c, actor, seg[1], body))
+		case fasthttp.MethodDelete:
+			s.noContent(ctx, a.DeleteSALESmanago(c, actor, seg[1]))
+		default:
+			notAllowed(ctx, "GET, PUT, DELETE")
+		}
+	case len(seg) == 4 && seg[2] == "salesmanago" && (seg[3] == "activate" || seg[3] == "deactivate"):
+		s.only(ctx, fasthttp.MethodPost, func() {
+			s.reply(ctx, 200)(a.SetSALESmanagoActive(c, actor, seg[1], seg[3] == "activate"))
+		})
+	case len(seg) == 4 && seg[2] == "salesmanago" && seg[3] == "sync":
+		// The pass runs in the background: 202, with the view saying so.
+		s.only(ctx, fasthttp.MethodPost, func() { s.reply(ctx, 202)(a.SyncSALESmanago(c, actor, seg[1])) })
 	case len(seg) == 4 && seg[2] == "secret" && seg[3] == "rotate":
 		s.only(ctx, fasthttp.MethodPost, func() { s.reply(ctx, 200)(a.RotateSecret(c, actor, seg[1], body)) })
 	case len(seg) == 3 && seg[2] == "crm-users":
