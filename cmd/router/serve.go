@@ -30,6 +30,7 @@ import (
 	webconsole "github.com/callrouter/callrouter/internal/console"
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/adapters"
+	"github.com/callrouter/callrouter/internal/crm/zoho"
 	"github.com/callrouter/callrouter/internal/crmsync"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/events"
@@ -40,6 +41,7 @@ import (
 	"github.com/callrouter/callrouter/internal/report"
 	"github.com/callrouter/callrouter/internal/ringostat"
 	"github.com/callrouter/callrouter/internal/secret"
+	"github.com/callrouter/callrouter/internal/smsync"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/postgres"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
@@ -75,6 +77,9 @@ type serveConfig struct {
 	ringostatPoll      time.Duration
 	ringostatPush      time.Duration
 	ringostatReconcile time.Duration
+	// salesmanagoInterval is the least time between incremental passes of
+	// the SALESmanago ⇄ Zoho CRM contact sync.
+	salesmanagoInterval time.Duration
 	// reusePort binds the listener with SO_REUSEPORT, so a successor can
 	// bind the same address while this process still serves.
 	reusePort bool
@@ -131,6 +136,7 @@ func parseServe(args []string, help io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.ringostatPoll, "ringostat-presence-interval", envDuration("ROUTER_RINGOSTAT_PRESENCE_INTERVAL", ringostat.DefaultPollInterval), "how often the SIP logins' presence is read from Ringostat, for tenants with presence on; presence older than 3 intervals is ignored (ROUTER_RINGOSTAT_PRESENCE_INTERVAL)")
 	fs.DurationVar(&c.ringostatPush, "ringostat-push-interval", envDuration("ROUTER_RINGOSTAT_PUSH_INTERVAL", ringostat.DefaultPushInterval), "how often phone-index changes are pushed to Ringostat Smart Phone (ROUTER_RINGOSTAT_PUSH_INTERVAL)")
 	fs.DurationVar(&c.ringostatReconcile, "ringostat-reconcile-interval", envDuration("ROUTER_RINGOSTAT_RECONCILE_INTERVAL", ringostat.DefaultReconcileInterval), "how often Ringostat's call log is read to recover call events whose webhook never arrived (ROUTER_RINGOSTAT_RECONCILE_INTERVAL)")
+	fs.DurationVar(&c.salesmanagoInterval, "salesmanago-interval", envDuration("ROUTER_SALESMANAGO_INTERVAL", 5*time.Minute), "how often the SALESmanago ⇄ Zoho CRM contact sync reads both sides' changes between its 00/06/12/18 passes; at least 1m (ROUTER_SALESMANAGO_INTERVAL)")
 	fs.Float64Var(&c.decisionLogSample, "decision-log-sample", envFloat("ROUTER_DECISION_LOG_SAMPLE", 0), "share of route decisions logged at info with tenant, call id, masked caller, reason, target and latency: 0 off, 0.01 one in a hundred, 1 all (ROUTER_DECISION_LOG_SAMPLE)")
 	fs.DurationVar(&c.eventRetention, "event-retention", envDuration("ROUTER_EVENT_RETENTION", domain.DefaultEventRetentionDays*24*time.Hour), "how long finished call events and rejected event bodies are kept for a tenant whose event_retention_days is 0; at least 72h (ROUTER_EVENT_RETENTION)")
 	fs.DurationVar(&c.retentionInterval, "retention-interval", envDuration("ROUTER_RETENTION_INTERVAL", 10*time.Minute), "how often expired finished events and rejected bodies are deleted (ROUTER_RETENTION_INTERVAL)")
@@ -150,6 +156,9 @@ func parseServe(args []string, help io.Writer) (serveConfig, error) {
 		if d.v < time.Second {
 			return c, fmt.Errorf("%s: must be at least 1s, got %s", d.name, d.v)
 		}
+	}
+	if c.salesmanagoInterval < time.Minute {
+		return c, fmt.Errorf("--salesmanago-interval: must be at least 1m, got %s", c.salesmanagoInterval)
 	}
 	if c.syncInterval < time.Second {
 		return c, fmt.Errorf("--sync-interval: must be at least 1s, got %s", c.syncInterval)
@@ -271,9 +280,12 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	pub := rsm.Tee(nil)
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log,
 		Deps: crm.Deps{Transport: crm.NewTransport(cfg.crmAllowPrivate)}, Peers: pub})
+	sme := smsync.New(smsync.Config{Store: st, Zoho: zohoPeople(engine), Box: box, Log: log, Instance: instance,
+		Transport: crm.NewTransport(cfg.crmAllowPrivate), Every: cfg.salesmanagoInterval})
 	processor := events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Log: log})
 	runner, err := newRunner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: cfg.syncInterval,
-		Events: processor, EventStore: st, Tenants: st, Log: log, Instance: instance, Leases: st})
+		Events: processor, EventStore: st, Tenants: st, Log: log, Instance: instance, Leases: st,
+		SALESmanago: sme, SMStore: st, SMTick: min(time.Minute, cfg.salesmanagoInterval), SMRetry: cfg.salesmanagoInterval})
 	if err != nil {
 		return err
 	}
@@ -304,7 +316,8 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		Tenants: reg,
 		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout).WithPresence(rsm.Presence()),
 		Admin: admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(pub),
-			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil)), admin.WithRingostat(rsm)),
+			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil)), admin.WithRingostat(rsm),
+			admin.WithSALESmanago(smAdmin{sme, runner})),
 		Webhooks:          engine,
 		Events:            ingest,
 		Observer:          rsm,
@@ -383,6 +396,34 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// smAdmin is the SALESmanago sync as the admin service uses it: the
+// engine seals the secrets, the job runner runs a pass now.
+type smAdmin struct {
+	*smsync.Engine
+	runner *jobs.Runner
+}
+
+// SyncNow enqueues a manual pass.
+func (a smAdmin) SyncNow(ctx context.Context, tenantID string) error {
+	return a.runner.SyncSALESmanago(ctx, tenantID)
+}
+
+// zohoPeople finds the Zoho side of a tenant's SALESmanago sync: its
+// active CRM integration, which must be Zoho CRM.
+func zohoPeople(e *crmsync.Engine) smsync.ZohoSource {
+	return func(ctx context.Context, tenantID string) (zoho.People, error) {
+		w, err := e.Writer(ctx, tenantID)
+		if err != nil {
+			return nil, err
+		}
+		p, ok := w.(zoho.People)
+		if !ok {
+			return nil, domain.Errorf(domain.ECONFLICT, "integration: the CRM of %s is not Zoho CRM; the SALESmanago sync works with Zoho CRM only", tenantID)
+		}
+		return p, nil
+	}
 }
 
 // sweepHistory deletes expired rejected event bodies, finished call

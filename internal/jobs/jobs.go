@@ -28,6 +28,7 @@ import (
 	"github.com/callrouter/callrouter/internal/crmsync"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/events"
+	"github.com/callrouter/callrouter/internal/smsync"
 	"github.com/callrouter/callrouter/internal/store"
 )
 
@@ -147,6 +148,16 @@ type Config struct {
 	// the sync of a crashed instance.
 	Leases       store.SyncLeases
 	SyncLeaseTTL time.Duration
+	// SALESmanago, when set with SMStore, runs the SALESmanago ⇄ Zoho CRM
+	// contact sync: a tick every SMTick (default 1 min) enqueues the
+	// passes due; a connection whose last pass failed waits SMRetry
+	// (default 5 min) before the next. Now is the tick's clock (default
+	// time.Now).
+	SALESmanago *smsync.Engine
+	SMStore     SMStore
+	SMTick      time.Duration
+	SMRetry     time.Duration
+	Now         func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -176,6 +187,15 @@ func (c *Config) defaults() {
 	}
 	if c.SyncLeaseTTL <= 0 {
 		c.SyncLeaseTTL = 10 * time.Second
+	}
+	if c.SMTick <= 0 {
+		c.SMTick = time.Minute
+	}
+	if c.SMRetry <= 0 {
+		c.SMRetry = 5 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -252,7 +272,7 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 		if err != nil {
 			return fmt.Errorf("list integrations: %w", err)
 		}
-		waiting, err := waitingSyncs(ctx, client)
+		waiting, err := waitingJobs(ctx, client, SyncArgs{}.Kind())
 		if err != nil {
 			return err
 		}
@@ -286,6 +306,21 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 		}))
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
 			func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true}))
+	}
+	if cfg.SALESmanago != nil && cfg.SMStore != nil {
+		queues[queueSM] = river.QueueConfig{MaxWorkers: 2}
+		river.AddWorker(workers, &smPassWorker{cfg: &cfg, locks: &tenantLocks{}})
+		river.AddWorker(workers, &smTickWorker{cfg: &cfg,
+			waiting: func(ctx context.Context) (map[string]bool, error) {
+				return waitingJobs(ctx, client, SMPassArgs{}.Kind())
+			},
+			insert: func(ctx context.Context, a river.JobArgs) error {
+				_, err := client.Insert(ctx, a, nil)
+				return err
+			}})
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(cfg.SMTick),
+			func() (river.JobArgs, *river.InsertOpts) { return smTickArgs{}, nil },
 			&river.PeriodicJobOpts{RunOnStart: true}))
 	}
 	client, err := river.NewClient(driver, &river.Config{

@@ -90,22 +90,25 @@ func leasedSync(ctx context.Context, cfg Config, jobID int64, tenantID string) e
 	return err
 }
 
-// waitingSyncs returns the tenants that have a sync job waiting to run
-// (not running), so the periodic tick adds no second one.
-func waitingSyncs[TTx any](ctx context.Context, client *river.Client[TTx]) (map[string]bool, error) {
+// waitingJobs returns the tenants that have a job of kind (whose
+// arguments name a tenant_id) waiting to run (not running), so a periodic
+// tick adds no second one.
+func waitingJobs[TTx any](ctx context.Context, client *river.Client[TTx], kind string) (map[string]bool, error) {
 	const page = 1000
-	params := river.NewJobListParams().Kinds(SyncArgs{}.Kind()).First(page).States(rivertype.JobStateAvailable,
+	params := river.NewJobListParams().Kinds(kind).First(page).States(rivertype.JobStateAvailable,
 		rivertype.JobStatePending, rivertype.JobStateRetryable, rivertype.JobStateScheduled)
 	out := map[string]bool{}
 	for {
 		res, err := client.JobList(ctx, params)
 		if err != nil {
-			return nil, fmt.Errorf("list waiting sync jobs: %w", err)
+			return nil, fmt.Errorf("list waiting %s jobs: %w", kind, err)
 		}
 		for _, j := range res.Jobs {
-			var a SyncArgs
+			var a struct {
+				TenantID string `json:"tenant_id"`
+			}
 			if err := json.Unmarshal(j.EncodedArgs, &a); err != nil {
-				return nil, fmt.Errorf("sync job %d: %w", j.ID, err)
+				return nil, fmt.Errorf("%s job %d: %w", kind, j.ID, err)
 			}
 			out[a.TenantID] = true
 		}
