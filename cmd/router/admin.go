@@ -28,6 +28,7 @@ type adminOpts struct {
 	name, sip, phone, email, note, kind, format string
 	scope, state, caller, key, baseURL          string
 	confirm, days                               string
+	apiKey, apiSecret                           string
 	limit                                       int
 	resend                                      bool
 	grace                                       time.Duration
@@ -64,6 +65,12 @@ var adminFlags = map[string]func(fs *flag.FlagSet, o *adminOpts){
 	"caller": func(fs *flag.FlagSet, o *adminOpts) { fs.StringVar(&o.caller, "caller", "", "the client's number") },
 	"key": func(fs *flag.FlagSet, o *adminOpts) {
 		fs.StringVar(&o.key, "key", "", "Ringostat Auth-key, or @FILE (ROUTER_RINGOSTAT_KEY)")
+	},
+	"api-key": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.StringVar(&o.apiKey, "api-key", "", "SALESmanago API key, or @FILE (ROUTER_SALESMANAGO_API_KEY)")
+	},
+	"api-secret": func(fs *flag.FlagSet, o *adminOpts) {
+		fs.StringVar(&o.apiSecret, "api-secret", "", "SALESmanago API secret, or @FILE (ROUTER_SALESMANAGO_API_SECRET)")
 	},
 	"base-url": func(fs *flag.FlagSet, o *adminOpts) {
 		fs.StringVar(&o.baseURL, "base-url", "", "Ringostat API base URL (default https://api.ringostat.net)")
@@ -258,6 +265,43 @@ auto_callback_delay_seconds=60; matrix, form_mapping and call_mapping take JSON.
 			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
 				return c.Do(ctx, "DELETE", tenantPath(pos[0], "ringostat"), "", nil)
 			}},
+		{name: "salesmanago connect", args: "ID BASE_URL CLIENT_ID OWNER_EMAIL", min: 4, max: 4, flags: []string{"api-key", "api-secret"},
+			help: "connect the tenant's SALESmanago account to its Zoho CRM; starts the first (full) sync",
+			more: `BASE_URL is the account's API server (e.g. https://app3.salesmanago.pl), CLIENT_ID and the
+API key and secret are under Settings → Integration → API, OWNER_EMAIL is the account's main user.
+The key and secret are read from --api-key/--api-secret (or @FILE), else from ROUTER_SALESMANAGO_API_KEY
+and ROUTER_SALESMANAGO_API_SECRET; they are stored sealed and never shown again.`,
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, o *adminOpts) ([]byte, error) {
+				key, err := secretArg(o.apiKey, "ROUTER_SALESMANAGO_API_KEY", "salesmanago connect", "--api-key")
+				if err != nil {
+					return nil, err
+				}
+				sec, err := secretArg(o.apiSecret, "ROUTER_SALESMANAGO_API_SECRET", "salesmanago connect", "--api-secret")
+				if err != nil {
+					return nil, err
+				}
+				return c.JSON(ctx, "PUT", tenantPath(pos[0], "salesmanago"), map[string]string{"base_url": pos[1], "client_id": pos[2],
+					"owner_email": pos[3], "api_key": key, "api_secret": sec})
+			}},
+		{name: "salesmanago show", args: "ID", min: 1, max: 1,
+			help: "the SALESmanago connection: state, last pass and its error, progress, counts",
+			run:  get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "salesmanago") })},
+		{name: "salesmanago activate", args: "ID", min: 1, max: 1, help: "resume the SALESmanago sync (after a pause or a refused key) and run a pass",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return c.Do(ctx, "POST", tenantPath(pos[0], "salesmanago", "activate"), "", nil)
+			}},
+		{name: "salesmanago deactivate", args: "ID", min: 1, max: 1, help: "pause the SALESmanago sync, keep the connection",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return c.Do(ctx, "POST", tenantPath(pos[0], "salesmanago", "deactivate"), "", nil)
+			}},
+		{name: "salesmanago sync", args: "ID", min: 1, max: 1, help: "run a SALESmanago ⇄ Zoho pass now (in the background)",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return c.Do(ctx, "POST", tenantPath(pos[0], "salesmanago", "sync"), "", nil)
+			}},
+		{name: "salesmanago disconnect", args: "ID", min: 1, max: 1, help: "stop the SALESmanago sync and forget its credentials; no record is touched",
+			run: func(ctx context.Context, c *adminclient.Client, pos []string, _ *adminOpts) ([]byte, error) {
+				return c.Do(ctx, "DELETE", tenantPath(pos[0], "salesmanago"), "", nil)
+			}},
 		{name: "status", args: "ID", min: 1, max: 1, help: "index size, cache, integration, call events",
 			run: get(func(pos []string, _ *adminOpts) string { return tenantPath(pos[0], "status") })},
 		{name: "audit", args: "[ID]", min: 0, max: 1, flags: []string{"limit"},
@@ -327,7 +371,28 @@ auto_callback_delay_seconds=60; matrix, form_mapping and call_mapping take JSON.
 }
 
 // adminGroups are the subcommands that take a subcommand of their own.
-var adminGroups = map[string]bool{"token": true, "ringostat": true}
+var adminGroups = map[string]bool{"token": true, "ringostat": true, "salesmanago": true}
+
+// secretArg returns a secret given as a flag's value (@FILE reads it from
+// a file), else its environment variable: read here, not as the flag's
+// default, which -h prints. A usage error names the flag when neither is
+// set.
+func secretArg(v, envName, cmd, flagName string) (string, error) {
+	if v == "" {
+		v = env(envName, "")
+	}
+	if strings.HasPrefix(v, "@") {
+		b, err := readInput(v[1:])
+		if err != nil {
+			return "", err
+		}
+		v = strings.TrimSpace(string(b))
+	}
+	if v == "" {
+		return "", usagef("admin %s: no %s; pass %s or set %s", cmd, flagName[2:], flagName, envName)
+	}
+	return v, nil
+}
 
 // adminUsage is `router admin help`: the common flags and one line per
 // subcommand.

@@ -19,6 +19,8 @@ import (
 const (
 	helpEnvToken = "cra_help_env_token_value"
 	helpEnvKey   = "ringostat-help-env-key-value"
+	helpSMKey    = "salesmanago-help-env-key-value"
+	helpSMSecret = "salesmanago-help-env-secret-value"
 )
 
 // Every command and subcommand answers -h and --help with its usage on
@@ -27,6 +29,8 @@ const (
 func TestCLIHelpAndUsageErrors(t *testing.T) {
 	t.Setenv("ROUTER_ADMIN_TOKEN", helpEnvToken)
 	t.Setenv("ROUTER_RINGOSTAT_KEY", helpEnvKey)
+	t.Setenv("ROUTER_SALESMANAGO_API_KEY", helpSMKey)
+	t.Setenv("ROUTER_SALESMANAGO_API_SECRET", helpSMSecret)
 	t.Setenv("ROUTER_SECRET_KEY", strings.Repeat("ab", 32))
 	type helpCase struct {
 		args []string
@@ -35,7 +39,8 @@ func TestCLIHelpAndUsageErrors(t *testing.T) {
 	var helps []helpCase
 	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"serve", "-h"}, {"serve", "--help"}, {"migrate", "-h"},
 		{"migrate", "--help"}, {"version", "-h"}, {"version", "--help"}, {"admin"}, {"admin", "-h"},
-		{"admin", "--help"}, {"admin", "help"}, {"admin", "token", "-h"}, {"admin", "token"}, {"admin", "ringostat", "--help"}} {
+		{"admin", "--help"}, {"admin", "help"}, {"admin", "token", "-h"}, {"admin", "token"}, {"admin", "ringostat", "--help"},
+		{"admin", "salesmanago", "--help"}, {"admin", "salesmanago"}} {
 		want := "usage: router"
 		if len(args) > 0 && !strings.HasPrefix(args[0], "-") && args[0] != "help" {
 			want += " " + args[0]
@@ -56,7 +61,8 @@ func TestCLIHelpAndUsageErrors(t *testing.T) {
 		if code != 0 || !strings.HasPrefix(out, h.want) || stderr.Len() > 0 {
 			t.Errorf("router %s: exit %d, stdout %q, stderr %q; want 0 and %q on stdout", strings.Join(h.args, " "), code, firstLine(out), stderr.String(), h.want)
 		}
-		if strings.Contains(out, helpEnvToken) || strings.Contains(out, helpEnvKey) || strings.Contains(out, strings.Repeat("ab", 32)) {
+		if strings.Contains(out, helpEnvToken) || strings.Contains(out, helpEnvKey) || strings.Contains(out, helpSMKey) ||
+			strings.Contains(out, helpSMSecret) || strings.Contains(out, strings.Repeat("ab", 32)) {
 			t.Errorf("router %s prints a secret from the environment", strings.Join(h.args, " "))
 		}
 	}
@@ -64,7 +70,7 @@ func TestCLIHelpAndUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{}, {"bogus"}, {"serve", "--bogus"}, {"serve", "extra"}, {"migrate", "extra"},
 		{"version", "extra"}, {"admin", "bogus"}, {"admin", "token", "bogus"}, {"admin", "tenants", "--bogus"},
 		{"admin", "employees"}, {"admin", "put-employee", "acme"}, {"admin", "employees", "acme", "-o", "yaml"},
-		{"admin", "token", "create", "x"}} {
+		{"admin", "token", "create", "x"}, {"admin", "salesmanago", "bogus"}, {"admin", "salesmanago", "connect", "acme"}} {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != 2 || stderr.Len() == 0 || stdout.Len() > 0 {
 			t.Errorf("router %s: exit %d, stdout %q, stderr %q; want 2 and the reason on stderr", strings.Join(args, " "), code, stdout.String(), stderr.String())
