@@ -55,6 +55,12 @@ type Board struct {
 type tenantBoard struct {
 	calls    map[string]*Call
 	watchers map[chan struct{}]struct{}
+	// order holds call ids as they came on the board, oldest first (ids
+	// pruned since stay until evictOldest or compaction passes them), so
+	// that a full board evicts in constant time instead of scanning it on
+	// the ingest path.
+	order  []string
+	pruned time.Time // last prune on the ingest path
 }
 
 // NewBoard returns an empty board; now nil means time.Now, recent zero
@@ -90,12 +96,22 @@ func (b *Board) ObserveCall(tenantID string, kind domain.EventKind, uniqueID str
 	tb := b.tenant(tenantID)
 	c := tb.calls[uniqueID]
 	if c == nil {
-		b.prune(tb, now)
+		// A prune walks the whole board: once a second is enough for the
+		// ingest path (every event of a flood is a new call), and the
+		// readers prune before they look.
+		if now.Sub(tb.pruned) >= time.Second {
+			b.prune(tb, now)
+			tb.pruned = now
+		}
 		if len(tb.calls) >= maxCalls {
 			b.evictOldest(tb)
 		}
 		c = &Call{ID: uniqueID, Started: now, Direction: "in"}
 		tb.calls[uniqueID] = c
+		tb.order = append(tb.order, uniqueID)
+		if len(tb.order) > 2*maxCalls {
+			tb.compact()
+		}
 	}
 	c.Updated = now
 	if v := firstOf(fields, "caller", "caller_number", "callerid", "src"); v != "" && c.Caller == "" {
@@ -160,16 +176,29 @@ func (b *Board) prune(tb *tenantBoard, now time.Time) {
 	}
 }
 
+// evictOldest drops the call that came on the board first and is still on
+// it.
 func (b *Board) evictOldest(tb *tenantBoard) {
-	var oldest *Call
-	for _, c := range tb.calls {
-		if oldest == nil || c.Updated.Before(oldest.Updated) {
-			oldest = c
+	for len(tb.order) > 0 {
+		id := tb.order[0]
+		tb.order = tb.order[1:]
+		if _, ok := tb.calls[id]; ok {
+			delete(tb.calls, id)
+			return
 		}
 	}
-	if oldest != nil {
-		delete(tb.calls, oldest.ID)
+}
+
+// compact drops the ids of pruned calls from the order list, which so
+// stays within twice maxCalls: at most once per maxCalls new calls.
+func (tb *tenantBoard) compact() {
+	kept := make([]string, 0, len(tb.calls)+maxCalls)
+	for _, id := range tb.order {
+		if _, ok := tb.calls[id]; ok {
+			kept = append(kept, id)
+		}
 	}
+	tb.order = kept
 }
 
 // Calls returns a tenant's calls on the board: live ones first, then the

@@ -102,3 +102,37 @@ func TestBoardClose(t *testing.T) {
 		t.Fatal("Closed is open after Close")
 	}
 }
+
+// Calls that leave by the recent window do not pile up in the board's
+// eviction order: a day of calls keeps it within its bound, and a full board
+// still evicts the call that came first.
+func TestBoardOrderStaysBounded(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	b := NewBoard(clk.now, time.Minute)
+	for i := range 20 * maxCalls {
+		clk.t = clk.t.Add(time.Second)
+		b.ObserveCall("acme", domain.EventCallEnd, fmt.Sprint("d", i), map[string]string{"disposition": "ANSWERED"})
+	}
+	tb := b.tenants["acme"]
+	if len(tb.order) > 2*maxCalls || len(tb.calls) > 62 {
+		t.Fatalf("after %d calls a minute's window apart: %d ids in the order, %d calls; want ≤ %d and ≤ 62", 20*maxCalls, len(tb.order), len(tb.calls), 2*maxCalls)
+	}
+}
+
+// BenchmarkObserveNewCall is the ingest path's cost of a new call on a
+// full board (a flood of call ids).
+func BenchmarkObserveNewCall(b *testing.B) {
+	board := NewBoard(nil, 0)
+	ids := make([]string, b.N+maxCalls)
+	for i := range ids {
+		ids[i] = fmt.Sprint("c", i)
+	}
+	for i := range maxCalls {
+		board.ObserveCall("acme", domain.EventCallStart, ids[i], nil)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		board.ObserveCall("acme", domain.EventCallStart, ids[maxCalls+i], nil)
+	}
+}
