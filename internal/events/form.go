@@ -92,10 +92,36 @@ func FormPartition(uniqueID string, fields map[string]string, s domain.Settings)
 }
 
 // form applies a website form: finds the client by phone (index, then
-// CRM), and creates what the matrix's form row asks for that the client
-// lacks, contact → deal → task; the deal in the CRM's default pipeline,
-// the task for the default owner.
+// CRM) or e-mail (CRM), writes the mapped fields onto what it found
+// (updateFound), and creates what the matrix's form row asks for that the
+// client lacks, contact → deal → task; the deal in the CRM's default
+// pipeline, the task for the default owner. With amo_unsorted a client
+// the CRM does not know becomes an unsorted forms request instead.
+//
+// A linked entity deleted in the CRM since the index read it is handled
+// as for calls (see matrix): when the CRM refuses a write for good and
+// one of the found entities is gone, the form is applied again without it.
 func (p *Processor) form(ctx context.Context, r *run) (string, error) {
+	note, err := r.formScenario(ctx)
+	if err == nil || !crm.IsPermanent(err) || len(r.linked) == 0 {
+		return note, err
+	}
+	gone, gerr := r.p.crm.Gone(ctx, r.t.ID, r.linked)
+	if gerr != nil {
+		return "", fmt.Errorf("check the found entities after the CRM refused a write (%v): %w", err, gerr)
+	}
+	if len(gone) == 0 {
+		return note, err
+	}
+	reresolved.Inc()
+	for _, g := range gone {
+		r.did = append(r.did, fmt.Sprintf("%s %s deleted in the CRM", g.Kind, g.ID))
+	}
+	return r.formScenario(ctx)
+}
+
+// formScenario is one pass of form.
+func (r *run) formScenario(ctx context.Context) (string, error) {
 	f := ReadForm(r.ev.Fields, r.t.Settings)
 	if f.Number == "" && f.Email == "" {
 		return "no client phone or e-mail", nil
@@ -122,6 +148,10 @@ func (p *Processor) form(ctx context.Context, r *run) (string, error) {
 			return "", fmt.Errorf("CRM search by e-mail: %w", err)
 		}
 		known.contact = ref
+		r.linked = r.linked[:0]
+		if ref.ID != "" {
+			r.linked = append(r.linked, ref)
+		}
 	}
 	if known.contact.ID != "" || known.lead.ID != "" {
 		counter("callrouter_events_form_known_total", r.t.ID).Inc()
@@ -198,28 +228,30 @@ func (r *run) updateFound(ctx context.Context, known client, want domain.Creates
 	if !ok {
 		return nil
 	}
+	update := func(ref crm.Ref, entity string) error {
+		_, _, fields := standard(r.t.Settings.FormMapping.Resolve(entity, r.ev.Fields))
+		if len(fields) == 0 {
+			return nil
+		}
+		if err := r.lease.renew(ctx); err != nil {
+			return err
+		}
+		if err := fu.UpdateFields(ctx, ref, fields); err != nil {
+			return fmt.Errorf("update the found %s %s: %w", ref.Kind, ref.ID, err)
+		}
+		r.did = append(r.did, fmt.Sprintf("%s %s updated", ref.Kind, ref.ID))
+		return nil
+	}
 	if known.contact.ID != "" {
-		if _, _, fields := standard(r.t.Settings.FormMapping.Resolve(domain.MapContact, r.ev.Fields)); len(fields) > 0 {
-			if err := r.lease.renew(ctx); err != nil {
-				return err
-			}
-			if err := fu.UpdateFields(ctx, known.contact, fields); err != nil {
-				return fmt.Errorf("update the found contact %s: %w", known.contact.ID, err)
-			}
-			r.did = append(r.did, "contact "+known.contact.ID+" updated")
+		if err := update(known.contact, domain.MapContact); err != nil {
+			return err
 		}
 	}
 	if !want.Lead || known.lead.ID == "" {
 		return nil
 	}
-	if _, _, fields := standard(r.t.Settings.FormMapping.Resolve(domain.MapDeal, r.ev.Fields)); len(fields) > 0 {
-		if err := r.lease.renew(ctx); err != nil {
-			return err
-		}
-		if err := fu.UpdateFields(ctx, known.lead, fields); err != nil {
-			return fmt.Errorf("update the found %s %s: %w", known.lead.Kind, known.lead.ID, err)
-		}
-		r.did = append(r.did, fmt.Sprintf("%s %s updated", known.lead.Kind, known.lead.ID))
+	if err := update(known.lead, domain.MapDeal); err != nil {
+		return err
 	}
 	if utm := formUTM(r.ev.Fields, f); !utm.Empty() {
 		wrote, err := r.w.FillUTM(ctx, known.lead, utm)

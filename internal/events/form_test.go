@@ -246,3 +246,24 @@ func TestFormFillsUTMOfFoundDealWithout(t *testing.T) {
 		}
 	})
 }
+
+// TestFormFoundDealDeletedSinceIndexed: a form whose client's open deal was
+// deleted in the CRM after the index read it is not failed by the CRM's
+// refusal of the update: the deal is dropped and a new one made.
+func TestFormFoundDealDeletedSinceIndexed(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		mapFields(t, w)
+		ref := w.known("71002", "380671000963", anna)
+		w.fake.Delete(ref) // no sync: the index still has it
+		id := w.post(domain.EventForm, map[string]string{"phone": "380671000963", "visit": "v9"})
+		w.mustDrain()
+		ev := w.event(id)
+		if ev.State != domain.EventDone {
+			t.Fatalf("form: %q %q", ev.State, ev.Note)
+		}
+		ls := leadsOf(w.fake.Written(), "380671000963")
+		if len(ls) != 1 || ls[0].Fields[w.fake.CustomField("deal")] != "v9" {
+			t.Fatalf("deals made %+v (note %q), want one new deal with the form's field", ls, ev.Note)
+		}
+	})
+}
