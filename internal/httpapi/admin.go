@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,8 +22,176 @@ import (
 // longest.
 const adminTimeout = 2 * time.Minute
 
-// serveAdmin dispatches /admin/v1/... . Each case parses the path and body,
-// calls the admin service and renders its answer.
+// adminCall is one admin request as its route's handler sees it: the path's
+// parameters, the small JSON body (nil for a streamed route), who asks, and
+// a context bounded by adminTimeout.
+type adminCall struct {
+	c      context.Context
+	ctx    *fasthttp.RequestCtx
+	actor  string
+	tenant string // {t}
+	id     string // {id}
+	body   []byte
+}
+
+// query returns a query parameter of the request.
+func (r *adminCall) query(name string) string { return string(r.ctx.QueryArgs().Peek(name)) }
+
+// adminRoute is one admin endpoint: a method and a path pattern under
+// /admin/v1 whose segments are literals, {t} (the tenant id) or {id}.
+type adminRoute struct {
+	method  string
+	pattern string
+	// streamed routes read their own body (contacts import); the others
+	// get it read whole, up to maxAdminBodyBytes.
+	streamed bool
+	serve    func(s *Server, r *adminCall)
+}
+
+// jsonOf answers the service's value as JSON with status, or its error.
+func jsonOf(status int, f func(s *Server, r *adminCall) (any, error)) func(*Server, *adminCall) {
+	return func(s *Server, r *adminCall) { s.reply(r.ctx, status)(f(s, r)) }
+}
+
+// noContentOf answers 204, or the service's error.
+func noContentOf(f func(s *Server, r *adminCall) error) func(*Server, *adminCall) {
+	return func(s *Server, r *adminCall) { s.noContent(r.ctx, f(s, r)) }
+}
+
+// queryInt is a query parameter as a number, 0 when absent or not one (the
+// service applies its default).
+func queryInt(r *adminCall, name string) int {
+	n, _ := strconv.Atoi(r.query(name))
+	return n
+}
+
+// adminRoutes is the admin API. Handlers only parse what the path and the
+// query carry, call the admin service, and render.
+var adminRoutes = []adminRoute{
+	{method: "GET", pattern: "/tenants", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Tenants(r.c) })},
+	{method: "POST", pattern: "/tenants", serve: jsonOf(201, func(s *Server, r *adminCall) (any, error) { return s.admin.CreateTenant(r.c, r.actor, r.body) })},
+	{method: "GET", pattern: "/tenants/{t}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Tenant(r.c, r.tenant) })},
+	{method: "PATCH", pattern: "/tenants/{t}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.PatchTenant(r.c, r.actor, r.tenant, r.body) })},
+	{method: "DELETE", pattern: "/tenants/{t}", serve: (*Server).deleteTenant},
+	{method: "GET", pattern: "/tenants/{t}/default-owner", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.DefaultOwner(r.c, r.tenant) })},
+	{method: "PUT", pattern: "/tenants/{t}/default-owner", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.SetDefaultOwner(r.c, r.actor, r.tenant, r.body)
+	})},
+	{method: "GET", pattern: "/tenants/{t}/employees", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Employees(r.c, r.tenant) })},
+	{method: "GET", pattern: "/tenants/{t}/employees/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Employee(r.c, r.tenant, r.id) })},
+	{method: "PUT", pattern: "/tenants/{t}/employees/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.PutEmployee(r.c, r.actor, r.tenant, r.id, r.body)
+	})},
+	{method: "DELETE", pattern: "/tenants/{t}/employees/{id}", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.DeleteEmployee(r.c, r.actor, r.tenant, r.id) })},
+	{method: "GET", pattern: "/tenants/{t}/stop-list", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Stops(r.c, r.tenant) })},
+	{method: "GET", pattern: "/tenants/{t}/stop-list/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Stop(r.c, r.tenant, r.id) })},
+	{method: "PUT", pattern: "/tenants/{t}/stop-list/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.PutStop(r.c, r.actor, r.tenant, r.id, r.body)
+	})},
+	{method: "DELETE", pattern: "/tenants/{t}/stop-list/{id}", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.DeleteStop(r.c, r.actor, r.tenant, r.id) })},
+	{method: "POST", pattern: "/tenants/{t}/contacts/import", streamed: true, serve: (*Server).importContacts},
+	{method: "GET", pattern: "/tenants/{t}/integration", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Integration(r.c, r.tenant) })},
+	{method: "PUT", pattern: "/tenants/{t}/integration", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.PutIntegration(r.c, r.actor, r.tenant, r.body)
+	})},
+	{method: "POST", pattern: "/tenants/{t}/integration/activate", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.SetActive(r.c, r.actor, r.tenant, true, r.body)
+	})},
+	{method: "POST", pattern: "/tenants/{t}/integration/deactivate", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.SetActive(r.c, r.actor, r.tenant, false, r.body)
+	})},
+	{method: "GET", pattern: "/tenants/{t}/ringostat", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Ringostat(r.c, r.tenant) })},
+	{method: "PUT", pattern: "/tenants/{t}/ringostat", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.PutRingostat(r.c, r.actor, r.tenant, r.body)
+	})},
+	{method: "DELETE", pattern: "/tenants/{t}/ringostat", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.DeleteRingostat(r.c, r.actor, r.tenant) })},
+	{method: "GET", pattern: "/tenants/{t}/salesmanago", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.SALESmanago(r.c, r.tenant) })},
+	{method: "PUT", pattern: "/tenants/{t}/salesmanago", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.PutSALESmanago(r.c, r.actor, r.tenant, r.body)
+	})},
+	{method: "DELETE", pattern: "/tenants/{t}/salesmanago", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.DeleteSALESmanago(r.c, r.actor, r.tenant) })},
+	{method: "POST", pattern: "/tenants/{t}/salesmanago/activate", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.SetSALESmanagoActive(r.c, r.actor, r.tenant, true)
+	})},
+	{method: "POST", pattern: "/tenants/{t}/salesmanago/deactivate", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.SetSALESmanagoActive(r.c, r.actor, r.tenant, false)
+	})},
+	{method: "POST", pattern: "/tenants/{t}/salesmanago/sync", serve: jsonOf(202, func(s *Server, r *adminCall) (any, error) { return s.admin.SyncSALESmanago(r.c, r.actor, r.tenant) })},
+	{method: "POST", pattern: "/tenants/{t}/secret/rotate", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.RotateSecret(r.c, r.actor, r.tenant, r.body)
+	})},
+	{method: "GET", pattern: "/tenants/{t}/crm-users", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.CRMUsers(r.c, r.tenant) })},
+	{method: "GET", pattern: "/tenants/{t}/status", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Status(r.c, r.tenant) })},
+	{method: "GET", pattern: "/tenants/{t}/audit", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Audit(r.c, r.tenant, queryInt(r, "limit")) })},
+	{method: "GET", pattern: "/tenants/{t}/events/rejected", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.RejectedEvents(r.c, r.tenant, queryInt(r, "limit"))
+	})},
+	{method: "GET", pattern: "/tenants/{t}/report", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Report(r.c, r.tenant, r.query("days")) })},
+	{method: "GET", pattern: "/tenants/{t}/explain", serve: func(s *Server, r *adminCall) { s.serveExplain(r.c, r.ctx, r.tenant) }},
+	{method: "GET", pattern: "/tenants/{t}/events", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
+		return s.admin.Events(r.c, r.tenant, admin.EventQuery{State: r.query("state"), Caller: r.query("caller"), Before: r.query("before"), Limit: r.query("limit")})
+	})},
+	{method: "GET", pattern: "/tenants/{t}/events/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Event(r.c, r.tenant, r.id) })},
+	{method: "GET", pattern: "/audit", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.AuditAll(r.c, queryInt(r, "limit")) })},
+	{method: "GET", pattern: "/tokens", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Tokens(r.c) })},
+	{method: "POST", pattern: "/tokens", serve: jsonOf(201, func(s *Server, r *adminCall) (any, error) { return s.admin.CreateToken(r.c, r.actor, r.body) })},
+	{method: "DELETE", pattern: "/tokens/{id}", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.RevokeToken(r.c, r.actor, r.id) })},
+}
+
+// adminTable is adminRoutes split into segments once, for matching.
+type adminTable struct {
+	routes []adminRoute
+	segs   [][]string
+}
+
+func newAdminTable(routes []adminRoute) *adminTable {
+	t := &adminTable{routes: routes}
+	for _, r := range routes {
+		t.segs = append(t.segs, strings.Split(strings.Trim(r.pattern, "/"), "/"))
+	}
+	return t
+}
+
+// match finds the route of method and path's segments and fills call's
+// parameters. With no route for the method, allow lists the methods the
+// path has (empty: no such path).
+func (t *adminTable) match(method string, seg []string, call *adminCall) (route *adminRoute, allow []string) {
+	for i, ps := range t.segs {
+		if len(ps) != len(seg) {
+			continue
+		}
+		var tenant, id string
+		ok := true
+		for j, p := range ps {
+			switch p {
+			case "{t}":
+				tenant = seg[j]
+			case "{id}":
+				id = seg[j]
+			default:
+				ok = p == seg[j]
+			}
+			if !ok {
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		if t.routes[i].method != method {
+			if !slices.Contains(allow, t.routes[i].method) {
+				allow = append(allow, t.routes[i].method)
+			}
+			continue
+		}
+		call.tenant, call.id = tenant, id
+		return &t.routes[i], nil
+	}
+	return nil, allow
+}
+
+// serveAdmin serves /admin/v1/...: authenticate, find the route in
+// adminRoutes, read a small body, and hand over.
 func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	who, ok := s.authenticate(ctx)
 	if !ok {
@@ -35,35 +204,28 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	if method == fasthttp.MethodHead {
 		method = fasthttp.MethodGet // fasthttp leaves the body out of the answer
 	}
-	actor := who.Actor
-	if method != fasthttp.MethodGet {
-		defer s.logAdminChange(ctx, actor, method)
-	}
 	path := ctx.Path()[len(pathAdmin):]
 	if !utf8.Valid(path) || bytes.IndexByte(path, 0) >= 0 {
 		writeErrorCode(ctx, fasthttp.StatusBadRequest, domain.EINVALID, "path: must be UTF-8 without NUL characters")
 		return
 	}
-	seg := strings.Split(strings.Trim(string(path), "/"), "/")
-	switch seg[0] {
-	case "tenants":
-	case "tokens", "audit":
-		body, ok := readBody(ctx, maxAdminBodyBytes)
-		if !ok {
-			return
-		}
-		s.serveInstanceAdmin(ctx, actor, method, seg, body)
-		return
-	default:
+	call := &adminCall{ctx: ctx, actor: who.Actor}
+	route, allow := s.adminTable.match(method, strings.Split(strings.Trim(string(path), "/"), "/"), call)
+	switch {
+	case route == nil && len(allow) == 0:
+		discardBody(ctx)
 		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such admin endpoint")
 		return
+	case route == nil:
+		discardBody(ctx)
+		notAllowed(ctx, strings.Join(allow, ", "))
+		return
 	}
-	// A contacts import reads its body row by row (below); every other
-	// call's JSON is small and read whole.
-	var body []byte
-	if method != fasthttp.MethodPost || len(seg) != 4 || seg[2] != "contacts" || seg[3] != "import" {
-		var ok bool
-		if body, ok = readBody(ctx, maxAdminBodyBytes); !ok {
+	if method != fasthttp.MethodGet {
+		defer s.logAdminChange(ctx, call.actor, method)
+	}
+	if !route.streamed {
+		if call.body, ok = readBody(ctx, maxAdminBodyBytes); !ok {
 			return
 		}
 	}
@@ -71,155 +233,32 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	// server shutdown when database drivers watch it: use a context of our own.
 	c, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
-	a := s.admin
-	switch {
-	case len(seg) == 1:
-		switch method {
-		case fasthttp.MethodGet:
-			s.reply(ctx, 200)(a.Tenants(c))
-		case fasthttp.MethodPost:
-			s.reply(ctx, 201)(a.CreateTenant(c, actor, body))
-		default:
-			notAllowed(ctx, "GET, POST")
-		}
-	case len(seg) == 2:
-		switch method {
-		case fasthttp.MethodGet:
-			s.reply(ctx, 200)(a.Tenant(c, seg[1]))
-		case fasthttp.MethodPatch:
-			s.reply(ctx, 200)(a.PatchTenant(c, actor, seg[1], body))
-		case fasthttp.MethodDelete:
-			// ?confirm=<tenant id>: a stray DELETE cannot wipe a tenant.
-			err := a.DeleteTenant(c, actor, seg[1], string(ctx.QueryArgs().Peek("confirm")))
-			if s.board != nil && domain.ErrorCode(err) != domain.ENOTFOUND && domain.ErrorCode(err) != domain.EINVALID {
-				s.board.Forget(seg[1]) // its calls of the last minutes, with the clients' numbers
-			}
-			s.noContent(ctx, err)
-		default:
-			notAllowed(ctx, "GET, PATCH, DELETE")
-		}
-	case len(seg) == 3 && seg[2] == "default-owner":
-		switch method {
-		case fasthttp.MethodGet:
-			s.reply(ctx, 200)(a.DefaultOwner(c, seg[1]))
-		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.SetDefaultOwner(c, actor, seg[1], body))
-		default:
-			notAllowed(ctx, "GET, PUT")
-		}
-	case len(seg) == 3 && seg[2] == "employees":
-		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Employees(c, seg[1])) })
-	case len(seg) == 4 && seg[2] == "employees":
-		switch method {
-		case fasthttp.MethodGet:
-			s.reply(ctx, 200)(a.Employee(c, seg[1], seg[3]))
-		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.PutEmployee(c, actor, seg[1], seg[3], body))
-		case fasthttp.MethodDelete:
-			s.noContent(ctx, a.DeleteEmployee(c, actor, seg[1], seg[3]))
-		default:
-			notAllowed(ctx, "GET, PUT, DELETE")
-		}
-	case len(seg) == 3 && seg[2] == "stop-list":
-		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Stops(c, seg[1])) })
-	case len(seg) == 4 && seg[2] == "stop-list":
-		switch method {
-		case fasthttp.MethodGet:
-			s.reply(ctx, 200)(a.Stop(c, seg[1], seg[3]))
-		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.PutStop(c, actor, seg[1], seg[3], body))
-		case fasthttp.MethodDelete:
-			s.noContent(ctx, a.DeleteStop(c, actor, seg[1], seg[3]))
-		default:
-			notAllowed(ctx, "GET, PUT, DELETE")
-		}
-	case len(seg) == 4 && seg[2] == "contacts" && seg[3] == "import":
-		s.only(ctx, fasthttp.MethodPost, func() {
-			r, ok := bodyReader(ctx, MaxBodyBytes)
-			if !ok {
-				return
-			}
-			rep, err := a.Import(c, actor, seg[1], string(ctx.QueryArgs().Peek("format")),
-				string(ctx.Request.Header.ContentType()), r)
-			if errors.Is(err, errTooLarge) {
-				refuseTooLarge(ctx, MaxBodyBytes)
-				return
-			}
-			s.reply(ctx, 200)(rep, err)
-		})
-	case len(seg) == 3 && seg[2] == "integration":
-		switch method {
-		case fasthttp.MethodGet:
-			s.reply(ctx, 200)(a.Integration(c, seg[1]))
-		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.PutIntegration(c, actor, seg[1], body))
-		default:
-			notAllowed(ctx, "GET, PUT")
-		}
-	case len(seg) == 4 && seg[2] == "integration" && (seg[3] == "activate" || seg[3] == "deactivate"):
-		s.only(ctx, fasthttp.MethodPost, func() {
-			s.reply(ctx, 200)(a.SetActive(c, actor, seg[1], seg[3] == "activate", body))
-		})
-	case len(seg) == 3 && seg[2] == "ringostat":
-		switch method {
-		case fasthttp.MethodGet:
-			s.reply(ctx, 200)(a.Ringostat(c, seg[1]))
-		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.PutRingostat(c, actor, seg[1], body))
-		case fasthttp.MethodDelete:
-			s.noContent(ctx, a.DeleteRingostat(c, actor, seg[1]))
-		default:
-			notAllowed(ctx, "GET, PUT, DELETE")
-		}
-	case len(seg) == 3 && seg[2] == "salesmanago":
-		switch method {
-		case fasthttp.MethodGet:
-			s.reply(ctx, 200)(a.SALESmanago(c, seg[1]))
-		case fasthttp.MethodPut:
-			s.reply(ctx, 200)(a.PutSALESmanago(c, actor, seg[1], body))
-		case fasthttp.MethodDelete:
-			s.noContent(ctx, a.DeleteSALESmanago(c, actor, seg[1]))
-		default:
-			notAllowed(ctx, "GET, PUT, DELETE")
-		}
-	case len(seg) == 4 && seg[2] == "salesmanago" && (seg[3] == "activate" || seg[3] == "deactivate"):
-		s.only(ctx, fasthttp.MethodPost, func() {
-			s.reply(ctx, 200)(a.SetSALESmanagoActive(c, actor, seg[1], seg[3] == "activate"))
-		})
-	case len(seg) == 4 && seg[2] == "salesmanago" && seg[3] == "sync":
-		// The pass runs in the background: 202, with the view saying so.
-		s.only(ctx, fasthttp.MethodPost, func() { s.reply(ctx, 202)(a.SyncSALESmanago(c, actor, seg[1])) })
-	case len(seg) == 4 && seg[2] == "secret" && seg[3] == "rotate":
-		s.only(ctx, fasthttp.MethodPost, func() { s.reply(ctx, 200)(a.RotateSecret(c, actor, seg[1], body)) })
-	case len(seg) == 3 && seg[2] == "crm-users":
-		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.CRMUsers(c, seg[1])) })
-	case len(seg) == 3 && seg[2] == "status":
-		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Status(c, seg[1])) })
-	case len(seg) == 3 && seg[2] == "audit":
-		s.only(ctx, fasthttp.MethodGet, func() {
-			limit, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("limit")))
-			s.reply(ctx, 200)(a.Audit(c, seg[1], limit))
-		})
-	case len(seg) == 4 && seg[2] == "events" && seg[3] == "rejected":
-		s.only(ctx, fasthttp.MethodGet, func() {
-			limit, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("limit")))
-			s.reply(ctx, 200)(a.RejectedEvents(c, seg[1], limit))
-		})
-	case len(seg) == 3 && seg[2] == "report":
-		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Report(c, seg[1], string(ctx.QueryArgs().Peek("days")))) })
-	case len(seg) == 3 && seg[2] == "explain":
-		s.only(ctx, fasthttp.MethodGet, func() { s.serveExplain(c, ctx, seg[1]) })
-	case len(seg) == 3 && seg[2] == "events":
-		s.only(ctx, fasthttp.MethodGet, func() {
-			q := ctx.QueryArgs()
-			s.reply(ctx, 200)(a.Events(c, seg[1], admin.EventQuery{State: string(q.Peek("state")), Caller: string(q.Peek("caller")),
-				Before: string(q.Peek("before")), Limit: string(q.Peek("limit"))}))
-		})
-	case len(seg) == 4 && seg[2] == "events":
-		s.only(ctx, fasthttp.MethodGet, func() { s.reply(ctx, 200)(a.Event(c, seg[1], seg[3])) })
-	default:
-		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such admin endpoint")
+	call.c = c
+	route.serve(s, call)
+}
+
+// deleteTenant deletes a tenant; ?confirm=<tenant id> makes sure a stray
+// DELETE cannot wipe one.
+func (s *Server) deleteTenant(r *adminCall) {
+	err := s.admin.DeleteTenant(r.c, r.actor, r.tenant, r.query("confirm"))
+	if s.board != nil && domain.ErrorCode(err) != domain.ENOTFOUND && domain.ErrorCode(err) != domain.EINVALID {
+		s.board.Forget(r.tenant) // its calls of the last minutes, with the clients' numbers
 	}
+	s.noContent(r.ctx, err)
+}
+
+// importContacts streams a contacts import, row by row, up to MaxBodyBytes.
+func (s *Server) importContacts(r *adminCall) {
+	body, ok := bodyReader(r.ctx, MaxBodyBytes)
+	if !ok {
+		return
+	}
+	rep, err := s.admin.Import(r.c, r.actor, r.tenant, r.query("format"), string(r.ctx.Request.Header.ContentType()), body)
+	if errors.Is(err, errTooLarge) {
+		refuseTooLarge(r.ctx, MaxBodyBytes)
+		return
+	}
+	s.reply(r.ctx, 200)(rep, err)
 }
 
 // logAdminChange logs a change made through the admin API at info once it
@@ -229,34 +268,6 @@ func (s *Server) logAdminChange(ctx *fasthttp.RequestCtx, actor, method string) 
 	if st := ctx.Response.StatusCode(); st < 400 {
 		s.log.Info("admin change", zap.String("actor", actor), zap.String("method", method),
 			zap.String("path", storableText(string(ctx.Path()))), zap.Int("status", st))
-	}
-}
-
-// serveInstanceAdmin serves the admin calls that belong to no tenant:
-// admin tokens and the whole audit log.
-func (s *Server) serveInstanceAdmin(ctx *fasthttp.RequestCtx, actor, method string, seg []string, body []byte) {
-	c, cancel := context.WithTimeout(context.Background(), adminTimeout)
-	defer cancel()
-	a := s.admin
-	switch {
-	case len(seg) == 1 && seg[0] == "audit":
-		s.only(ctx, fasthttp.MethodGet, func() {
-			limit, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("limit")))
-			s.reply(ctx, 200)(a.AuditAll(c, limit))
-		})
-	case len(seg) == 1 && seg[0] == "tokens":
-		switch method {
-		case fasthttp.MethodGet:
-			s.reply(ctx, 200)(a.Tokens(c))
-		case fasthttp.MethodPost:
-			s.reply(ctx, 201)(a.CreateToken(c, actor, body))
-		default:
-			notAllowed(ctx, "GET, POST")
-		}
-	case len(seg) == 2 && seg[0] == "tokens":
-		s.only(ctx, fasthttp.MethodDelete, func() { s.noContent(ctx, a.RevokeToken(c, actor, seg[1])) })
-	default:
-		writeErrorCode(ctx, fasthttp.StatusNotFound, domain.ENOTFOUND, "path: no such admin endpoint")
 	}
 }
 
@@ -286,18 +297,6 @@ func (s *Server) noContent(ctx *fasthttp.RequestCtx, err error) {
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
-}
-
-func (s *Server) only(ctx *fasthttp.RequestCtx, method string, f func()) {
-	m := string(ctx.Method())
-	if m == fasthttp.MethodHead {
-		m = fasthttp.MethodGet
-	}
-	if m != method {
-		notAllowed(ctx, method)
-		return
-	}
-	f()
 }
 
 func notAllowed(ctx *fasthttp.RequestCtx, allow string) {

@@ -109,13 +109,21 @@ const maxDrain = 2 * maxAdminBodyBytes
 // discarded first, so the client, still sending, gets the answer instead of
 // a reset; a larger one is never read.
 func refuseTooLarge(ctx *fasthttp.RequestCtx, limit int) {
+	discardBody(ctx)
+	writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than "+sizeText(limit))
+}
+
+// discardBody readies a refusal of a request whose body will not be used:
+// the connection closes after the answer, and a body announced at most
+// maxDrain long is read and thrown away first (never held), so the client,
+// still sending, gets the answer instead of a reset.
+func discardBody(ctx *fasthttp.RequestCtx) {
 	ctx.SetConnectionClose()
 	if req := &ctx.Request; req.IsBodyStream() && req.Header.ContentLength() > 0 && req.Header.ContentLength() <= maxDrain {
 		// A body that stops short is cut by the read timeout; its error
 		// changes nothing about the answer.
 		_, _ = io.CopyN(io.Discard, req.BodyStream(), maxDrain)
 	}
-	writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, domain.ETOOLARGE, "body: larger than "+sizeText(limit))
 }
 
 // sizeText writes n bytes as KiB or MiB when it is a whole number of them.

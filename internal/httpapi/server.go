@@ -81,20 +81,21 @@ const (
 
 // Server holds the handlers' dependencies.
 type Server struct {
-	tenants   *tenant.Registry
-	router    *lookup.Service
-	admin     *admin.Service
-	webhooks  Webhooks
-	events    EventIngest
-	observer  EventObserver
-	ready     func() bool
-	adminHash [sha256.Size]byte
-	sessions  *console.Sessions
-	board     *console.Board
-	calls     CallObserver
-	decisions *report.Recorder
-	log       *zap.Logger
-	now       func() time.Time
+	tenants    *tenant.Registry
+	router     *lookup.Service
+	admin      *admin.Service
+	adminTable *adminTable // adminRoutes, split for matching
+	webhooks   Webhooks
+	events     EventIngest
+	observer   EventObserver
+	ready      func() bool
+	adminHash  [sha256.Size]byte
+	sessions   *console.Sessions
+	board      *console.Board
+	calls      CallObserver
+	decisions  *report.Recorder
+	log        *zap.Logger
+	now        func() time.Time
 	// decisionSample is Config.DecisionLogSample.
 	decisionSample float64
 	// timeouts of the connections FastHTTP serves: read, write, idle.
@@ -105,7 +106,7 @@ type Server struct {
 // tenant carries what the route handler precomputes.
 func New(cfg Config) *Server {
 	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, events: cfg.Events, observer: cfg.Observer, ready: cfg.Ready, log: cfg.Log, now: cfg.Now,
-		sessions: cfg.Sessions, board: cfg.Board, calls: cfg.Calls, decisions: cfg.Decisions}
+		sessions: cfg.Sessions, board: cfg.Board, calls: cfg.Calls, decisions: cfg.Decisions, adminTable: newAdminTable(adminRoutes)}
 	if s.calls == nil && s.board != nil {
 		s.calls = s.board
 	}
