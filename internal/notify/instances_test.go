@@ -205,8 +205,13 @@ func (in *instance) route(caller string) string {
 	return r.Target + "/" + r.Reason.String()
 }
 
-// within fails unless b routes caller to want within a second of the
-// change, and returns how long it took.
+// failSafe bounds the wait for a change to reach another instance.
+const failSafe = 10 * time.Second
+
+// within fails unless b routes caller to want after the change, and
+// returns how long it took. How long is a figure (logged; typically
+// milliseconds), not the check: the bound only keeps a lost change from
+// hanging the test, and is wide enough for a loaded machine.
 func within(t *testing.T, what string, b *instance, caller, want string) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -217,8 +222,8 @@ func within(t *testing.T, what string, b *instance, caller, want string) time.Du
 			t.Logf("%s: on instance b after %s", what, d)
 			return d
 		}
-		if time.Since(start) > time.Second {
-			t.Fatalf("%s: instance b still routes %s to %s after 1s, want %s", what, caller, got, want)
+		if time.Since(start) > failSafe {
+			t.Fatalf("%s: instance b still routes %s to %s after %v, want %s", what, caller, got, failSafe, want)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
