@@ -486,7 +486,7 @@ func (r *run) pick(rows []domain.IndexEntry) client {
 			continue
 		}
 		for _, e := range rows {
-			if e.Kind == kind && e.Open && matches(e.Phone, r.num) {
+			if e.Kind == kind && e.Open && phone.Same(e.Phone, r.num) {
 				c.lead, c.leadOwner = crm.Ref{Kind: kind, ID: e.EntityID}, e.OwnerID
 				break
 			}
@@ -496,7 +496,7 @@ func (r *run) pick(rows []domain.IndexEntry) client {
 		}
 	}
 	for _, e := range rows {
-		if e.Kind == domain.KindContact && matches(e.Phone, r.num) {
+		if e.Kind == domain.KindContact && phone.Same(e.Phone, r.num) {
 			c.contact = crm.Ref{Kind: domain.KindContact, ID: e.EntityID}
 			break
 		}
@@ -504,12 +504,6 @@ func (r *run) pick(rows []domain.IndexEntry) client {
 	return c
 }
 
-// matches reports whether an index phone is the client's: the same E.164
-// number, or national digits (a CRM phone stored without its country)
-// that the number ends with.
-func matches(indexed, num string) bool {
-	return indexed == num || (len(indexed) >= 9 && strings.HasSuffix(num, indexed))
-}
 
 // key is the idempotency key of one step of this event: short, and the
 // same on every attempt.

@@ -89,7 +89,7 @@ func (s *Service) Explain(ctx context.Context, t *tenant.Config, caller string, 
 	for _, kind := range t.OwnerOrder {
 		for i := range rows {
 			r := &rows[i]
-			if chosen < 0 && r.Kind == kind && r.Open && r.OwnerID != "" && matches(r.Phone, num) {
+			if chosen < 0 && r.Kind == kind && r.Open && r.OwnerID != "" && phone.SameBytes(r.Phone, num) {
 				chosen = i
 			}
 		}
@@ -99,7 +99,7 @@ func (s *Service) Explain(ctx context.Context, t *tenant.Config, caller string, 
 		switch {
 		case v.Chosen:
 			v.Verdict = "chosen"
-		case !matches(r.Phone, num):
+		case !phone.SameBytes(r.Phone, num):
 			v.Verdict = "another number with the same last digits"
 		case !r.Open:
 			v.Verdict = "closed"

@@ -310,7 +310,7 @@ func Decide(t *tenant.Config, rows []cache.Row, caller []byte) Result {
 	for _, kind := range t.OwnerOrder {
 		for i := range rows {
 			r := &rows[i]
-			if r.Kind != kind || !r.Open || r.OwnerID == "" || !matches(r.Phone, caller) {
+			if r.Kind != kind || !r.Open || r.OwnerID == "" || !phone.SameBytes(r.Phone, caller) {
 				continue
 			}
 			if target, ok := t.Targets[r.OwnerID]; ok {
@@ -328,15 +328,3 @@ func Decide(t *tenant.Config, rows []cache.Row, caller []byte) Result {
 	return Result{Reason: ReasonNoMatch}
 }
 
-// matches reports whether an indexed phone is the caller's number. A
-// shorter indexed phone is a national number stored without its country code
-// (see domain.IndexEntry.Phone) and matches when the caller's number ends
-// with all of it; requiring at least the suffix key's length keeps short
-// fragments from matching.
-func matches(indexed string, caller []byte) bool {
-	if indexed == string(caller) {
-		return true
-	}
-	return len(indexed) >= phone.SuffixLen && len(indexed) < len(caller) &&
-		string(caller[len(caller)-len(indexed):]) == indexed
-}

@@ -80,6 +80,22 @@ func Suffix(phone string) string {
 	return phone
 }
 
+// Same reports whether an indexed phone is a caller's normalized number:
+// the same digits, or a national number stored without its country code
+// (see domain.IndexEntry.Phone) that the caller's number ends with. At
+// least SuffixLen digits must match, so short fragments never do. Routing
+// and call events both decide "the same client" by it.
+func Same(indexed, number string) bool {
+	return indexed == number ||
+		len(indexed) >= SuffixLen && len(indexed) < len(number) && number[len(number)-len(indexed):] == indexed
+}
+
+// SameBytes is Same for a caller held as bytes; it does not allocate.
+func SameBytes(indexed string, number []byte) bool {
+	return indexed == string(number) ||
+		len(indexed) >= SuffixLen && len(indexed) < len(number) && string(number[len(number)-len(indexed):]) == indexed
+}
+
 // SuffixBytes is Suffix for a byte slice; it returns a sub-slice and never
 // allocates.
 func SuffixBytes(phone []byte) []byte {

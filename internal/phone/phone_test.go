@@ -124,3 +124,28 @@ func TestNormalize(t *testing.T) {
 		t.Errorf("Normalize on the fast path: %v allocs, want 1", allocs)
 	}
 }
+
+// Same is the one rule of "this index phone is this caller", for routing
+// and call events alike.
+func TestSame(t *testing.T) {
+	for _, tc := range []struct {
+		indexed, number string
+		want            bool
+	}{
+		{"380671234567", "380671234567", true}, // the same E.164 number
+		{"671234567", "380671234567", true},    // national, stored without the country
+		{"0671234567", "380671234567", true},   // Ukraine's trunk 0 is the country code's last digit
+		{"0671234568", "380671234567", false},
+		{"1234567", "380671234567", false},   // shorter than the suffix key: a fragment
+		{"380671234567", "671234567", false}, // the caller's number is the shorter one
+		{"480671234567", "380671234567", false},
+		{"", "", true},
+	} {
+		if got := Same(tc.indexed, tc.number); got != tc.want {
+			t.Errorf("Same(%q, %q) = %v, want %v", tc.indexed, tc.number, got, tc.want)
+		}
+		if got := SameBytes(tc.indexed, []byte(tc.number)); got != tc.want {
+			t.Errorf("SameBytes(%q, %q) = %v, want %v", tc.indexed, tc.number, got, tc.want)
+		}
+	}
+}
