@@ -240,7 +240,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	if err != nil {
 		return err
 	}
-	reg := tenant.NewRegistry(st, httpapi.Decorate)
+	reg := tenant.NewRegistry(st)
 	items := cfg.cacheItems
 	if items == 0 {
 		// The flat index holds every indexed key however many; ristretto

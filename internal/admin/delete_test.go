@@ -40,7 +40,7 @@ func TestDeleteTenantEverywhere(t *testing.T) {
 			ctx := context.Background()
 			st := b.Open(t)
 			// Instance B: its own registry and cache on the same store.
-			regB := tenant.NewRegistry(st, nil)
+			regB := tenant.NewRegistry(st)
 			cB, err := cache.New(cache.Config{MaxItems: 1 << 12, NegativeTTL: time.Minute})
 			if err != nil {
 				t.Fatal(err)

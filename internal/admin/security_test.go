@@ -63,7 +63,7 @@ func newWorld(t *testing.T, st store.Store, key byte, opts ...admin.Option) *wor
 	}
 	t.Cleanup(c.Close)
 	clk := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	reg := tenant.NewRegistry(st, nil, tenant.WithNow(clk.Now))
+	reg := tenant.NewRegistry(st, tenant.WithNow(clk.Now))
 	if err := reg.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -161,7 +161,7 @@ func newSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	reg := tenant.NewRegistry(st, httpapi.Decorate)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}

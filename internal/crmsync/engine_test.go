@@ -60,7 +60,7 @@ func newWorldAt(t *testing.T, st store.Store, crmName string, fake crmtest.Fake,
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	key := make([]byte, secret.KeySize)
 	rand.Read(key)
 	box, err := secret.New(key)

@@ -81,7 +81,7 @@ func TestZohoConnectWarnsAboutMissingFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	key := make([]byte, secret.KeySize)
 	rand.Read(key)
 	box, err := secret.New(key)

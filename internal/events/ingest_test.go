@@ -74,7 +74,7 @@ func ingestFixture(t *testing.T, be storetest.Backend) (*gatedStore, *partitions
 	if err := st.CreateTenant(ctx, domain.Tenant{ID: "acme", Settings: domain.DefaultSettings(), SecretHash: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -504,7 +504,6 @@ func (r *run) pick(rows []domain.IndexEntry) client {
 	return c
 }
 
-
 // key is the idempotency key of one step of this event: short, and the
 // same on every attempt.
 func (r *run) key(step crm.WriteKind) string {

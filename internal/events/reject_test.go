@@ -64,7 +64,7 @@ func rejectFixture(t testing.TB) (*countingRejects, store.Store, *fixedClock, *t
 			t.Fatal(err)
 		}
 	}
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -122,7 +122,7 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settin
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	key := make([]byte, secret.KeySize)
 	rand.Read(key)
 	box, err := secret.New(key)

@@ -30,7 +30,7 @@ func benchIndex(b *testing.B, muts ...func(*domain.Settings)) (*tenant.Registry,
 	for _, m := range muts {
 		m(&src.tenant.Settings)
 	}
-	reg := tenant.NewRegistry(src, Decorate)
+	reg := tenant.NewRegistry(src)
 	if err := reg.LoadAll(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -62,7 +62,6 @@ func BenchmarkRouteHit(b *testing.B) {
 	reg, c := benchIndex(b)
 	svc := lookup.New(c, nil, time.Second)
 	t := reg.Lookup("acme")
-	rt := t.Ext.(*routeTenant)
 	callers := [][]byte{[]byte("380670000042"), []byte("+380 (67) 000-12-34"), []byte("0670099999")}
 	var (
 		resp fasthttp.Response
@@ -73,7 +72,7 @@ func BenchmarkRouteHit(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		res := svc.Route(context.Background(), t, callers[i%3], start)
-		renderRoute(&resp, rt, res, &rr)
+		renderRoute(&resp, t, res, &rr)
 		if res.Reason != lookup.ReasonOwner {
 			b.Fatalf("reason %s", res.Reason)
 		}
@@ -90,7 +89,6 @@ func BenchmarkRouteHitPresence(b *testing.B) {
 	p.Polled("acme", []string{"boss_sip"}, nil, time.Now())
 	svc := lookup.New(c, nil, time.Second).WithPresence(p)
 	t := reg.Lookup("acme")
-	rt := t.Ext.(*routeTenant)
 	callers := [][]byte{[]byte("380670000042"), []byte("+380 (67) 000-12-34"), []byte("0670099999")}
 	var (
 		resp fasthttp.Response
@@ -101,7 +99,7 @@ func BenchmarkRouteHitPresence(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		res := svc.Route(context.Background(), t, callers[i%3], start)
-		renderRoute(&resp, rt, res, &rr)
+		renderRoute(&resp, t, res, &rr)
 		if res.Reason != lookup.ReasonOwnerOffline {
 			b.Fatalf("reason %s", res.Reason)
 		}

@@ -43,7 +43,7 @@ func newCRMErrEnv(t *testing.T, guarded bool, crmTimeout time.Duration) (base st
 	t.Cleanup(func() { st.Close() })
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core, zap.AddStacktrace(zapcore.ErrorLevel))
-	reg := tenant.NewRegistry(st, Decorate)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 // observer, with the decision log sampling sample.
 func decisionServer(t *testing.T, e *env, sample float64) (*Server, *observer.ObservedLogs) {
 	t.Helper()
-	reg := tenant.NewRegistry(e.st, Decorate)
+	reg := tenant.NewRegistry(e.st)
 	if err := reg.LoadAll(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestRouteDecisionLog(t *testing.T) {
 func TestIngestAndAdminChangesLogged(t *testing.T) {
 	e := newEnv(t)
 	secret := e.acme("")
-	reg := tenant.NewRegistry(e.st, Decorate)
+	reg := tenant.NewRegistry(e.st)
 	if err := reg.LoadAll(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func (s *Server) serveExplain(c context.Context, ctx *fasthttp.RequestCtx, tenan
 	}
 	var resp fasthttp.Response
 	rr := acquireRouteRequest()
-	renderRoute(&resp, t.Ext.(*routeTenant), x.Result, rr)
+	renderRoute(&resp, t, x.Result, rr)
 	releaseRouteRequest(rr)
 	v.Answer = routeAnswer{Status: resp.StatusCode(), ContentType: string(resp.Header.ContentType()),
 		RouteReason: string(resp.Header.Peek("X-Route-Reason")), Body: string(resp.Body())}

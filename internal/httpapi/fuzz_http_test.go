@@ -66,7 +66,7 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 		backend = storetest.Backends()[1]
 	}
 	st := backend.Open(tb)
-	reg := tenant.NewRegistry(st, Decorate)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		tb.Fatal(err)
 	}

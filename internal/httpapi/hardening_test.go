@@ -59,7 +59,7 @@ type hardEnv struct {
 func newHardEnv(t *testing.T, st store.Store, timeout time.Duration) *hardEnv {
 	t.Helper()
 	ctx := context.Background()
-	reg := tenant.NewRegistry(st, Decorate)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}

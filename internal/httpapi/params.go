@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"github.com/callrouter/callrouter/internal/tenant"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -33,39 +34,9 @@ const (
 	maxPooledParse = 4 << 10
 )
 
-// callerKey is one request parameter the caller may be read from, compiled
-// once per tenant so the hot path does no string work.
-type callerKey struct {
-	name   string   // as configured; also the query, form and header name
-	path   []string // name split on '.', the JSON path
-	header string   // name with '_' replaced by '-', "" when that is name itself or name is dotted
-}
-
-// compileCallerKeys compiles the caller parameter names of a tenant, in
-// order. Blank names are skipped; when none is left the defaults are used,
-// because a route request must always have somewhere to read the caller from.
-func compileCallerKeys(names []string) []callerKey {
-	keys := make([]callerKey, 0, len(names))
-	for _, name := range names {
-		name = strings.TrimSpace(name)
-		if name == "" {
-			continue
-		}
-		k := callerKey{name: name, path: strings.Split(name, ".")}
-		if len(k.path) == 1 && strings.IndexByte(name, '_') >= 0 {
-			k.header = strings.ReplaceAll(name, "_", "-")
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
-		return compileCallerKeys(domain.DefaultCallerKeys)
-	}
-	return keys
-}
-
 // defaultCallerKeys are the compiled domain.DefaultCallerKeys, used when a
 // tenant sets no caller_param.
-var defaultCallerKeys = compileCallerKeys(domain.DefaultCallerKeys)
+var defaultCallerKeys = tenant.CompileCallerKeys(domain.DefaultCallerKeys)
 
 // routeRequest is what the route handler needs from a request. Its slices
 // point into the request, into buf or into the parser's memory and are valid
@@ -73,7 +44,7 @@ var defaultCallerKeys = compileCallerKeys(domain.DefaultCallerKeys)
 // the routeRequest is reset or released.
 type routeRequest struct {
 	caller  []byte // the raw caller value, decoded and trimmed
-	field   string // which key it came from (the callerKey.name)
+	field   string // which key it came from (the CallerKey.Name)
 	jsonrpc bool   // the body was a JSON-RPC envelope
 	rpcID   []byte // JSON of the id when jsonrpc, ready to echo (e.g. `7`, `"abc"`, `null`)
 	buf     []byte // scratch for decoding, reused
@@ -156,7 +127,7 @@ var utf8BOM = []byte("\xef\xbb\xbf")
 // keys are a tenant's compileCallerKeys result; nil means the defaults.
 // Errors (a malformed body or JSON-RPC id) are *domain.Error with code
 // domain.EINVALID.
-func parseRouteRequest(req *fasthttp.Request, keys []callerKey, rr *routeRequest) error {
+func parseRouteRequest(req *fasthttp.Request, keys []tenant.CallerKey, rr *routeRequest) error {
 	rr.reset()
 	if len(keys) == 0 {
 		keys = defaultCallerKeys
@@ -176,12 +147,12 @@ func parseRouteRequest(req *fasthttp.Request, keys []callerKey, rr *routeRequest
 	// JSON body or a header.
 	for i := range keys[:best] {
 		if v := rr.jsonOrHeader(req, &keys[i]); len(v) > 0 {
-			rr.caller, rr.field = v, keys[i].name
+			rr.caller, rr.field = v, keys[i].Name
 			return nil
 		}
 	}
 	if best < len(keys) {
-		rr.caller, rr.field = rr.clean(raw, true), keys[best].name
+		rr.caller, rr.field = rr.clean(raw, true), keys[best].Name
 	}
 	return nil
 }
@@ -273,7 +244,7 @@ func (rr *routeRequest) setRPCID(id *fastjson.Value) error {
 // (limit, nil). One pass per source, rather than one per key, keeps the work
 // linear in the query or body size. For a repeated key the first non-empty
 // occurrence counts, so `caller=&caller=380…` works.
-func (rr *routeRequest) firstFormKey(pairs []byte, keys []callerKey, limit int) (int, []byte) {
+func (rr *routeRequest) firstFormKey(pairs []byte, keys []tenant.CallerKey, limit int) (int, []byte) {
 	best, val := limit, []byte(nil)
 	for len(pairs) > 0 && best > 0 {
 		pair := pairs
@@ -294,10 +265,10 @@ func (rr *routeRequest) firstFormKey(pairs []byte, keys []callerKey, limit int) 
 }
 
 // formKeyIndex returns the index of the key the urlencoded raw names, or -1.
-func formKeyIndex(raw []byte, keys []callerKey) int {
+func formKeyIndex(raw []byte, keys []tenant.CallerKey) int {
 	plain := bytes.IndexByte(raw, '%') < 0 && bytes.IndexByte(raw, '+') < 0
 	for i := range keys {
-		if plain && string(raw) == keys[i].name || !plain && formKeyEqual(raw, keys[i].name) {
+		if plain && string(raw) == keys[i].Name || !plain && formKeyEqual(raw, keys[i].Name) {
 			return i
 		}
 	}
@@ -306,28 +277,28 @@ func formKeyIndex(raw []byte, keys []callerKey) int {
 
 // jsonOrHeader returns the first non-empty value of k from the JSON body or
 // the headers, or nil.
-func (rr *routeRequest) jsonOrHeader(req *fasthttp.Request, k *callerKey) []byte {
+func (rr *routeRequest) jsonOrHeader(req *fasthttp.Request, k *tenant.CallerKey) []byte {
 	if rr.obj != nil {
-		if v := rr.jsonScalar(rr.obj.Get(k.path...)); len(v) > 0 {
+		if v := rr.jsonScalar(rr.obj.Get(k.Path...)); len(v) > 0 {
 			return v
 		}
 		// A flat key that itself contains dots, as some form-to-JSON bridges send.
-		if len(k.path) > 1 {
-			if v := rr.jsonScalar(rr.obj.Get(k.name)); len(v) > 0 {
+		if len(k.Path) > 1 {
+			if v := rr.jsonScalar(rr.obj.Get(k.Name)); len(v) > 0 {
 				return v
 			}
 		}
 	}
-	if len(k.path) > 1 {
+	if len(k.Path) > 1 {
 		return nil
 	}
 	// Peek canonicalizes the name the way fasthttp canonicalizes received
 	// headers, which is what makes this case-insensitive.
-	if v := rr.clean(req.Header.Peek(k.name), false); len(v) > 0 {
+	if v := rr.clean(req.Header.Peek(k.Name), false); len(v) > 0 {
 		return v
 	}
-	if k.header != "" {
-		return rr.clean(req.Header.Peek(k.header), false)
+	if k.Header != "" {
+		return rr.clean(req.Header.Peek(k.Header), false)
 	}
 	return nil
 }

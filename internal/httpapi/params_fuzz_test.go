@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/callrouter/callrouter/internal/tenant"
 	"slices"
 	"strconv"
 	"strings"
@@ -145,16 +146,16 @@ func FuzzParseRouteRequest(f *testing.F) {
 // referenceLookup is the lookup order spelled out: for each key in order,
 // the query, the form body, then the JSON body and headers. It runs on rr
 // after parseRouteRequest, whose parsed body it reuses.
-func referenceLookup(req *fasthttp.Request, keys []callerKey, rr *routeRequest) (caller, field string) {
+func referenceLookup(req *fasthttp.Request, keys []tenant.CallerKey, rr *routeRequest) (caller, field string) {
 	for i := range keys {
 		k := &keys[i]
 		for _, pairs := range [][]byte{req.URI().QueryString(), rr.form} {
-			if v := referenceFormValue(pairs, k.name); v != "" {
-				return v, k.name
+			if v := referenceFormValue(pairs, k.Name); v != "" {
+				return v, k.Name
 			}
 		}
 		if v := rr.jsonOrHeader(req, k); len(v) > 0 {
-			return string(v), k.name
+			return string(v), k.Name
 		}
 	}
 	return "", ""

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"github.com/callrouter/callrouter/internal/tenant"
 	"strconv"
 	"strings"
 	"testing"
@@ -290,7 +291,7 @@ func TestParseRouteRequest(t *testing.T) {
 	for _, tt := range tests {
 		keys := defaultCallerKeys
 		if tt.keys != nil {
-			keys = compileCallerKeys(tt.keys)
+			keys = tenant.CompileCallerKeys(tt.keys)
 		}
 		methods := tt.methods
 		if methods == nil {
@@ -336,22 +337,22 @@ func TestParseRouteRequestRawRequest(t *testing.T) {
 }
 
 func TestCompileCallerKeys(t *testing.T) {
-	keys := compileCallerKeys([]string{" caller_id ", "", "a.b_c", "phone"})
-	want := []callerKey{
-		{name: "caller_id", path: []string{"caller_id"}, header: "caller-id"},
-		{name: "a.b_c", path: []string{"a", "b_c"}},
-		{name: "phone", path: []string{"phone"}},
+	keys := tenant.CompileCallerKeys([]string{" caller_id ", "", "a.b_c", "phone"})
+	want := []tenant.CallerKey{
+		{Name: "caller_id", Path: []string{"caller_id"}, Header: "caller-id"},
+		{Name: "a.b_c", Path: []string{"a", "b_c"}},
+		{Name: "phone", Path: []string{"phone"}},
 	}
 	if len(keys) != len(want) {
 		t.Fatalf("got %d keys, want %d", len(keys), len(want))
 	}
 	for i := range want {
 		g, w := keys[i], want[i]
-		if g.name != w.name || g.header != w.header || strings.Join(g.path, "|") != strings.Join(w.path, "|") {
+		if g.Name != w.Name || g.Header != w.Header || strings.Join(g.Path, "|") != strings.Join(w.Path, "|") {
 			t.Errorf("key %d = %+v, want %+v", i, g, w)
 		}
 	}
-	if got := compileCallerKeys([]string{" "}); len(got) != len(domain.DefaultCallerKeys) {
+	if got := tenant.CompileCallerKeys([]string{" "}); len(got) != len(domain.DefaultCallerKeys) {
 		t.Errorf("blank names compiled to %d keys, want the %d defaults", len(got), len(domain.DefaultCallerKeys))
 	}
 }

@@ -107,7 +107,7 @@ func TestRouteRecordsWithoutAllocating(t *testing.T) {
 	}
 	e := newEnv(t)
 	secret := e.acme("")
-	reg := tenant.NewRegistry(e.st, Decorate)
+	reg := tenant.NewRegistry(e.st)
 	if err := reg.LoadAll(t.Context()); err != nil {
 		t.Fatal(err)
 	}

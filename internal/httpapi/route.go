@@ -10,27 +10,6 @@ import (
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
-// routeTenant is what the route handler precomputes per tenant, stored in
-// tenant.Config.Ext by Decorate.
-type routeTenant struct {
-	keys   []callerKey
-	format string
-	// open and close wrap the target in a JSON answer: `{"number":"` and `"}`.
-	open, close []byte
-}
-
-// Decorate precomputes a tenant's caller keys and response pieces. Pass it
-// to tenant.NewRegistry.
-func Decorate(c *tenant.Config) {
-	field := jsonString(c.Settings.ResponseField)
-	c.Ext = &routeTenant{
-		keys:   compileCallerKeys(c.Settings.CallerKeys()),
-		format: c.Settings.ResponseFormat,
-		open:   []byte(`{` + field + `:"`),
-		close:  []byte(`"}`),
-	}
-}
-
 var (
 	headerReason = []byte("X-Route-Reason")
 	headerKey    = []byte("X-Router-Key")
@@ -82,10 +61,9 @@ func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, tenantID []byte) {
 	if _, ok := readBody(ctx, maxRouteBody); !ok {
 		return
 	}
-	rt := t.Ext.(*routeTenant)
 	rr := acquireRouteRequest()
 	defer releaseRouteRequest(rr)
-	if err := parseRouteRequest(&ctx.Request, rt.keys, rr); err != nil {
+	if err := parseRouteRequest(&ctx.Request, t.CallerKeys, rr); err != nil {
 		writeError(ctx, s.log, err)
 		return
 	}
@@ -94,7 +72,7 @@ func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, tenantID []byte) {
 		// call still gets an answer the PBX acts on (its next block), never
 		// a 400 it may treat as a failed step.
 		res := lookup.NoCaller()
-		renderRoute(&ctx.Response, rt, res, rr)
+		renderRoute(&ctx.Response, t, res, rr)
 		if s.decisions != nil {
 			s.decisions.Record(t, routeCallIDBytes(ctx, rr), res, start)
 		}
@@ -103,7 +81,7 @@ func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, tenantID []byte) {
 	// Not ctx: fasthttp's RequestCtx.Done races with shutdown. Route bounds
 	// itself by the tenant's budget.
 	res := s.router.Route(context.Background(), t, rr.caller, start)
-	renderRoute(&ctx.Response, rt, res, rr)
+	renderRoute(&ctx.Response, t, res, rr)
 	// Kept for the routing report: copied into a buffer, never waited on.
 	if s.decisions != nil {
 		s.decisions.Record(t, routeCallIDBytes(ctx, rr), res, start)
@@ -129,9 +107,9 @@ func authorized(ctx *fasthttp.RequestCtx, t *tenant.Config) bool {
 }
 
 // renderRoute writes the answer in the tenant's response format.
-func renderRoute(resp *fasthttp.Response, rt *routeTenant, res lookup.Result, rr *routeRequest) {
+func renderRoute(resp *fasthttp.Response, t *tenant.Config, res lookup.Result, rr *routeRequest) {
 	resp.Header.SetBytesKV(headerReason, reasonBytes[res.Reason])
-	switch rt.format {
+	switch t.Settings.ResponseFormat {
 	case domain.FormatText:
 		resp.Header.SetContentType("text/plain; charset=utf-8")
 		resp.SetBodyString(res.Target)
@@ -145,24 +123,24 @@ func renderRoute(resp *fasthttp.Response, rt *routeTenant, res lookup.Result, rr
 			resp.AppendBody(rpcNull)
 		}
 		resp.AppendBody(rpcResult)
-		appendResult(resp, rt, res.Target)
+		appendResult(resp, t, res.Target)
 		resp.AppendBodyString("}")
 	default:
 		resp.Header.SetContentType("application/json")
 		resp.ResetBody()
-		appendResult(resp, rt, res.Target)
+		appendResult(resp, t, res.Target)
 	}
 }
 
 // appendResult writes {"field":"target"}, or {} for no forward. Targets are
 // SIP logins without quotes or backslashes, or digits, so they need no
 // escaping.
-func appendResult(resp *fasthttp.Response, rt *routeTenant, target string) {
+func appendResult(resp *fasthttp.Response, t *tenant.Config, target string) {
 	if target == "" {
 		resp.AppendBody(emptyJSON)
 		return
 	}
-	resp.AppendBody(rt.open)
+	resp.AppendBody(t.AnswerOpen)
 	resp.AppendBodyString(target)
-	resp.AppendBody(rt.close)
+	resp.AppendBody(t.AnswerClose)
 }

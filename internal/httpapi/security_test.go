@@ -90,7 +90,7 @@ func newSecEnv(t *testing.T, st store.Store) *secEnv {
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core)
 	clk := &secClock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
-	reg := tenant.NewRegistry(st, Decorate, tenant.WithNow(clk.Now))
+	reg := tenant.NewRegistry(st, tenant.WithNow(clk.Now))
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -102,8 +102,7 @@ type Server struct {
 	timeouts [3]time.Duration
 }
 
-// New returns a Server. Register Decorate with the tenant registry so every
-// tenant carries what the route handler precomputes.
+// New returns a Server.
 func New(cfg Config) *Server {
 	s := &Server{tenants: cfg.Tenants, router: cfg.Router, admin: cfg.Admin, webhooks: cfg.Webhooks, events: cfg.Events, observer: cfg.Observer, ready: cfg.Ready, log: cfg.Log, now: cfg.Now,
 		sessions: cfg.Sessions, board: cfg.Board, calls: cfg.Calls, decisions: cfg.Decisions, adminTable: newAdminTable(adminRoutes)}

@@ -46,7 +46,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	reg := tenant.NewRegistry(st, Decorate)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -598,7 +598,7 @@ func TestPanicsAreContained(t *testing.T) {
 	secret := e.acme("")
 	ctx := context.Background()
 	st := e.st
-	reg := tenant.NewRegistry(st, Decorate)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -632,7 +632,7 @@ func TestCRMWebhookEndpointGuards(t *testing.T) {
 		t.Fatalf("webhooks disabled: %d %s", a.status, a.body)
 	}
 	ctx := context.Background()
-	reg := tenant.NewRegistry(e.st, Decorate)
+	reg := tenant.NewRegistry(e.st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func BenchmarkEventIngest(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			reg := tenant.NewRegistry(st, nil)
+			reg := tenant.NewRegistry(st)
 			if err := reg.LoadAll(ctx); err != nil {
 				b.Fatal(err)
 			}

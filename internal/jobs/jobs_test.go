@@ -135,7 +135,7 @@ func syncWorld(t *testing.T, b storetest.Backend) (store.Store, *crmsync.Engine,
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	key := make([]byte, secret.KeySize)
 	rand.Read(key)
 	box, err := secret.New(key)

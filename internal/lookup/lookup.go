@@ -327,4 +327,3 @@ func Decide(t *tenant.Config, rows []cache.Row, caller []byte) Result {
 	}
 	return Result{Reason: ReasonNoMatch}
 }
-

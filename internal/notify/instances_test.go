@@ -60,7 +60,7 @@ func wire(t *testing.T, st store.Store, bus notify.Bus) *instance {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	if err := bus.Start(ctx, notify.Local{Tenants: reg, Cache: c}); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func killedWriter() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -33,7 +33,7 @@ func TestResyncRebuildsTheRouteCache(t *testing.T) {
 				return c
 			}
 			c, other := newCache(), newCache()
-			reg := tenant.NewRegistry(st, nil)
+			reg := tenant.NewRegistry(st)
 			if _, err := admin.New(st, reg, c).CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
 				t.Fatal(err)
 			}

@@ -83,7 +83,7 @@ func newHarness(t testing.TB, mut func(*domain.Settings), opts ...func(*ringosta
 			t.Fatal(err)
 		}
 	}
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}

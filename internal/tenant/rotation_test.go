@@ -39,7 +39,7 @@ func TestRotatedSecretGracePeriod(t *testing.T) {
 	}
 	defer st.Close()
 	clk := &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
-	reg := tenant.NewRegistry(st, nil, tenant.WithNow(clk.Now))
+	reg := tenant.NewRegistry(st, tenant.WithNow(clk.Now))
 	if err := st.CreateTenant(ctx, domain.Tenant{ID: "a", Name: "A", Settings: domain.DefaultSettings(),
 		SecretHash: tenant.HashSecret("old-secret")}); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -62,10 +63,13 @@ type Config struct {
 	// Stops maps the stop-list numbers (E.164 digits or SIP logins) to
 	// their kind.
 	Stops map[string]domain.StopKind
-	// Ext carries what other packages precompute per tenant (the HTTP layer's
-	// compiled caller keys and response pieces), set by the Registry's
-	// decorator before the Config is published.
-	Ext any
+	// CallerKeys are the request parameters the route handler reads the
+	// caller from, in order, compiled once so the hot path does no string
+	// work.
+	CallerKeys []CallerKey
+	// AnswerOpen and AnswerClose wrap the target in the route answer's JSON
+	// (`{"number":"` and `"}`, with the tenant's response field).
+	AnswerOpen, AnswerClose []byte
 	// CacheCounts are the tenant's route cache hits and misses on this
 	// instance; the Registry hands them from a Config to the one that
 	// replaces it, so an admin change does not reset them.
@@ -154,8 +158,11 @@ func BuildWithUsers(t domain.Tenant, emps []domain.Employee, stops []domain.Stop
 		SIPLogins:            make(map[string]struct{}, len(emps)),
 		Presence:             s.Presence,
 		OnUnavailableDefault: s.OnUnavailable == domain.PolicyDefaultOwner,
+		CallerKeys:           CompileCallerKeys(s.CallerKeys()),
 		now:                  time.Now,
 	}
+	field, _ := json.Marshal(s.ResponseField) // a string always marshals
+	c.AnswerOpen, c.AnswerClose = []byte(`{`+string(field)+`:"`), []byte(`"}`)
 	if r, ok := phone.RegionFor(s.DefaultCountry); ok {
 		c.Region = r
 	}
@@ -194,6 +201,38 @@ func BuildWithUsers(t domain.Tenant, emps []domain.Employee, stops []domain.Stop
 	return c
 }
 
+// CallerKey is one request parameter the caller may be read from: its
+// query, form and header name, its JSON path, and its header spelling with
+// '-' for '_'.
+type CallerKey struct {
+	Name   string   // as configured; also the query, form and header name
+	Path   []string // Name split on '.', the JSON path
+	Header string   // Name with '_' replaced by '-', "" when that is Name itself or Name is dotted
+}
+
+// CompileCallerKeys compiles a tenant's caller parameter names, in order.
+// Blank names are skipped; when none is left the defaults are used,
+// because a route request must always have somewhere to read the caller
+// from.
+func CompileCallerKeys(names []string) []CallerKey {
+	keys := make([]CallerKey, 0, len(names))
+	for _, name := range names {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		k := CallerKey{Name: name, Path: strings.Split(name, ".")}
+		if len(k.Path) == 1 && strings.IndexByte(name, '_') >= 0 {
+			k.Header = strings.ReplaceAll(name, "_", "-")
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return CompileCallerKeys(domain.DefaultCallerKeys)
+	}
+	return keys
+}
+
 // Source is the part of the store the registry reads. A Source that also
 // implements store.CRMUsers (every store does) has its CRM users list
 // applied (BuildWithUsers).
@@ -205,9 +244,8 @@ type Source interface {
 
 // Registry publishes the current Config of every tenant.
 type Registry struct {
-	src      Source
-	decorate func(*Config)
-	now      func() time.Time
+	src Source
+	now func() time.Time
 
 	mu  sync.Mutex // serializes rebuilds so a slow reload cannot undo a newer one
 	cur atomic.Pointer[map[string]*Config]
@@ -220,10 +258,9 @@ type Option func(*Registry)
 // still in its grace period (time.Now by default).
 func WithNow(now func() time.Time) Option { return func(r *Registry) { r.now = now } }
 
-// NewRegistry returns an empty registry reading from src. decorate, when not
-// nil, is called on every Config before it is published.
-func NewRegistry(src Source, decorate func(*Config), opts ...Option) *Registry {
-	r := &Registry{src: src, decorate: decorate, now: time.Now}
+// NewRegistry returns an empty registry reading from src.
+func NewRegistry(src Source, opts ...Option) *Registry {
+	r := &Registry{src: src, now: time.Now}
 	for _, o := range opts {
 		o(r)
 	}
@@ -319,9 +356,6 @@ func (r *Registry) build(ctx context.Context, t domain.Tenant, prev *Config) (*C
 	c.CacheCounts = new(cache.Counts)
 	if prev != nil && prev.CacheCounts != nil {
 		c.CacheCounts = prev.CacheCounts
-	}
-	if r.decorate != nil {
-		r.decorate(c)
 	}
 	return c, nil
 }

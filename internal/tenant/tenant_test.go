@@ -45,16 +45,15 @@ func TestRegistryReloadPublishesAndRemoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	decorated := 0
-	reg := tenant.NewRegistry(st, func(c *tenant.Config) { decorated++; c.Ext = "x" })
+	reg := tenant.NewRegistry(st)
 	if err := st.CreateTenant(ctx, domain.Tenant{ID: "a", Name: "A", Settings: domain.DefaultSettings()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if reg.Len() != 1 || reg.Get([]byte("a")) == nil || reg.Get([]byte("a")).Ext != "x" || decorated != 1 {
-		t.Fatalf("after LoadAll: len %d, decorated %d", reg.Len(), decorated)
+	if reg.Len() != 1 || reg.Get([]byte("a")) == nil || len(reg.Get([]byte("a")).CallerKeys) == 0 || reg.Get([]byte("a")).AnswerOpen == nil {
+		t.Fatalf("after LoadAll: len %d, config %+v", reg.Len(), reg.Get([]byte("a")))
 	}
 	old := reg.Lookup("a")
 	if err := st.PutEmployee(ctx, domain.Employee{TenantID: "a", CRMUserID: "u1", SIP: "s1"}); err != nil {
@@ -128,7 +127,7 @@ func TestRegistryReadsCRMUsers(t *testing.T) {
 	if err := st.PutEmployee(ctx, domain.Employee{TenantID: "a", CRMUserID: "u1", SIP: "s1"}); err != nil {
 		t.Fatal(err)
 	}
-	reg := tenant.NewRegistry(st, nil)
+	reg := tenant.NewRegistry(st)
 	if err := reg.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}
