@@ -32,3 +32,15 @@ func BenchmarkPushFull(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "contacts/s")
 }
+
+// BenchmarkObserveWithoutCallbacks is the ingest path's share of the
+// Ringostat manager for a tenant without automatic call-backs: presence
+// bookkeeping only, no number parsed.
+func BenchmarkObserveWithoutCallbacks(b *testing.B) {
+	h := newHarness(b, nil)
+	fields := map[string]string{"uniqueid": "b.1", "caller": "380671234567", "disposition": "NO ANSWER", "employee_number": "sip_anna"}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.m.Observe("acme", "e1", domain.EventCallEnd, fields)
+	}
+}

@@ -41,6 +41,17 @@ func (m *Manager) observeCallback(tenantID, eventID string, kind domain.EventKin
 	if t == nil {
 		return
 	}
+	if !t.Settings.AutoCallback {
+		// Nothing to schedule, and nothing to cancel when no call-back is
+		// pending: skip normalizing the client's number, the costliest
+		// step of an event (libphonenumber) on the ingest path.
+		m.mu.Lock()
+		pending := len(m.callbacks) > 0
+		m.mu.Unlock()
+		if !pending {
+			return
+		}
+	}
 	call := events.ReadCall(domain.CallEvent{Kind: kind, UniqueID: fields["uniqueid"], Fields: fields}, t.Location)
 	num, ok := call.ClientNumber(t.Settings.DefaultCountry)
 	if !ok {
