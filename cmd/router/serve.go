@@ -289,7 +289,6 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	if err != nil {
 		return err
 	}
-	engine.SetKick(runner.Kick)
 	ingest := events.NewIngest(st, runner, nil, ingestCommitters(st))
 	rsm.SetIngest(ingest)
 	// Closed after the HTTP server has drained, so every event it was
@@ -315,7 +314,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	srv := httpapi.New(httpapi.Config{
 		Tenants: reg,
 		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout).WithPresence(rsm.Presence()),
-		Admin: admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(pub),
+		Admin: admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithSyncs(runner), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(pub),
 			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil)), admin.WithRingostat(rsm),
 			admin.WithSALESmanago(smAdmin{sme, runner})),
 		Webhooks:          engine,

@@ -34,6 +34,7 @@ type Service struct {
 	now     func() time.Time
 	rand    io.Reader
 	crms    CRMs   // nil: integrations disabled
+	syncs   Syncs  // nil: syncs start with the next periodic tick
 	events  Events // nil: call events disabled
 	// crmAllowPrivate lets base URLs name private and local addresses.
 	crmAllowPrivate bool

@@ -27,8 +27,6 @@ type CRMs interface {
 	Forget(tenantID string)
 	// Users lists the CRM's users.
 	Users(ctx context.Context, tenantID string) ([]crm.User, error)
-	// Kick asks for a sync of the tenant now.
-	Kick(tenantID string)
 	// MissingFields names the fields the CRM account lacks that callrouter
 	// would write.
 	MissingFields(ctx context.Context, tenantID string) ([]string, error)
@@ -39,6 +37,24 @@ type CRMs interface {
 
 // WithCRMs enables the integration operations.
 func WithCRMs(c CRMs) Option { return func(s *Service) { s.crms = c } }
+
+// Syncs runs CRM syncs (the job runner): a connected or reactivated
+// integration asks it for a sync now instead of waiting for the next tick.
+type Syncs interface {
+	// Kick asks for a sync of the tenant now.
+	Kick(tenantID string)
+}
+
+// WithSyncs makes connecting or activating an integration start its sync
+// at once; without it the next periodic tick does.
+func WithSyncs(k Syncs) Option { return func(s *Service) { s.syncs = k } }
+
+// kick asks for a sync of the tenant now, when a runner is set.
+func (s *Service) kick(id string) {
+	if s.syncs != nil {
+		s.syncs.Kick(id)
+	}
+}
 
 // Events decides what happens to the call events that waited while an
 // integration was not active (events.Replay).
@@ -141,7 +157,7 @@ func (s *Service) PutIntegration(ctx context.Context, actor, id string, body []b
 	if err := s.publish(ctx, actor, id, "integration.put", map[string]string{"crm": a.Name, "base_url": rec.BaseURL}); err != nil {
 		return IntegrationView{}, err
 	}
-	s.crms.Kick(id)
+	s.kick(id)
 	return s.Integration(ctx, id)
 }
 
@@ -191,7 +207,7 @@ func (s *Service) SetActive(ctx context.Context, actor, id string, active bool, 
 		replayed = &r
 	}
 	if active {
-		s.crms.Kick(id)
+		s.kick(id)
 	}
 	v, err := s.Integration(ctx, id)
 	v.Events = replayed

@@ -65,7 +65,6 @@ type Engine struct {
 	limits  map[string]*crm.Limiters
 	locks   map[string]*sync.Mutex // by tenant: one sync cycle at a time
 	orders  map[string]*order      // by tenant: the order of index writes
-	kick    func(tenantID string)
 }
 
 // conn is a connected Source and the configuration it was built from.
@@ -188,23 +187,6 @@ func (e *Engine) source(ctx context.Context, tenantID string) (crm.Source, store
 	e.sources[tenantID] = &conn{src: src, config: configKey(in)}
 	e.mu.Unlock()
 	return src, in, nil
-}
-
-// SetKick sets where Kick sends its requests (the job runner's Kick).
-func (e *Engine) SetKick(kick func(tenantID string)) {
-	e.mu.Lock()
-	e.kick = kick
-	e.mu.Unlock()
-}
-
-// Kick asks for a sync of the tenant now, when a job runner is set.
-func (e *Engine) Kick(tenantID string) {
-	e.mu.Lock()
-	k := e.kick
-	e.mu.Unlock()
-	if k != nil {
-		k(tenantID)
-	}
 }
 
 // Forget drops the cached connection of a tenant (after a config change).
