@@ -11,6 +11,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/domain"
+	"github.com/callrouter/callrouter/internal/store"
 )
 
 // FormTag is the tag the fixed default mapping puts on what a form
@@ -120,9 +121,51 @@ func (p *Processor) form(ctx context.Context, r *run) (string, error) {
 	return r.formScenario(ctx)
 }
 
+// clientByMarketingID finds the client of a form that carries only
+// Ringostat's client_id (the visitor's Google Analytics id): none of the
+// four CRMs can be searched by it, but the tenant's earlier calls and forms
+// carry it next to the client's number or e-mail, kept as their partition.
+// The newest such event wins, a number over an e-mail. Both are "" when no
+// kept event names it (events expire with the retention period).
+func (p *Processor) clientByMarketingID(ctx context.Context, tenantID, clientID string) (number, email string, err error) {
+	evs, err := p.store.ListEvents(ctx, tenantID, store.EventFilter{MarketingID: clientID, Limit: 1000})
+	if err != nil {
+		return "", "", fmt.Errorf("events by client_id: %w", err)
+	}
+	var numberAt, emailAt time.Time
+	for _, ev := range evs {
+		if strings.TrimSpace(ev.Fields["client_id"]) != clientID {
+			continue // the store's filter is a prefilter
+		}
+		switch part := ev.Partition; {
+		case strings.HasPrefix(part, "email:"):
+			if ev.ReceivedAt.After(emailAt) {
+				email, emailAt = part[len("email:"):], ev.ReceivedAt
+			}
+		case part != "" && !strings.Contains(part, ":"):
+			if ev.ReceivedAt.After(numberAt) {
+				number, numberAt = part, ev.ReceivedAt
+			}
+		}
+	}
+	if number != "" {
+		email = ""
+	}
+	return number, email, nil
+}
+
 // formScenario is one pass of form.
 func (r *run) formScenario(ctx context.Context) (string, error) {
 	f := ReadForm(r.ev.Fields, r.t.Settings)
+	if f.Number == "" && f.Email == "" && f.ClientID != "" {
+		var err error
+		if f.Number, f.Email, err = r.p.clientByMarketingID(ctx, r.t.ID, f.ClientID); err != nil {
+			return "", err
+		}
+		if f.Number != "" || f.Email != "" {
+			r.did = append(r.did, "client by client_id from an earlier call or form")
+		}
+	}
 	if f.Number == "" && f.Email == "" {
 		return "no client phone or e-mail", nil
 	}

@@ -267,3 +267,43 @@ func TestFormFoundDealDeletedSinceIndexed(t *testing.T) {
 		}
 	})
 }
+
+// TestFormWithOnlyClientIDFindsTheCaller: a form carrying only Ringostat's
+// client_id (the visitor's Google Analytics id) finds the client by the
+// earlier call that carried the same id: no second lead or contact, the
+// form's task for that client; an id no kept event carries stays "no
+// client".
+func TestFormWithOnlyClientIDFindsTheCaller(t *testing.T) {
+	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "ga1", "caller": "380671000941", "disposition": "NO ANSWER",
+			"client_id": "GA1.2.777.888"})
+		w.mustDrain()
+		before := w.fake.Written()
+		if len(leadsOf(before, "380671000941")) != 1 {
+			t.Fatalf("the missed call made leads %+v, want one", before.Leads)
+		}
+		w.clock.Advance(3600e9)
+		id := w.post(domain.EventForm, map[string]string{"client_id": "GA1.2.777.888", "message": "call me"})
+		unknown := w.post(domain.EventForm, map[string]string{"client_id": "GA1.2.777.88", "message": "hello"})
+		w.mustDrain()
+		ev := w.event(id)
+		if ev.State != domain.EventDone || !strings.Contains(ev.Note, "client by client_id") || !strings.Contains(ev.Note, "client found") {
+			t.Fatalf("client_id-only form: %q %q", ev.State, ev.Note)
+		}
+		// Found: no second deal; a contact only where the missed call's
+		// lead had none (the form row makes what the client lacks).
+		wr := w.fake.Written()
+		if len(leadsOf(wr, "380671000941")) != 1 || len(wr.Contacts) > 1 || len(wr.Tasks) != len(before.Tasks)+1 {
+			t.Errorf("after the form: leads %d, contacts %d → %d, tasks %d → %d; want one lead, at most one contact, one task more",
+				len(leadsOf(wr, "380671000941")), len(before.Contacts), len(wr.Contacts), len(before.Tasks), len(wr.Tasks))
+		}
+		for _, c := range wr.Contacts {
+			if c.Phone != "380671000941" {
+				t.Errorf("contact %+v, want the caller's number", c)
+			}
+		}
+		if ev := w.event(unknown); ev.State != domain.EventDone || ev.Note != "no client phone or e-mail" {
+			t.Errorf("a form with a client_id no event carries: %q %q", ev.State, ev.Note)
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -339,7 +340,12 @@ type EventFilter struct {
 	State     string    // one of the domain.Event* states
 	Partition string    // the client's normalized number (Partition of the event)
 	Before    time.Time // received strictly before this
-	Limit     int
+	// MarketingID selects events whose fields may carry client_id = it
+	// (Ringostat's Google Analytics client id). It is a prefilter on the
+	// stored JSON (case-insensitive on SQLite): callers compare
+	// Fields["client_id"] themselves.
+	MarketingID string
+	Limit       int
 }
 
 // clampLimit bounds a listing's limit to 1–1000, 100 when unset.
@@ -369,8 +375,18 @@ func (f EventFilter) Where(ph func(n int) string) (string, []any, int) {
 	if !f.Before.IsZero() {
 		add("received_at <", f.Before)
 	}
+	if f.MarketingID != "" {
+		// Fields are stored as encoding/json writes a map: the key, a colon
+		// and the value with nothing between.
+		v, _ := json.Marshal(f.MarketingID) // a string always marshals
+		args = append(args, "%"+likeEscaper.Replace(`"client_id":`+string(v))+"%")
+		where += " AND fields LIKE " + ph(len(args)+1) + ` ESCAPE '\'`
+	}
 	return where, args, f.clampLimit()
 }
+
+// likeEscaper escapes LIKE's wildcards and its escape character.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)
 
 // EventOrder orders ListEvents: failed first, then waiting, then the rest,
 // newest first.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -644,5 +645,45 @@ func testEventHistory(t *testing.T, e *env) {
 	}
 	if _, fresh, err := e.s.BeginWrite(e.ctx, domain.CRMWrite{TenantID: "a", Key: "k-lost", Kind: "lead"}); err != nil || fresh {
 		t.Fatalf("a write whose answer was lost was expired: fresh=%v, %v", fresh, err)
+	}
+}
+
+// ListEvents with MarketingID finds the tenant's events whose fields carry
+// that client_id, and no other: not a longer id it is a prefix of, not one
+// its LIKE wildcards ("%", "_") would match, not another tenant's.
+func testEventListByMarketingID(t *testing.T, e *env) {
+	e.tenant(t, "a")
+	e.tenant(t, "b")
+	for _, ev := range []struct{ tenant, call, part, client string }{
+		{"a", "m1", "380671111111", "GA1.2.3"},
+		{"a", "m2", "email:x@example.com", "GA1.2.3"},
+		{"a", "m3", "380672222222", "GA1.2.30"},
+		{"a", "m4", "380673333333", "a_b%c"},
+		{"a", "m5", "380674444444", "aXbYYc"},
+		{"a", "m6", "380675555555", ""},
+		{"b", "m1", "380671111111", "GA1.2.3"},
+	} {
+		in := callEvent(ev.tenant, ev.call, domain.EventCallEnd, ev.part)
+		if ev.client != "" {
+			in.Fields["client_id"] = ev.client
+		}
+		e.insert(t, in)
+	}
+	for id, want := range map[string][]string{"GA1.2.3": {"m1", "m2"}, "a_b%c": {"m4"}, "a_b": nil, "nobody": nil} {
+		evs, err := e.s.ListEvents(e.ctx, "a", store.EventFilter{MarketingID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ev := range evs {
+			if ev.TenantID != "a" {
+				t.Fatalf("ListEvents of a returned an event of %q", ev.TenantID)
+			}
+			got = append(got, ev.UniqueID)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("events with client_id %q: %v, want %v", id, got, want)
+		}
 	}
 }

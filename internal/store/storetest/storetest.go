@@ -89,6 +89,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Event/Rejected", testEventRejected},
 		{"Event/RejectedTrimAndExpire", testRejectedTrimAndExpire},
 		{"Event/List", testEventList},
+		{"Event/ListByMarketingID", testEventListByMarketingID},
 		{"Event/History", testEventHistory},
 		{"Event/ConcurrentDuplicates", testEventConcurrentDuplicates},
 		{"Write/BeginFinish", testWriteBeginFinish},
