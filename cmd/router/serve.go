@@ -317,7 +317,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		Admin: admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithSyncs(runner), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(pub),
 			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil)), admin.WithRingostat(rsm),
 			admin.WithSALESmanago(smAdmin{sme, runner})),
-		Webhooks:          engine,
+		Webhooks:          crmWebhooks{engine: engine, runner: runner, log: log},
 		Events:            ingest,
 		Observer:          rsm,
 		Ready:             c.Ready,
@@ -394,6 +394,27 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 		return fmt.Errorf("stop jobs: %w", err)
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// crmWebhooks applies a CRM's change notifications to the phone index and,
+// for a tenant whose Zoho CRM feeds a SALESmanago sync, asks for a pass of
+// that sync, so a change made in Zoho reaches SALESmanago in seconds.
+type crmWebhooks struct {
+	engine *crmsync.Engine
+	runner *jobs.Runner
+	log    *zap.Logger
+}
+
+// Webhook returns the engine's error; a pass that cannot be asked for is
+// only logged, since the next scheduled pass carries the change anyway.
+func (w crmWebhooks) Webhook(ctx context.Context, tenantID, contentType string, body []byte) error {
+	if err := w.engine.Webhook(ctx, tenantID, contentType, body); err != nil {
+		return err
+	}
+	if err := w.runner.NudgeSALESmanago(ctx, tenantID); err != nil {
+		w.log.Warn("ask for a salesmanago pass after a CRM notification", zap.String("tenant", tenantID), zap.Error(err))
+	}
 	return nil
 }
 

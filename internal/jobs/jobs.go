@@ -205,7 +205,11 @@ type Runner struct {
 	stop     func(context.Context) error
 	insert   func(context.Context, river.JobArgs) error
 	insertTx func(ctx context.Context, tx any, as []river.JobArgs) error
-	log      *zap.Logger
+	// smWaiting lists the tenants with a SALESmanago pass waiting; nil
+	// without the SALESmanago sync.
+	smWaiting func(ctx context.Context) (map[string]bool, error)
+	smStore   SMStore
+	log       *zap.Logger
 }
 
 // NewPostgres migrates River's tables in the pool's schema and returns a
@@ -308,13 +312,15 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 			func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil },
 			&river.PeriodicJobOpts{RunOnStart: true}))
 	}
+	var smWaiting func(ctx context.Context) (map[string]bool, error)
 	if cfg.SALESmanago != nil && cfg.SMStore != nil {
+		smWaiting = func(ctx context.Context) (map[string]bool, error) {
+			return waitingJobs(ctx, client, SMPassArgs{}.Kind())
+		}
 		queues[queueSM] = river.QueueConfig{MaxWorkers: 2}
 		river.AddWorker(workers, &smPassWorker{cfg: &cfg, locks: &tenantLocks{}})
 		river.AddWorker(workers, &smTickWorker{cfg: &cfg,
-			waiting: func(ctx context.Context) (map[string]bool, error) {
-				return waitingJobs(ctx, client, SMPassArgs{}.Kind())
-			},
+			waiting: smWaiting,
 			insert: func(ctx context.Context, a river.JobArgs) error {
 				_, err := client.Insert(ctx, a, nil)
 				return err
@@ -358,7 +364,9 @@ func newRunner[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], cfg
 			_, err := client.InsertManyTx(ctx, t, params)
 			return err
 		},
-		log: cfg.Log,
+		smWaiting: smWaiting,
+		smStore:   cfg.SMStore,
+		log:       cfg.Log,
 	}, nil
 }
 

@@ -210,3 +210,33 @@ func (c *Config) location(ctx context.Context, tenantID string) (*time.Location,
 func (r *Runner) SyncSALESmanago(ctx context.Context, tenantID string) error {
 	return r.insert(ctx, SMPassArgs{TenantID: tenantID, Manual: true})
 }
+
+// NudgeSALESmanago asks for a pass of a tenant's SALESmanago sync after its
+// Zoho CRM announced a change (a notification), so the change reaches
+// SALESmanago in seconds instead of at the next incremental pass. A pass
+// already waiting takes it along: a burst of notifications makes one pass.
+// It does nothing for a tenant without an active connection, or on a
+// runner without the SALESmanago sync. Errors come from the store or River.
+func (r *Runner) NudgeSALESmanago(ctx context.Context, tenantID string) error {
+	if r.smWaiting == nil {
+		return nil
+	}
+	c, err := r.smStore.SMConn(ctx, tenantID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("salesmanago connection of %s: %w", tenantID, err)
+	}
+	if c.State != store.SMActive {
+		return nil
+	}
+	waiting, err := r.smWaiting(ctx)
+	if err != nil {
+		return fmt.Errorf("salesmanago passes waiting: %w", err)
+	}
+	if waiting[tenantID] {
+		return nil
+	}
+	return r.insert(ctx, SMPassArgs{TenantID: tenantID, Manual: true})
+}

@@ -80,7 +80,7 @@ func TestRiverRunsSALESmanagoPasses(t *testing.T) {
 				t.Fatal(err)
 			}
 			sm.Put(salesmanago.Contact{Email: "ala@klient.pl", Name: "Ala Nowak", Phone: "+48600100200", State: salesmanago.StateProspect})
-			zf.PutRecord("Contacts", map[string]any{"Last_Name": "Dąb", "First_Name": "Darek", "Email": "darek@klient.pl",
+			darek := zf.PutRecord("Contacts", map[string]any{"Last_Name": "Dąb", "First_Name": "Darek", "Email": "darek@klient.pl",
 				"Owner": map[string]any{"id": "zu-boss", "name": "Boss", "email": "boss@acme.pl"}})
 			// 09:10 in Warsaw: the 06:00 slot is the latest.
 			clk.Set(time.Date(2026, 12, 1, 8, 10, 0, 0, time.UTC))
@@ -137,6 +137,25 @@ func TestRiverRunsSALESmanagoPasses(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "the manual pass", 15*time.Second, func() bool { return conn().RunKind == smsync.KindManual })
+
+			// Zoho announces a change (its notification reached the CRM
+			// webhook): the nudge runs a pass although none is due, and the
+			// change is in SALESmanago minutes before the next incremental
+			// pass.
+			clk.Set(time.Date(2026, 12, 1, 11, 7, 0, 0, time.UTC))
+			zf.PutRecord("Contacts", map[string]any{"id": darek, "Last_Name": "Dąb", "First_Name": "Darek", "Email": "darek@klient.pl",
+				"Phone": "+48600300400", "Owner": map[string]any{"id": "zu-boss", "name": "Boss", "email": "boss@acme.pl"}})
+			if err := r.NudgeSALESmanago(ctx, "acme"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "Zoho's change in SALESmanago after the nudge", 15*time.Second, func() bool {
+				d, _ := sm.Contact("darek@klient.pl")
+				return d.Phone == "+48600300400"
+			})
+			// A tenant without a connection is no error and no pass.
+			if err := r.NudgeSALESmanago(ctx, "nobody"); err != nil {
+				t.Fatalf("nudge of a tenant without SALESmanago: %v", err)
+			}
 		})
 	}
 }
