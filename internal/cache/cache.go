@@ -343,7 +343,7 @@ type WarmStats struct {
 	Keys     int           // (tenant, suffix) keys built
 	Present  int           // keys found in the cache when read back
 	Killed   int           // keys invalidated during the scan, left to the store
-	Replaced bool          // the new index is serving (it replaced a ready one when the cache was Ready)
+	Replaced bool          // the built index was installed and is serving
 	Retried  int           // overflow keys set a second time after ristretto dropped them
 	Duration time.Duration // wall time
 }
@@ -418,7 +418,6 @@ func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 	// between reading the log and serving the new index.
 	c.fillMu.Lock()
 	if log.all {
-		c.warming = nil
 		c.fillMu.Unlock()
 		return st, ErrIndexChanged
 	}
@@ -451,7 +450,6 @@ func (c *Cache) Warm(ctx context.Context, scan Scanner) (WarmStats, error) {
 		c.rc.Set(c.keyString(e.Tenant, e.Suffix), e, 1)
 	}
 	overflow = kept
-	c.warming = nil
 	c.fillMu.Unlock()
 	c.publishSize()
 
@@ -495,39 +493,32 @@ const warmBatch = 4096
 // on the caller's, rows handed over in batches: the store's row decoding
 // and the index build run side by side, so a warm-up takes about the
 // longer of the two instead of their sum (on SQLite, 1M rows: about 2 s
-// each). fn must not keep r. It returns scan's error.
+// each). fn must not keep r. The caller drains every batch, so the scan
+// never waits on it for good. It returns scan's error.
 func scanAside(ctx context.Context, scan Scanner, fn func(r *domain.IndexEntry)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	full := make(chan []domain.IndexEntry, 4)
-	empty := make(chan []domain.IndexEntry, 6)
+	empty := make(chan []domain.IndexEntry, 6) // drained batches, reused
 	done := make(chan error, 1)
 	go func() {
 		defer close(full)
 		batch := make([]domain.IndexEntry, 0, warmBatch)
-		send := func() error {
-			select {
-			case full <- batch:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		send := func() {
+			full <- batch
 			select {
 			case batch = <-empty:
 				batch = batch[:0]
 			default:
 				batch = make([]domain.IndexEntry, 0, warmBatch)
 			}
-			return nil
 		}
 		err := scan(ctx, func(r domain.IndexEntry) error {
-			batch = append(batch, r)
-			if len(batch) == warmBatch {
-				return send()
+			if batch = append(batch, r); len(batch) == warmBatch {
+				send()
 			}
 			return nil
 		})
-		if err == nil && len(batch) > 0 {
-			err = send()
+		if len(batch) > 0 {
+			send()
 		}
 		done <- err
 	}()

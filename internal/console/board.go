@@ -104,7 +104,7 @@ func (b *Board) ObserveCall(tenantID string, kind domain.EventKind, uniqueID str
 			tb.pruned = now
 		}
 		if len(tb.calls) >= maxCalls {
-			b.evictOldest(tb)
+			tb.evictOldest()
 		}
 		c = &Call{ID: uniqueID, Started: now, Direction: "in"}
 		tb.calls[uniqueID] = c
@@ -178,7 +178,7 @@ func (b *Board) prune(tb *tenantBoard, now time.Time) {
 
 // evictOldest drops the call that came on the board first and is still on
 // it.
-func (b *Board) evictOldest(tb *tenantBoard) {
+func (tb *tenantBoard) evictOldest() {
 	for len(tb.order) > 0 {
 		id := tb.order[0]
 		tb.order = tb.order[1:]

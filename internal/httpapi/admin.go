@@ -157,37 +157,38 @@ func newAdminTable(routes []adminRoute) *adminTable {
 // path has (empty: no such path).
 func (t *adminTable) match(method string, seg []string, call *adminCall) (route *adminRoute, allow []string) {
 	for i, ps := range t.segs {
-		if len(ps) != len(seg) {
-			continue
+		tenant, id, ok := bind(ps, seg)
+		switch {
+		case !ok:
+		case t.routes[i].method == method:
+			call.tenant, call.id = tenant, id
+			return &t.routes[i], nil
+		case !slices.Contains(allow, t.routes[i].method):
+			allow = append(allow, t.routes[i].method)
 		}
-		var tenant, id string
-		ok := true
-		for j, p := range ps {
-			switch p {
-			case "{t}":
-				tenant = seg[j]
-			case "{id}":
-				id = seg[j]
-			default:
-				ok = p == seg[j]
-			}
-			if !ok {
-				break
-			}
-		}
-		if !ok {
-			continue
-		}
-		if t.routes[i].method != method {
-			if !slices.Contains(allow, t.routes[i].method) {
-				allow = append(allow, t.routes[i].method)
-			}
-			continue
-		}
-		call.tenant, call.id = tenant, id
-		return &t.routes[i], nil
 	}
 	return nil, allow
+}
+
+// bind matches a path's segments against a pattern's and returns what
+// {t} and {id} stand for.
+func bind(pattern, seg []string) (tenant, id string, ok bool) {
+	if len(pattern) != len(seg) {
+		return "", "", false
+	}
+	for j, p := range pattern {
+		switch p {
+		case "{t}":
+			tenant = seg[j]
+		case "{id}":
+			id = seg[j]
+		default:
+			if p != seg[j] {
+				return "", "", false
+			}
+		}
+	}
+	return tenant, id, true
 }
 
 // serveAdmin serves /admin/v1/...: authenticate, find the route in

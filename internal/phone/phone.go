@@ -85,13 +85,12 @@ func Suffix(phone string) string {
 // (see domain.IndexEntry.Phone) that the caller's number ends with. At
 // least SuffixLen digits must match, so short fragments never do. Routing
 // and call events both decide "the same client" by it.
-func Same(indexed, number string) bool {
-	return indexed == number ||
-		len(indexed) >= SuffixLen && len(indexed) < len(number) && number[len(number)-len(indexed):] == indexed
-}
+func Same(indexed, number string) bool { return same(indexed, number) }
 
 // SameBytes is Same for a caller held as bytes; it does not allocate.
-func SameBytes(indexed string, number []byte) bool {
+func SameBytes(indexed string, number []byte) bool { return same(indexed, number) }
+
+func same[T string | []byte](indexed string, number T) bool {
 	return indexed == string(number) ||
 		len(indexed) >= SuffixLen && len(indexed) < len(number) && string(number[len(number)-len(indexed):]) == indexed
 }
