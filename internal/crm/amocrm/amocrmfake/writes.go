@@ -894,41 +894,14 @@ func (s *Server) getLead(w http.ResponseWriter, r *http.Request, id int64) {
 // custom_fields_values (a field with no values is cleared; fields not sent
 // keep their values).
 func (s *Server) patchLead(w http.ResponseWriter, r *http.Request, id int64) {
-	var in struct {
-		Name              *string   `json:"name"`
-		ResponsibleUserID *int64    `json:"responsible_user_id"`
-		CustomFields      []inField `json:"custom_fields_values"`
-	}
-	if !readJSON(w, r, &in) {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rec := s.records[domain.KindLead][id]
-	if rec == nil {
-		problem(w, http.StatusNotFound, "Not Found", "Lead not found")
-		return
-	}
-	u, custom, bad := leadFields(in.CustomFields, "", "0", rec.utm)
-	if bad == nil && in.ResponsibleUserID != nil {
-		bad = s.checkUserLocked(*in.ResponsibleUserID, "responsible_user_id", "0")
-	}
-	if bad != nil {
-		bad.write(w)
-		return
-	}
-	rec.utm = u
-	rec.custom = merged(rec.custom, custom)
-	if in.Name != nil {
-		rec.name = *in.Name
-	}
-	if in.ResponsibleUserID != nil {
-		rec.responsible = *in.ResponsibleUserID
-	}
-	rec.touch(s.now().Unix())
-	w.Header().Set("Content-Type", "application/hal+json")
-	json.NewEncoder(w).Encode(map[string]any{"id": rec.id, "updated_at": rec.updatedAt,
-		"_links": selfLinks(r.Host, "/api/v4/leads", rec.id)})
+	s.patch(w, r, domain.KindLead, id, func(rec *record, fields []inField) *invalid {
+		u, custom, bad := leadFields(fields, "", "0", rec.utm)
+		if bad != nil {
+			return bad
+		}
+		rec.utm, rec.custom = u, merged(rec.custom, custom)
+		return nil
+	})
 }
 
 // firstDigits is the digits of the first phone, "" for none.
@@ -1053,6 +1026,29 @@ func merged(cur, add map[string]string) map[string]string {
 // account's custom contact field; any other is a 400): like amoCRM, the
 // fields sent replace those fields' values and the others keep theirs.
 func (s *Server) patchContact(w http.ResponseWriter, r *http.Request, id int64) {
+	s.patch(w, r, domain.KindContact, id, func(rec *record, fields []inField) *invalid {
+		cf, bad := contactFields(fields, "", "0")
+		if bad != nil {
+			return bad
+		}
+		for _, f := range fields {
+			switch {
+			case f.FieldCode == "PHONE" || f.FieldID == phoneFieldID:
+				rec.phones = cf.phones
+			case f.FieldCode == "EMAIL":
+				rec.email = cf.email
+			}
+		}
+		rec.custom = merged(rec.custom, cf.custom)
+		return nil
+	})
+}
+
+// patch serves PATCH /api/v4/{leads|contacts}/{id}: fields checks the
+// record's custom_fields_values and, when they are valid, applies them;
+// name and responsible_user_id are common to both. Nothing changes when
+// any part is refused.
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, kind domain.EntityKind, id int64, fields func(rec *record, in []inField) *invalid) {
 	var in struct {
 		Name              *string   `json:"name"`
 		ResponsibleUserID *int64    `json:"responsible_user_id"`
@@ -1063,28 +1059,22 @@ func (s *Server) patchContact(w http.ResponseWriter, r *http.Request, id int64) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := s.records[domain.KindContact][id]
+	rec := s.records[kind][id]
 	if rec == nil {
-		problem(w, http.StatusNotFound, "Not Found", "Contact not found")
+		what := map[domain.EntityKind]string{domain.KindLead: "Lead", domain.KindContact: "Contact"}[kind]
+		problem(w, http.StatusNotFound, "Not Found", what+" not found")
 		return
 	}
-	cf, bad := contactFields(in.CustomFields, "", "0")
-	if bad == nil && in.ResponsibleUserID != nil {
-		bad = s.checkUserLocked(*in.ResponsibleUserID, "responsible_user_id", "0")
+	if in.ResponsibleUserID != nil {
+		if bad := s.checkUserLocked(*in.ResponsibleUserID, "responsible_user_id", "0"); bad != nil {
+			bad.write(w)
+			return
+		}
 	}
-	if bad != nil {
+	if bad := fields(rec, in.CustomFields); bad != nil {
 		bad.write(w)
 		return
 	}
-	for _, f := range in.CustomFields {
-		switch {
-		case f.FieldCode == "PHONE" || f.FieldID == phoneFieldID:
-			rec.phones = cf.phones
-		case f.FieldCode == "EMAIL":
-			rec.email = cf.email
-		}
-	}
-	rec.custom = merged(rec.custom, cf.custom)
 	if in.Name != nil {
 		rec.name = *in.Name
 	}
@@ -1092,9 +1082,10 @@ func (s *Server) patchContact(w http.ResponseWriter, r *http.Request, id int64) 
 		rec.responsible = *in.ResponsibleUserID
 	}
 	rec.touch(s.now().Unix())
+	path := map[domain.EntityKind]string{domain.KindLead: "/api/v4/leads", domain.KindContact: "/api/v4/contacts"}[kind]
 	w.Header().Set("Content-Type", "application/hal+json")
 	json.NewEncoder(w).Encode(map[string]any{"id": rec.id, "updated_at": rec.updatedAt,
-		"_links": selfLinks(r.Host, "/api/v4/contacts", rec.id)})
+		"_links": selfLinks(r.Host, path, rec.id)})
 }
 
 // Fields implements crmtest.Writes: the account's custom field values of
