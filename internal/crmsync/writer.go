@@ -12,18 +12,29 @@ import (
 	"github.com/callrouter/callrouter/internal/store"
 )
 
+// activeSource is the tenant's connection when its integration is active.
+// crm.ErrInactive (wrapped) when there is none, or it is inactive or
+// broken; the store's or the adapter's error otherwise.
+func (e *Engine) activeSource(ctx context.Context, tenantID string) (crm.Source, store.Integration, error) {
+	src, in, err := e.source(ctx, tenantID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil, in, fmt.Errorf("tenant %s has no integration: %w", tenantID, crm.ErrInactive)
+	}
+	if err != nil {
+		return nil, in, err
+	}
+	if in.State != store.IntegrationActive {
+		return nil, in, fmt.Errorf("integration of %s is %s: %w", tenantID, in.State, crm.ErrInactive)
+	}
+	return src, in, nil
+}
+
 // Writer returns the write side of a tenant's active integration.
 // crm.ErrInactive (wrapped) when there is none, or it is inactive or broken.
 func (e *Engine) Writer(ctx context.Context, tenantID string) (crm.Writer, error) {
-	src, in, err := e.source(ctx, tenantID)
-	if domain.ErrorCode(err) == domain.ENOTFOUND {
-		return nil, fmt.Errorf("tenant %s has no integration: %w", tenantID, crm.ErrInactive)
-	}
+	src, in, err := e.activeSource(ctx, tenantID)
 	if err != nil {
 		return nil, err
-	}
-	if in.State != store.IntegrationActive {
-		return nil, fmt.Errorf("integration of %s is %s: %w", tenantID, in.State, crm.ErrInactive)
 	}
 	w, ok := src.(crm.Writer)
 	if !ok {
@@ -52,15 +63,9 @@ func (e *Engine) Index(ctx context.Context, tenantID string, ents []crm.Entity) 
 // entity the index knows. Errors: crm.ErrInactive (wrapped) without an
 // active integration, and the CRM's.
 func (e *Engine) Gone(ctx context.Context, tenantID string, refs []crm.Ref) ([]crm.Ref, error) {
-	src, in, err := e.source(ctx, tenantID)
-	if domain.ErrorCode(err) == domain.ENOTFOUND {
-		return nil, fmt.Errorf("tenant %s has no integration: %w", tenantID, crm.ErrInactive)
-	}
+	src, _, err := e.activeSource(ctx, tenantID)
 	if err != nil {
 		return nil, err
-	}
-	if in.State != store.IntegrationActive {
-		return nil, fmt.Errorf("integration of %s is %s: %w", tenantID, in.State, crm.ErrInactive)
 	}
 	o := e.orderOf(tenantID)
 	start := o.begin()

@@ -6,6 +6,7 @@ package crmtest
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"sync"
 	"testing"
@@ -284,4 +285,18 @@ type WrittenTask struct {
 	LeadID    string
 	ContactID string
 	Due       time.Time
+}
+
+// Merged returns cur with add's values set over it, for fakes whose
+// updates keep the fields they are not sent; cur itself is not changed.
+func Merged(cur, add map[string]string) map[string]string {
+	if len(add) == 0 {
+		return cur
+	}
+	out := maps.Clone(cur)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, add)
+	return out
 }

@@ -899,7 +899,7 @@ func (s *Server) patchLead(w http.ResponseWriter, r *http.Request, id int64) {
 		if bad != nil {
 			return bad
 		}
-		rec.utm, rec.custom = u, merged(rec.custom, custom)
+		rec.utm, rec.custom = u, crmtest.Merged(rec.custom, custom)
 		return nil
 	})
 }
@@ -1007,20 +1007,6 @@ func (s *Server) listCustomFields(w http.ResponseWriter, r *http.Request, plural
 	})
 }
 
-// merged returns cur with add's values set over it; nil when both are
-// empty.
-func merged(cur, add map[string]string) map[string]string {
-	if len(add) == 0 {
-		return cur
-	}
-	out := maps.Clone(cur)
-	if out == nil {
-		out = map[string]string{}
-	}
-	maps.Copy(out, add)
-	return out
-}
-
 // patchContact serves PATCH /api/v4/contacts/{id}: name,
 // responsible_user_id and custom_fields_values (PHONE, EMAIL and the
 // account's custom contact field; any other is a 400): like amoCRM, the
@@ -1039,7 +1025,7 @@ func (s *Server) patchContact(w http.ResponseWriter, r *http.Request, id int64) 
 				rec.email = cf.email
 			}
 		}
-		rec.custom = merged(rec.custom, cf.custom)
+		rec.custom = crmtest.Merged(rec.custom, cf.custom)
 		return nil
 	})
 }

@@ -377,10 +377,7 @@ func (s *Server) editOrder(w http.ResponseWriter, q, f url.Values, raw string) {
 	if !field(w, f, "order", &in) || !checkCustom(w, in.CustomFields, OrderCustomField) {
 		return
 	}
-	by := url.Values{"by": {f.Get("by")}}
-	if by.Get("by") == "" {
-		by.Set("by", q.Get("by"))
-	}
+	by := editBy(q, f)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := lookup(s.orders, by, raw)
@@ -408,7 +405,7 @@ func (s *Server) editOrder(w http.ResponseWriter, q, f url.Values, raw string) {
 	if in.ClientID != "" {
 		o.utm.ClientID = in.ClientID
 	}
-	o.custom = mergedCustom(o.custom, in.CustomFields)
+	o.custom = crmtest.Merged(o.custom, in.CustomFields)
 	if in.ManagerID != 0 && in.ManagerID != o.managerID {
 		s.addHistory(ordersFeed, historyJSON{Source: "api", Field: "manager", OldValue: managerValue(o.managerID), NewValue: managerValue(in.ManagerID), Order: o.ref()})
 		o.managerID = in.ManagerID
@@ -644,17 +641,14 @@ func (s *Server) listCustomFields(w http.ResponseWriter, q url.Values) {
 		"pagination": map[string]int{"limit": 100, "totalCount": len(out), "currentPage": 1, "totalPageCount": 1}})
 }
 
-// mergedCustom returns cur with add's values set over it.
-func mergedCustom(cur, add map[string]string) map[string]string {
-	if len(add) == 0 {
-		return cur
+// editBy is an edit's "by" (id or externalId), from the form or else the
+// query, as retailCRM reads it.
+func editBy(q, f url.Values) url.Values {
+	by := f.Get("by")
+	if by == "" {
+		by = q.Get("by")
 	}
-	out := maps.Clone(cur)
-	if out == nil {
-		out = map[string]string{}
-	}
-	maps.Copy(out, add)
-	return out
+	return url.Values{"by": {by}}
 }
 
 // editCustomer is POST /api/v5/customers/{externalId|id}/edit (by=id for
@@ -666,10 +660,7 @@ func (s *Server) editCustomer(w http.ResponseWriter, q, f url.Values, raw string
 	if !field(w, f, "customer", &in) || !checkCustom(w, in.CustomFields, CustomerCustomField) {
 		return
 	}
-	by := url.Values{"by": {f.Get("by")}}
-	if by.Get("by") == "" {
-		by.Set("by", q.Get("by"))
-	}
+	by := editBy(q, f)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := lookup(s.customers, by, raw)
@@ -689,7 +680,7 @@ func (s *Server) editCustomer(w http.ResponseWriter, q, f url.Values, raw string
 	if in.ManagerID != 0 {
 		c.managerID = in.ManagerID
 	}
-	c.custom = mergedCustom(c.custom, in.CustomFields)
+	c.custom = crmtest.Merged(c.custom, in.CustomFields)
 	reply(w, http.StatusOK, struct {
 		Success bool  `json:"success"`
 		ID      int64 `json:"id"`
