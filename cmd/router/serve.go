@@ -280,10 +280,10 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	pub := rsm.Tee(nil)
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log,
 		Deps: crm.Deps{Transport: crm.NewTransport(cfg.crmAllowPrivate)}, Peers: pub})
-	sme := smsync.New(smsync.Config{Store: st, Zoho: zohoPeople(engine), Box: box, Log: log, Instance: instance,
+	sme := smsync.New(smsync.Config{Store: st, Zoho: zohoPeople(engine.Calls), Box: box, Log: log, Instance: instance,
 		Transport: crm.NewTransport(cfg.crmAllowPrivate), Every: cfg.salesmanagoInterval})
-	processor := events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Log: log})
-	runner, err := newRunner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: cfg.syncInterval,
+	processor := events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine.Calls, Log: log})
+	runner, err := newRunner(ctx, st, jobs.Config{Syncer: engine.Syncer, Store: st, Interval: cfg.syncInterval,
 		Events: processor, EventStore: st, Tenants: st, Log: log, Instance: instance, Leases: st,
 		SALESmanago: sme, SMStore: st, SMTick: min(time.Minute, cfg.salesmanagoInterval), SMRetry: cfg.salesmanagoInterval})
 	if err != nil {
@@ -313,11 +313,11 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 
 	srv := httpapi.New(httpapi.Config{
 		Tenants: reg,
-		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine, cfg.liveTimeout).WithPresence(rsm.Presence()),
-		Admin: admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithSyncs(runner), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(pub),
+		Router:  lookup.New(c, st, cfg.storeTimeout).WithLive(engine.Live, cfg.liveTimeout).WithPresence(rsm.Presence()),
+		Admin: admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithSyncs(runner), admin.WithCRMAllowPrivate(cfg.crmAllowPrivate), admin.WithPeers(pub),
 			admin.WithEvents(events.NewReplay(st, runner.Enqueue, nil)), admin.WithRingostat(rsm),
 			admin.WithSALESmanago(smAdmin{sme, runner})),
-		Webhooks:          crmWebhooks{engine: engine, runner: runner, log: log},
+		Webhooks:          crmWebhooks{live: engine.Live, runner: runner, log: log},
 		Events:            ingest,
 		Observer:          rsm,
 		Ready:             c.Ready,
@@ -401,15 +401,15 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 // for a tenant whose Zoho CRM feeds a SALESmanago sync, asks for a pass of
 // that sync, so a change made in Zoho reaches SALESmanago in seconds.
 type crmWebhooks struct {
-	engine *crmsync.Engine
+	live   *crmsync.Live
 	runner *jobs.Runner
 	log    *zap.Logger
 }
 
-// Webhook returns the engine's error; a pass that cannot be asked for is
+// Webhook returns the index's error; a pass that cannot be asked for is
 // only logged, since the next scheduled pass carries the change anyway.
 func (w crmWebhooks) Webhook(ctx context.Context, tenantID, contentType string, body []byte) error {
-	if err := w.engine.Webhook(ctx, tenantID, contentType, body); err != nil {
+	if err := w.live.Webhook(ctx, tenantID, contentType, body); err != nil {
 		return err
 	}
 	if err := w.runner.NudgeSALESmanago(ctx, tenantID); err != nil {
@@ -432,9 +432,9 @@ func (a smAdmin) SyncNow(ctx context.Context, tenantID string) error {
 
 // zohoPeople finds the Zoho side of a tenant's SALESmanago sync: its
 // active CRM integration, which must be Zoho CRM.
-func zohoPeople(e *crmsync.Engine) smsync.ZohoSource {
+func zohoPeople(c *crmsync.Calls) smsync.ZohoSource {
 	return func(ctx context.Context, tenantID string) (zoho.People, error) {
-		w, err := e.Writer(ctx, tenantID)
+		w, err := c.Writer(ctx, tenantID)
 		if err != nil {
 			return nil, err
 		}

@@ -73,7 +73,7 @@ func newWorld(t *testing.T, st store.Store, key byte, opts ...admin.Option) *wor
 	}
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
 		Deps: crm.Deps{Transport: crm.NewTransport(true)}}) // the fakes listen on loopback
-	opts = append([]admin.Option{admin.WithCRMs(engine), admin.WithNow(clk.Now)}, opts...)
+	opts = append([]admin.Option{admin.WithCRMs(engine.Conns), admin.WithNow(clk.Now)}, opts...)
 	return &world{st: st, svc: admin.New(st, reg, c, opts...), reg: reg, engine: engine, clock: clk}
 }
 
@@ -363,14 +363,14 @@ func TestCredentialsEncryptedAtRest(t *testing.T) {
 				notInClear(t, id+" creds column", creds, `"client_secret"`)
 			}
 			// The right key opens them: the CRM answers.
-			if _, err := w.engine.Users(ctx, "retail"); err != nil {
+			if _, err := w.engine.Conns.Users(ctx, "retail"); err != nil {
 				t.Fatalf("Users with the right key: %v", err)
 			}
 
 			// Another key: the integration fails with an error naming the key.
 			wrong := newWorld(t, st, 2, admin.WithCRMAllowPrivate(true))
 			for _, id := range []string{"retail", "amo"} {
-				_, err := wrong.engine.Users(ctx, id)
+				_, err := wrong.engine.Conns.Users(ctx, id)
 				if err == nil || !strings.Contains(err.Error(), "ROUTER_SECRET_KEY") {
 					t.Fatalf("%s with another key: %v, want an error naming ROUTER_SECRET_KEY", id, err)
 				}

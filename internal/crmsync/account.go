@@ -16,8 +16,8 @@ import (
 // Users lists the CRM users of a tenant's integration. Errors: ENOTFOUND
 // without an integration; the CRM's failures as crm.Upstream classes them
 // (ECRMERROR, ECRMDOWN, ECRMTIMEOUT).
-func (e *Engine) Users(ctx context.Context, tenantID string) ([]crm.User, error) {
-	src, in, err := e.source(ctx, tenantID)
+func (c *Conns) Users(ctx context.Context, tenantID string) ([]crm.User, error) {
+	src, in, err := c.source(ctx, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -28,16 +28,16 @@ func (e *Engine) Users(ctx context.Context, tenantID string) ([]crm.User, error)
 // register registers callrouter as the telephony integration of a CRM that
 // needs one (crm.Registrar), with the tenant's employees' extension codes
 // and its own phone lines.
-func (e *Engine) register(ctx context.Context, tenantID string, src crm.Source) error {
+func (c *Conns) register(ctx context.Context, tenantID string, src crm.Source) error {
 	reg, ok := src.(crm.Registrar)
 	if !ok {
 		return nil
 	}
-	emps, err := e.store.ListEmployees(ctx, tenantID)
+	emps, err := c.store.ListEmployees(ctx, tenantID)
 	if err != nil {
 		return fmt.Errorf("register: list employees: %w", err)
 	}
-	stops, err := e.store.ListStops(ctx, tenantID)
+	stops, err := c.store.ListStops(ctx, tenantID)
 	if err != nil {
 		return fmt.Errorf("register: list the stop list: %w", err)
 	}
@@ -55,28 +55,28 @@ func (e *Engine) register(ctx context.Context, tenantID string, src crm.Source) 
 	if err := reg.Register(ctx, r); err != nil {
 		return fmt.Errorf("register callrouter as the telephony integration: %w", err)
 	}
-	e.mu.Lock()
-	if c := e.sources[tenantID]; c != nil && c.src == src {
-		c.registered.Store(true)
+	c.mu.Lock()
+	if cn := c.sources[tenantID]; cn != nil && cn.src == src {
+		cn.registered.Store(true)
 	}
-	e.mu.Unlock()
+	c.mu.Unlock()
 	return nil
 }
 
 // registerOnce registers a Registrar source unless its conn already did,
 // so that call events written right after a connect or an activation, before
 // the first sync cycle, do not meet a CRM that refuses them.
-func (e *Engine) registerOnce(ctx context.Context, tenantID string, src crm.Source) error {
+func (c *Conns) registerOnce(ctx context.Context, tenantID string, src crm.Source) error {
 	if _, ok := src.(crm.Registrar); !ok {
 		return nil
 	}
-	e.mu.Lock()
-	c := e.sources[tenantID]
-	e.mu.Unlock()
-	if c != nil && c.src == src && c.registered.Load() {
+	c.mu.Lock()
+	cn := c.sources[tenantID]
+	c.mu.Unlock()
+	if cn != nil && cn.src == src && cn.registered.Load() {
 		return nil
 	}
-	err := e.register(ctx, tenantID, src)
+	err := c.register(ctx, tenantID, src)
 	if err == nil || crm.IsAuth(err) {
 		return err
 	}
@@ -107,7 +107,7 @@ func isDigits(s string) bool {
 // checkFields warns, when a full sync starts (a connect, an activation),
 // about the fields the CRM account lacks that callrouter would write; a
 // failed check does not stop the sync, /status shows it again.
-func (e *Engine) checkFields(ctx context.Context, tenantID string, src crm.Source) {
+func (c *Conns) checkFields(ctx context.Context, tenantID string, src crm.Source) {
 	fc, ok := src.(crm.FieldChecker)
 	if !ok {
 		return
@@ -115,9 +115,9 @@ func (e *Engine) checkFields(ctx context.Context, tenantID string, src crm.Sourc
 	missing, err := fc.MissingFields(ctx)
 	switch {
 	case err != nil:
-		e.log.Warn("cannot check the CRM account's fields", zap.String("tenant", tenantID), zap.Error(err))
+		c.log.Warn("cannot check the CRM account's fields", zap.String("tenant", tenantID), zap.Error(err))
 	case len(missing) > 0:
-		e.log.Warn("the CRM account lacks fields callrouter writes; calls are filed without them",
+		c.log.Warn("the CRM account lacks fields callrouter writes; calls are filed without them",
 			zap.String("tenant", tenantID), zap.Strings("fields", missing))
 	}
 }
@@ -127,8 +127,8 @@ func (e *Engine) checkFields(ctx context.Context, tenantID string, src crm.Sourc
 // that need none. The adapter reads them once per connection (a
 // reconnect or an activation reads them again). Errors: ENOTFOUND
 // without an integration, the CRM's as crm.Upstream classes them.
-func (e *Engine) MissingFields(ctx context.Context, tenantID string) ([]string, error) {
-	src, in, err := e.source(ctx, tenantID)
+func (c *Conns) MissingFields(ctx context.Context, tenantID string) ([]string, error) {
+	src, in, err := c.source(ctx, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -145,8 +145,8 @@ func (e *Engine) MissingFields(ctx context.Context, tenantID string) ([]string, 
 // ok is false when the CRM (or the account's token) does not let
 // callrouter list them. Errors: ENOTFOUND without an integration, the
 // CRM's as crm.Upstream classes them.
-func (e *Engine) MappableFields(ctx context.Context, tenantID, entity string) (crmName string, fields []string, ok bool, err error) {
-	src, in, err := e.source(ctx, tenantID)
+func (c *Conns) MappableFields(ctx context.Context, tenantID, entity string) (crmName string, fields []string, ok bool, err error) {
+	src, in, err := c.source(ctx, tenantID)
 	if err != nil {
 		return "", nil, false, err
 	}

@@ -43,7 +43,7 @@ func (w *world) syncDueAfter(d time.Duration) (crmsync.Result, error) {
 	w.clock.mu.Lock()
 	w.clock.off = d
 	w.clock.mu.Unlock()
-	return w.engine.SyncDue(context.Background(), "acme", 0)
+	return w.engine.Syncer.SyncDue(context.Background(), "acme", 0)
 }
 
 // An index row of an entity the CRM no longer returns, deleted where no

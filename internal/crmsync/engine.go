@@ -1,19 +1,30 @@
 // Package crmsync keeps each tenant's phone index true to its CRM: full
 // syncs on activation, incremental syncs after, CRM webhooks, and live
-// lookups on a miss. Every change goes through one path (apply): phones are
-// normalized with the tenant's country, the entity's index rows replaced in
-// one transaction, and the cache keys of old and new phones invalidated
-// (here, and through Config.Peers on the other instances), so the very
-// next route request sees the CRM's state.
+// lookups on a miss. Every change goes through one path (indexer.apply):
+// phones are normalized with the tenant's country, the entity's index rows
+// replaced in one transaction, and the cache keys of old and new phones
+// invalidated (here, and through Config.Peers on the other instances), so
+// the very next route request sees the CRM's state.
+//
+// The work is split by concern, each part wired with only what it uses:
+//
+//   - Conns: each tenant's connected crm.Source, built from its sealed
+//     credentials, with its token store and rate limiters; the CRM account
+//     (users, fields, telephony registration) and the integration's state
+//     (broken, failed). The admin service uses it.
+//   - indexer: the one write path (apply), with each tenant's order of
+//     index writes, shared by the three parts below.
+//   - Syncer: full and incremental sync cycles, the reconciliation sweep
+//     and the CRM users' refresh. The job runner uses it.
+//   - Live: CRM webhooks and live lookups, applied alongside a running
+//     cycle. The HTTP API and routing use it.
+//   - Calls: the CRM side of call events (the writer, indexing what it
+//     made, checking linked entities). The events processor uses it.
+//
+// New wires them together into an Engine.
 package crmsync
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,7 +32,6 @@ import (
 
 	"github.com/callrouter/callrouter/internal/cache"
 	"github.com/callrouter/callrouter/internal/crm"
-	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/notify"
 	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store"
@@ -44,43 +54,17 @@ var (
 	usersErrors     = metrics.NewCounter(`callrouter_crm_users_refresh_errors_total`)
 )
 
-// Engine syncs CRMs into the phone index. It is safe for concurrent use;
-// sync cycles of one tenant are serialized, while webhooks and live
-// lookups apply alongside a running cycle (see order).
+// Engine is the CRM side of callrouter, its parts wired together. Each
+// consumer takes the part it needs. All parts are safe for concurrent use.
 type Engine struct {
-	store    store.Store
-	cache    *cache.Cache
-	tenants  *tenant.Registry
-	adapters map[string]crm.Adapter
-	box      *secret.Box
-	deps     crm.Deps
-	log      *zap.Logger
-	now      func() time.Time
-	peers    notify.Publisher
-
-	mu      sync.Mutex
-	sources map[string]*conn // by tenant
-	limits  map[string]*crm.Limiters
-	locks   map[string]*sync.Mutex // by tenant: one sync cycle at a time
-	orders  map[string]*order      // by tenant: the order of index writes
-}
-
-// conn is a connected Source and the configuration it was built from.
-// Progress and token saves leave the configuration alone, so the Source,
-// and with it the HTTP client's rate limiter, lives across pages and syncs.
-type conn struct {
-	src    crm.Source
-	config string
-	// registered is set once the source registered callrouter as the
-	// CRM's telephony integration (crm.Registrar); a new conn (connect,
-	// activation, restart) registers again before its first write.
-	registered atomic.Bool
-}
-
-// configKey identifies an integration's configuration; sealed credentials
-// differ on every PUT (fresh nonce), so a re-connect always rebuilds.
-func configKey(in store.Integration) string {
-	return in.CRM + "\x00" + in.BaseURL + "\x00" + string(in.Creds)
+	// Conns connects tenants' CRMs and reads their accounts.
+	Conns *Conns
+	// Syncer runs sync cycles.
+	Syncer *Syncer
+	// Live applies CRM webhooks and looks phones up in the CRM.
+	Live *Live
+	// Calls is what processing call events needs of the CRM.
+	Calls *Calls
 }
 
 // Config wires an Engine.
@@ -101,159 +85,24 @@ type Config struct {
 	Peers notify.Publisher
 }
 
-// New returns an Engine.
+// New returns an Engine whose parts share one connection cache and one
+// indexer, so that a webhook, a live lookup or a call event's write is
+// ordered with the sync cycle's pages (see order).
 func New(cfg Config) *Engine {
-	e := &Engine{store: cfg.Store, cache: cfg.Cache, tenants: cfg.Tenants, adapters: map[string]crm.Adapter{},
-		box: cfg.Box, deps: cfg.Deps, log: cfg.Log, now: cfg.Now, peers: cfg.Peers,
-		sources: map[string]*conn{}, limits: map[string]*crm.Limiters{}, locks: map[string]*sync.Mutex{},
-		orders: map[string]*order{}}
-	for _, a := range cfg.Adapters {
-		e.adapters[a.Name] = a
+	log, now := cfg.Log, cfg.Now
+	if log == nil {
+		log = zap.NewNop()
 	}
-	if e.log == nil {
-		e.log = zap.NewNop()
+	if now == nil {
+		now = time.Now
 	}
-	if e.now == nil {
-		e.now = time.Now
+	conns := newConns(cfg.Store, cfg.Adapters, cfg.Box, cfg.Deps, log)
+	index := newIndexer(cfg.Store, cfg.Cache, cfg.Tenants, cfg.Peers, log, now)
+	live := &Live{conns: conns, index: index, store: cfg.Store}
+	return &Engine{
+		Conns:  conns,
+		Syncer: newSyncer(conns, index, cfg.Store, cfg.Tenants, cfg.Peers, log, now),
+		Live:   live,
+		Calls:  &Calls{conns: conns, index: index, live: live},
 	}
-	return e
-}
-
-// Adapter returns the adapter named crm.
-func (e *Engine) Adapter(name string) (crm.Adapter, bool) {
-	a, ok := e.adapters[name]
-	return a, ok
-}
-
-// CRMs returns the names of the supported CRMs, sorted.
-func (e *Engine) CRMs() []string {
-	names := make([]string, 0, len(e.adapters))
-	for n := range e.adapters {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// Seal encrypts a tenant's credentials or token for the store.
-func (e *Engine) Seal(tenantID, purpose string, plaintext []byte) []byte {
-	return e.box.Seal(plaintext, aad(tenantID, purpose))
-}
-
-func aad(tenantID, purpose string) []byte { return []byte(tenantID + "\x00" + purpose) }
-
-// source returns the connected Source of a tenant's integration, building
-// it again when the integration changed.
-func (e *Engine) source(ctx context.Context, tenantID string) (crm.Source, store.Integration, error) {
-	in, err := e.store.Integration(ctx, tenantID)
-	if err != nil {
-		return nil, in, err
-	}
-	e.mu.Lock()
-	c := e.sources[tenantID]
-	e.mu.Unlock()
-	if c != nil && c.config == configKey(in) {
-		return c.src, in, nil
-	}
-	a, ok := e.adapters[in.CRM]
-	if !ok {
-		return nil, in, domain.Errorf(domain.EINVALID, "crm: %q is not supported", in.CRM)
-	}
-	creds, err := e.box.Open(in.Creds, aad(tenantID, "creds"))
-	if err != nil {
-		return nil, in, fmt.Errorf("open credentials of %s: %w", tenantID, err)
-	}
-	deps := e.deps
-	deps.Tokens = &tokenStore{e: e, tenantID: tenantID}
-	e.mu.Lock()
-	if e.limits[tenantID] == nil {
-		lims := &crm.Limiters{Account: tenantID}
-		// On PostgreSQL several instances may talk to this account: they
-		// share its rate limit through the database.
-		if ss, ok := e.store.(crm.SlotStore); ok {
-			lims.Shared = ss
-		}
-		e.limits[tenantID] = lims
-	}
-	deps.Limiters = e.limits[tenantID]
-	e.mu.Unlock()
-	src, err := a.New(crm.Config{CRM: in.CRM, BaseURL: in.BaseURL, Creds: creds}, deps)
-	if err != nil {
-		return nil, in, err
-	}
-	e.mu.Lock()
-	e.sources[tenantID] = &conn{src: src, config: configKey(in)}
-	e.mu.Unlock()
-	return src, in, nil
-}
-
-// Forget drops the cached connection of a tenant (after a config change).
-func (e *Engine) Forget(tenantID string) {
-	e.mu.Lock()
-	delete(e.sources, tenantID)
-	e.mu.Unlock()
-}
-
-// lock returns the mutex that serializes a tenant's sync cycles.
-func (e *Engine) lock(tenantID string) *sync.Mutex {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	l := e.locks[tenantID]
-	if l == nil {
-		l = &sync.Mutex{}
-		e.locks[tenantID] = l
-	}
-	return l
-}
-
-// orderOf returns the write order of a tenant's index.
-func (e *Engine) orderOf(tenantID string) *order {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	o := e.orders[tenantID]
-	if o == nil {
-		o = &order{touched: map[store.EntityRef]touch{}, inflight: map[uint64]int{}}
-		e.orders[tenantID] = o
-	}
-	return o
-}
-
-// tokenStore keeps one integration's OAuth token sealed in the store.
-type tokenStore struct {
-	e        *Engine
-	tenantID string
-}
-
-func (t *tokenStore) LoadToken(ctx context.Context) (crm.Token, int64, error) {
-	in, err := t.e.store.Integration(ctx, t.tenantID)
-	if err != nil {
-		return crm.Token{}, 0, err
-	}
-	var tok crm.Token
-	if len(in.Token) > 0 {
-		pt, err := t.e.box.Open(in.Token, aad(t.tenantID, "token"))
-		if err != nil {
-			return crm.Token{}, 0, fmt.Errorf("open token of %s: %w", t.tenantID, err)
-		}
-		if err := json.Unmarshal(pt, &tok); err != nil {
-			return crm.Token{}, 0, fmt.Errorf("decode token of %s: %w", t.tenantID, err)
-		}
-	}
-	return tok, in.TokenVersion, nil
-}
-
-func (t *tokenStore) SaveToken(ctx context.Context, tok crm.Token, version int64) (int64, error) {
-	pt, err := json.Marshal(tok)
-	if err != nil {
-		return 0, fmt.Errorf("encode token: %w", err)
-	}
-	return t.e.store.SaveIntegrationToken(ctx, t.tenantID, t.e.Seal(t.tenantID, "token", pt), version)
-}
-
-// Broken marks a tenant's integration broken with the CRM's words after it
-// rejected the credentials outside a sync (a call event's write).
-func (e *Engine) Broken(ctx context.Context, tenantID string, ae *crm.AuthError) error {
-	brokenTotal.Inc()
-	e.log.Warn("integration broken: the CRM rejected the credentials", zap.String("tenant", tenantID), zap.String("crm_error", ae.Message))
-	return e.store.SetIntegrationState(ctx, tenantID, store.IntegrationBroken, ae.Message, false)
 }

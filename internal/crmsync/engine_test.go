@@ -79,7 +79,7 @@ func newWorldAt(t *testing.T, st store.Store, crmName string, fake crmtest.Fake,
 	// whole second CRMs stamp changes in instead of sleeping.
 	fake.SetClock(clk.Now)
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Deps: deps, Now: clk.Now})
-	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
+	svc := admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithCRMAllowPrivate(true))
 	if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","live_lookup":true,"route_budget_ms":2000}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -92,13 +92,13 @@ func newWorldAt(t *testing.T, st store.Store, crmName string, fake crmtest.Fake,
 	if _, err := svc.PutIntegration(ctx, "test", "acme", body); err != nil {
 		t.Fatalf("connect %s: %v", crmName, err)
 	}
-	return &world{t: t, st: st, engine: engine, route: lookup.New(c, st, time.Second).WithLive(engine, 2*time.Second),
+	return &world{t: t, st: st, engine: engine, route: lookup.New(c, st, time.Second).WithLive(engine.Live, 2*time.Second),
 		reg: reg, cache: c, box: box, fake: fake, clock: clk}
 }
 
 func (w *world) sync() crmsync.Result {
 	w.t.Helper()
-	res, err := w.engine.Sync(context.Background(), "acme", 0)
+	res, err := w.engine.Syncer.Sync(context.Background(), "acme", 0)
 	if err != nil {
 		w.t.Fatalf("sync: %v", err)
 	}
@@ -159,7 +159,7 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 				// A webhook applies a change without a sync cycle.
 				fake.Put(contact("1003", "+380 93 000 11 22", "503"))
 				if ct, body, ok := fake.Notification(crm.Ref{Kind: domain.KindContact, ID: "1003"}); ok {
-					if err := w.engine.Webhook(context.Background(), "acme", ct, body); err != nil {
+					if err := w.engine.Live.Webhook(context.Background(), "acme", ct, body); err != nil {
 						t.Fatalf("webhook: %v", err)
 					}
 					if got := w.target("380930001122"); got != "sip_olga" {
@@ -174,7 +174,7 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 					t.Fatalf("live lookup: %q, want sip_anna", got)
 				}
 
-				users, err := w.engine.Users(context.Background(), "acme")
+				users, err := w.engine.Conns.Users(context.Background(), "acme")
 				if err != nil || len(users) != 3 {
 					t.Fatalf("users: %v, %v", users, err)
 				}
@@ -183,7 +183,7 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 				fake.Revoke()
 				fake.Put(contact("1005", "+380 66 000 00 01", "501"))
 				w.clock.Advance(1100 * time.Millisecond)
-				_, err = w.engine.Sync(context.Background(), "acme", 0)
+				_, err = w.engine.Syncer.Sync(context.Background(), "acme", 0)
 				if !crm.IsAuth(err) {
 					t.Fatalf("sync with revoked credentials: %v, want an auth error", err)
 				}
@@ -192,7 +192,7 @@ func TestSyncRoutesToTheCRMsResponsibleManager(t *testing.T) {
 					t.Fatalf("integration after revocation: %+v, %v", in, err)
 				}
 				// A broken integration is left alone until an admin acts.
-				if res, err := w.engine.Sync(context.Background(), "acme", 0); err != nil || res.Pages != 0 {
+				if res, err := w.engine.Syncer.Sync(context.Background(), "acme", 0); err != nil || res.Pages != 0 {
 					t.Fatalf("sync of a broken integration: %+v, %v", res, err)
 				}
 			})
@@ -227,13 +227,13 @@ func TestSyncDueRespectsTheCRMsMinInterval(t *testing.T) {
 	w := newWorld(t, storetest.Backends()[0].Open(t), "zoho", fake)
 	w.sync()
 	before := fake.Meter().Count()
-	res, err := w.engine.SyncDue(context.Background(), "acme", 0)
+	res, err := w.engine.Syncer.SyncDue(context.Background(), "acme", 0)
 	if err != nil || res.Pages != 0 || fake.Meter().Count() != before {
 		t.Fatalf("SyncDue right after a sync: %+v, %v, %d requests; want nothing asked of Zoho", res, err, fake.Meter().Count()-before)
 	}
 	later := crmsync.New(crmsync.Config{Store: w.st, Cache: w.cache, Tenants: w.reg, Adapters: adapters.All(), Box: w.box,
 		Now: func() time.Time { return time.Now().Add(6 * time.Minute) }, Deps: crm.Deps{Transport: crm.NewTransport(true)}})
-	res, err = later.SyncDue(context.Background(), "acme", 0)
+	res, err = later.Syncer.SyncDue(context.Background(), "acme", 0)
 	if err != nil || res.Pages == 0 || !res.Done {
 		t.Fatalf("SyncDue after the interval: %+v, %v; want a cycle", res, err)
 	}
@@ -250,7 +250,7 @@ func TestRetailCRMRegistersBeforeTheFirstWrite(t *testing.T) {
 			f.SetUsers([]crm.User{{ID: "501", Name: "Anna", Active: true}})
 			w := newWorld(t, b.Open(t), "retailcrm", f)
 			ctx := context.Background()
-			wr, err := w.engine.Writer(ctx, "acme")
+			wr, err := w.engine.Calls.Writer(ctx, "acme")
 			if err != nil {
 				t.Fatalf("Writer: %v", err)
 			}
@@ -261,7 +261,7 @@ func TestRetailCRMRegistersBeforeTheFirstWrite(t *testing.T) {
 			if n := f.ModuleEdits("callrouter"); n != 1 {
 				t.Fatalf("module registered %d times before the first sync, want 1", n)
 			}
-			if _, err := w.engine.Writer(ctx, "acme"); err != nil || f.ModuleEdits("callrouter") != 1 {
+			if _, err := w.engine.Calls.Writer(ctx, "acme"); err != nil || f.ModuleEdits("callrouter") != 1 {
 				t.Fatalf("a second writer registered again: %v, %d", err, f.ModuleEdits("callrouter"))
 			}
 			w.sync()
@@ -269,9 +269,9 @@ func TestRetailCRMRegistersBeforeTheFirstWrite(t *testing.T) {
 				t.Fatalf("module registered %d times after the first full sync, want 2", n)
 			}
 			// A key that may not edit modules leaves events to retry, not fail.
-			w.engine.Forget("acme")
+			w.engine.Conns.Forget("acme")
 			f.Deny("/api/v5/integration-modules/callrouter/edit")
-			_, err = w.engine.Writer(ctx, "acme")
+			_, err = w.engine.Calls.Writer(ctx, "acme")
 			if err == nil || crm.IsPermanent(err) || crm.IsAuth(err) {
 				t.Fatalf("Writer with registration denied: %v, want a retryable error", err)
 			}

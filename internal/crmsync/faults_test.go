@@ -87,7 +87,7 @@ func (w *faultWorld) integration() store.Integration {
 func (w *faultWorld) failedSync(ctx context.Context) error {
 	w.t.Helper()
 	before := w.integration()
-	res, err := w.engine.Sync(ctx, "acme", 0)
+	res, err := w.engine.Syncer.Sync(ctx, "acme", 0)
 	if err == nil {
 		w.t.Fatalf("sync succeeded through the fault: %+v", res)
 	}
@@ -189,7 +189,7 @@ func Test429StormIsRetriedWithinTheRateLimit(t *testing.T) {
 		time.Sleep(1100 * time.Millisecond)
 		w.fake.Put(contact("1009", "+380 50 000 10 09", "501"))
 		w.proxy.Fail(http.StatusTooManyRequests, 100, time.Second)
-		res, err := w.engine.Sync(context.Background(), "acme", 0)
+		res, err := w.engine.Syncer.Sync(context.Background(), "acme", 0)
 		var se *crm.StatusError
 		if !errors.As(err, &se) || se.Status != http.StatusTooManyRequests || !strings.Contains(err.Error(), w.crm) {
 			t.Fatalf("sync in a 429 storm: %+v, %v; want the CRM's 429", res, err)
@@ -256,7 +256,7 @@ func TestTokenRevokedMidSync(t *testing.T) {
 		w.fake.Put(crm.Entity{Kind: w.fake.LeadKind(), ID: "2001", Name: "Deal 2001", Phones: []string{"+380 50 000 20 01"}, OwnerID: "502", Open: true})
 		w.fake.Put(contact("1002", "+380 50 000 10 02", "502"))
 		body := `{"crm":"` + w.crm + `","base_url":"` + w.proxy.URL() + `","credentials":` + string(w.fake.Creds()) + `}`
-		if _, err := admin.New(w.st, w.reg, w.cache, admin.WithCRMs(w.engine), admin.WithCRMAllowPrivate(true)).
+		if _, err := admin.New(w.st, w.reg, w.cache, admin.WithCRMs(w.engine.Conns), admin.WithCRMAllowPrivate(true)).
 			PutIntegration(context.Background(), "test", "acme", []byte(body)); err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +264,7 @@ func TestTokenRevokedMidSync(t *testing.T) {
 		// bound) until a page with records is in: the sync is under way.
 		var first crmsync.Result
 		for range 10 {
-			res, err := w.engine.Sync(context.Background(), "acme", 1)
+			res, err := w.engine.Syncer.Sync(context.Background(), "acme", 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -276,7 +276,7 @@ func TestTokenRevokedMidSync(t *testing.T) {
 			t.Fatalf("no page of records before the end of the full sync: %+v", first)
 		}
 		w.fake.Revoke()
-		r, err := w.engine.Sync(context.Background(), "acme", 0)
+		r, err := w.engine.Syncer.Sync(context.Background(), "acme", 0)
 		if !crm.IsAuth(err) || r.Done {
 			t.Fatalf("sync with the token revoked mid-sync: %+v, %v; want an auth error", r, err)
 		}
@@ -290,13 +290,13 @@ func TestTokenRevokedMidSync(t *testing.T) {
 			t.Errorf("routing after the revocation: %q, want sip_anna from the index", got)
 		}
 		asked := w.proxy.Requests()
-		if res, err := w.engine.Sync(context.Background(), "acme", 0); err != nil || res.Pages != 0 || w.proxy.Requests() != asked {
+		if res, err := w.engine.Syncer.Sync(context.Background(), "acme", 0); err != nil || res.Pages != 0 || w.proxy.Requests() != asked {
 			t.Fatalf("sync of the broken integration: %+v, %v, %d requests; want nothing asked", res, err, w.proxy.Requests()-asked)
 		}
 
 		w.fake.Reauthorize()
 		body = `{"crm":"` + w.crm + `","base_url":"` + w.proxy.URL() + `","credentials":` + string(w.fake.Creds()) + `}`
-		if _, err := admin.New(w.st, w.reg, w.cache, admin.WithCRMs(w.engine), admin.WithCRMAllowPrivate(true)).
+		if _, err := admin.New(w.st, w.reg, w.cache, admin.WithCRMs(w.engine.Conns), admin.WithCRMAllowPrivate(true)).
 			PutIntegration(context.Background(), "test", "acme", []byte(body)); err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +337,7 @@ func TestWebhookIsNotHeldBehindASync(t *testing.T) {
 				})
 				synced := make(chan error, 1)
 				go func() {
-					_, err := w.engine.Sync(context.Background(), "acme", 0)
+					_, err := w.engine.Syncer.Sync(context.Background(), "acme", 0)
 					synced <- err
 				}()
 				waitHeld(t, held)
@@ -354,7 +354,7 @@ func TestWebhookIsNotHeldBehindASync(t *testing.T) {
 				go func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer cancel()
-					applied <- w.engine.Webhook(ctx, "acme", ct, body)
+					applied <- w.engine.Live.Webhook(ctx, "acme", ct, body)
 				}()
 				select {
 				case err := <-applied:

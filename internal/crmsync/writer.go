@@ -9,30 +9,21 @@ import (
 
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/domain"
-	"github.com/callrouter/callrouter/internal/store"
 )
 
-// activeSource is the tenant's connection when its integration is active.
-// crm.ErrInactive (wrapped) when there is none, or it is inactive or
-// broken; the store's or the adapter's error otherwise.
-func (e *Engine) activeSource(ctx context.Context, tenantID string) (crm.Source, store.Integration, error) {
-	src, in, err := e.source(ctx, tenantID)
-	if domain.ErrorCode(err) == domain.ENOTFOUND {
-		return nil, in, fmt.Errorf("tenant %s has no integration: %w", tenantID, crm.ErrInactive)
-	}
-	if err != nil {
-		return nil, in, err
-	}
-	if in.State != store.IntegrationActive {
-		return nil, in, fmt.Errorf("integration of %s is %s: %w", tenantID, in.State, crm.ErrInactive)
-	}
-	return src, in, nil
+// Calls is the CRM side of processing call events (events.CRM): the
+// tenant's writer, and the index kept true to what the writes made. It is
+// safe for concurrent use.
+type Calls struct {
+	conns *Conns
+	index *indexer
+	live  *Live
 }
 
 // Writer returns the write side of a tenant's active integration.
 // crm.ErrInactive (wrapped) when there is none, or it is inactive or broken.
-func (e *Engine) Writer(ctx context.Context, tenantID string) (crm.Writer, error) {
-	src, in, err := e.activeSource(ctx, tenantID)
+func (c *Calls) Writer(ctx context.Context, tenantID string) (crm.Writer, error) {
+	src, in, err := c.conns.activeSource(ctx, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +31,7 @@ func (e *Engine) Writer(ctx context.Context, tenantID string) (crm.Writer, error
 	if !ok {
 		return nil, fmt.Errorf("crm %s cannot create records: %w", in.CRM, crm.ErrInactive)
 	}
-	if err := e.registerOnce(ctx, tenantID, src); err != nil {
+	if err := c.conns.registerOnce(ctx, tenantID, src); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -48,11 +39,11 @@ func (e *Engine) Writer(ctx context.Context, tenantID string) (crm.Writer, error
 
 // Index puts entities callrouter created in the CRM into the phone index
 // and invalidates their cache keys, as a webhook about them would.
-func (e *Engine) Index(ctx context.Context, tenantID string, ents []crm.Entity) error {
-	o := e.orderOf(tenantID)
+func (c *Calls) Index(ctx context.Context, tenantID string, ents []crm.Entity) error {
+	o := c.index.orderOf(tenantID)
 	start := o.begin()
 	defer o.end(start)
-	_, _, err := e.apply(ctx, tenantID, nil, crm.Batch{Entities: ents}, o, start)
+	_, _, err := c.index.apply(ctx, tenantID, nil, crm.Batch{Entities: ents}, o, start)
 	return err
 }
 
@@ -62,12 +53,12 @@ func (e *Engine) Index(ctx context.Context, tenantID string, ents []crm.Entity) 
 // events processor asks this when the CRM refuses a write linked to an
 // entity the index knows. Errors: crm.ErrInactive (wrapped) without an
 // active integration, and the CRM's.
-func (e *Engine) Gone(ctx context.Context, tenantID string, refs []crm.Ref) ([]crm.Ref, error) {
-	src, _, err := e.activeSource(ctx, tenantID)
+func (c *Calls) Gone(ctx context.Context, tenantID string, refs []crm.Ref) ([]crm.Ref, error) {
+	src, _, err := c.conns.activeSource(ctx, tenantID)
 	if err != nil {
 		return nil, err
 	}
-	o := e.orderOf(tenantID)
+	o := c.index.orderOf(tenantID)
 	start := o.begin()
 	defer o.end(start)
 	b, err := src.Get(ctx, refs)
@@ -84,8 +75,20 @@ func (e *Engine) Gone(ctx context.Context, tenantID string, refs []crm.Ref) ([]c
 			gone = append(gone, d)
 		}
 	}
-	if _, _, err := e.apply(ctx, tenantID, src, b, o, start); err != nil {
+	if _, _, err := c.index.apply(ctx, tenantID, src, b, o, start); err != nil {
 		return nil, err
 	}
 	return gone, nil
+}
+
+// Lookup searches the tenant's CRM for a phone, as on a route miss
+// (Live.Lookup).
+func (c *Calls) Lookup(ctx context.Context, tenantID, number string) ([]domain.IndexEntry, error) {
+	return c.live.Lookup(ctx, tenantID, number)
+}
+
+// Broken marks the tenant's integration broken after the CRM rejected the
+// credentials of a write (Conns.Broken). It returns the store's error.
+func (c *Calls) Broken(ctx context.Context, tenantID string, ae *crm.AuthError) error {
+	return c.conns.Broken(ctx, tenantID, ae)
 }

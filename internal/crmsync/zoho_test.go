@@ -54,7 +54,7 @@ func TestZohoDealsRouteThroughTheirContact(t *testing.T) {
 			f.PutRecord("Contacts", map[string]any{"id": "1001", "Full_Name": "Client 1001", "Last_Name": "Client",
 				"Phone": "+380501110002", "Owner": map[string]any{"id": "501"}})
 			ct, body, _ := f.Notification(crm.Ref{Kind: domain.KindContact, ID: "1001"})
-			if err := w.engine.Webhook(ctx, "acme", ct, body); err != nil {
+			if err := w.engine.Live.Webhook(ctx, "acme", ct, body); err != nil {
 				t.Fatalf("webhook: %v", err)
 			}
 			if got := w.target("380501110002"); got != "sip_boris" {
@@ -91,7 +91,7 @@ func TestZohoConnectWarnsAboutMissingFields(t *testing.T) {
 	core, logs := observer.New(zapcore.WarnLevel)
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
 		Deps: crm.Deps{Transport: crm.NewTransport(true)}, Log: zap.New(core)})
-	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
+	svc := admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithCRMAllowPrivate(true))
 	if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestZohoConnectWarnsAboutMissingFields(t *testing.T) {
 	if _, err := svc.PutIntegration(ctx, "test", "acme", body); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := engine.Sync(ctx, "acme", 0); err != nil {
+	if _, err := engine.Syncer.Sync(ctx, "acme", 0); err != nil {
 		t.Fatal(err)
 	}
 	var named []string

@@ -134,7 +134,7 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settin
 	fake.ScaleRate(rateScale)
 	clk := &clock{t: time.Now()}
 	q := &queue{}
-	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true), admin.WithEvents(events.NewReplay(st, q.Enqueue, clk.Now)))
+	svc := admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithCRMAllowPrivate(true), admin.WithEvents(events.NewReplay(st, q.Enqueue, clk.Now)))
 	var body map[string]any
 	if err := json.Unmarshal([]byte(settings), &body); err != nil {
 		t.Fatal(err)
@@ -163,17 +163,17 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settin
 		t.Fatal(err)
 	}
 	w := &world{t: t, st: st, engine: engine, reg: reg, cache: c, admin: svc, fake: fake, queue: q, clock: clk,
-		route: lookup.New(c, st, time.Second), crmSide: engine}
+		route: lookup.New(c, st, time.Second), crmSide: engine.Calls}
 	w.ingest = events.NewIngest(st, q, clk.Now, 1)
 	t.Cleanup(w.ingest.Close)
-	w.proc = events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine, Now: clk.Now})
+	w.proc = events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine.Calls, Now: clk.Now})
 	w.sync()
 	return w
 }
 
 func (w *world) sync() {
 	w.t.Helper()
-	if _, err := w.engine.Sync(context.Background(), "acme", 0); err != nil {
+	if _, err := w.engine.Syncer.Sync(context.Background(), "acme", 0); err != nil {
 		w.t.Fatalf("sync: %v", err)
 	}
 }
@@ -249,7 +249,7 @@ func newProcessor(w *world, c events.CRM) *events.Processor {
 
 // writerFor returns the tenant's CRM writer.
 func (w *world) writerFor() (crm.Writer, error) {
-	return w.engine.Writer(context.Background(), "acme")
+	return w.engine.Calls.Writer(context.Background(), "acme")
 }
 
 // reconnect grants access again after a Revoke and connects the tenant

@@ -124,7 +124,7 @@ func TestZohoDealFollowsContact(t *testing.T) {
 		f.PutRecord("Deals", map[string]any{"id": "9003", "Deal_Name": "Deal 9003", "Stage": "Needs Analysis",
 			"Contact_Name": map[string]any{"id": "7004", "name": "Client 7004"}, "Owner": map[string]any{"id": boris}})
 		ct, body, _ := f.Notification(crm.Ref{Kind: domain.KindDeal, ID: "9003"})
-		if err := w.engine.Webhook(ctx, "acme", ct, body); err != nil {
+		if err := w.engine.Live.Webhook(ctx, "acme", ct, body); err != nil {
 			t.Fatalf("webhook: %v", err)
 		}
 		if got := w.target("380501000095"); got != "sip_boris" {

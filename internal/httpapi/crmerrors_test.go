@@ -58,9 +58,9 @@ func newCRMErrEnv(t *testing.T, guarded bool, crmTimeout time.Duration) (base st
 	}
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log,
 		Deps: crm.Deps{Transport: crm.NewTransport(!guarded), Sleep: (&crmtest.NoSleep{}).Sleep}})
-	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true), admin.WithCRMTimeout(crmTimeout))
+	svc := admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithCRMAllowPrivate(true), admin.WithCRMTimeout(crmTimeout))
 	sum := sha256.Sum256([]byte(testAdminToken))
-	srv := New(Config{Tenants: reg, Router: lookup.New(c, st, time.Second), Admin: svc, Webhooks: engine,
+	srv := New(Config{Tenants: reg, Router: lookup.New(c, st, time.Second), Admin: svc, Webhooks: engine.Live,
 		Events: stubEvents{}, AdminTokenHash: sum[:], Log: log})
 	hs := NewFastHTTP(srv.Handler, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

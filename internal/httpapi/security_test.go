@@ -105,9 +105,9 @@ func newSecEnv(t *testing.T, st store.Store) *secEnv {
 	}
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log,
 		Deps: crm.Deps{Transport: crm.NewTransport(true), Sleep: (&crmtest.NoSleep{}).Sleep}})
-	svc := admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true), admin.WithNow(clk.Now))
+	svc := admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithCRMAllowPrivate(true), admin.WithNow(clk.Now))
 	sum := sha256.Sum256([]byte(testAdminToken))
-	srv := New(Config{Tenants: reg, Router: lookup.New(c, st, time.Second), Admin: svc, Webhooks: engine,
+	srv := New(Config{Tenants: reg, Router: lookup.New(c, st, time.Second), Admin: svc, Webhooks: engine.Live,
 		Events: stubEvents{}, AdminTokenHash: sum[:], Log: log})
 	hs := NewFastHTTP(srv.Handler, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -496,7 +496,7 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 	if a := keep(e.call("GET", "/admin/v1/tenants/refused/crm-users", ops, "")); a.status/100 != 5 || !strings.Contains(a.body, "Wrong") {
 		t.Fatalf("crm-users from a refusing CRM: %d %s", a.status, a.body)
 	}
-	if _, err := e.engine.Sync(ctx, "refused", 1); err == nil || crm.IsAuth(err) && strings.Contains(err.Error(), refusedKey) {
+	if _, err := e.engine.Syncer.Sync(ctx, "refused", 1); err == nil || crm.IsAuth(err) && strings.Contains(err.Error(), refusedKey) {
 		t.Fatalf("sync against a refusing CRM: %v", err)
 	}
 	status := keep(e.must(200, "GET", "tenants/refused/status", ops, ""))
@@ -518,7 +518,7 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 	body, _ = json.Marshal(map[string]any{"crm": "retailcrm", "base_url": downURL, "credentials": map[string]string{"api_key": downKey}})
 	keep(e.must(200, "PUT", "tenants/down/integration", ops, string(body)))
 	keep(e.call("GET", "/admin/v1/tenants/down/crm-users", ops, ""))
-	if _, err := e.engine.Sync(ctx, "down", 1); err == nil || strings.Contains(err.Error(), downKey) {
+	if _, err := e.engine.Syncer.Sync(ctx, "down", 1); err == nil || strings.Contains(err.Error(), downKey) {
 		t.Fatalf("sync against a CRM that is down: %v", err)
 	}
 	keep(e.must(200, "GET", "tenants/down/status", ops, ""))

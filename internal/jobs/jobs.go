@@ -111,9 +111,14 @@ const (
 	queueEvents = "events"
 )
 
+// Syncer runs a tenant's sync cycle when it is due (crmsync.Syncer).
+type Syncer interface {
+	SyncDue(ctx context.Context, tenantID string, maxPages int) (crmsync.Result, error)
+}
+
 // Config configures a Runner.
 type Config struct {
-	Engine *crmsync.Engine
+	Syncer Syncer
 	Store  store.Integrations
 	// Interval is how often every active integration gets a sync cycle.
 	Interval time.Duration
@@ -485,7 +490,7 @@ func (r *Runner) Enqueue(ctx context.Context, p store.Partition) error {
 // integration, so it is not retried; an unfinished sync continues as soon
 // as the queue allows.
 func syncJob(ctx context.Context, cfg Config, tenantID string) error {
-	res, err := cfg.Engine.SyncDue(ctx, tenantID, cfg.PagesPerJob)
+	res, err := cfg.Syncer.SyncDue(ctx, tenantID, cfg.PagesPerJob)
 	switch {
 	case crm.IsAuth(err):
 		return nil

@@ -78,7 +78,7 @@ func TestRiverSyncsActiveIntegrations(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			r, err := runner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: time.Second, PagesPerJob: 1,
+			r, err := runner(ctx, st, jobs.Config{Syncer: engine.Syncer, Store: st, Interval: time.Second, PagesPerJob: 1,
 				PollInterval: 100 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
@@ -144,5 +144,5 @@ func syncWorld(t *testing.T, b storetest.Backend) (store.Store, *crmsync.Engine,
 	}
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
 		Deps: crm.Deps{Transport: crm.NewTransport(true)}})
-	return st, engine, admin.New(st, reg, c, admin.WithCRMs(engine), admin.WithCRMAllowPrivate(true))
+	return st, engine, admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithCRMAllowPrivate(true))
 }

@@ -42,7 +42,7 @@ func TestSyncLeaseOfADeadHolderRunsOut(t *testing.T) {
 			}
 			expires := time.Now().Add(held)
 
-			r, err := runner(ctx, st, jobs.Config{Engine: engine, Store: st, Interval: time.Second, PagesPerJob: 1,
+			r, err := runner(ctx, st, jobs.Config{Syncer: engine.Syncer, Store: st, Interval: time.Second, PagesPerJob: 1,
 				PollInterval: 100 * time.Millisecond, Instance: "survivor", Leases: st, SyncLeaseTTL: time.Second, Log: zaptest.NewLogger(t)})
 			if err != nil {
 				t.Fatal(err)

@@ -125,7 +125,7 @@ func killedWriter() {
 		os.Exit(2)
 	}
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg})
-	if err := engine.Index(ctx, "acme", []crm.Entity{{Kind: domain.KindLead, ID: "9001", Phones: []string{"+380 67 123 45 67"},
+	if err := engine.Calls.Index(ctx, "acme", []crm.Entity{{Kind: domain.KindLead, ID: "9001", Phones: []string{"+380 67 123 45 67"},
 		OwnerID: "501", Open: true, UpdatedAt: time.Now()}}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -275,12 +275,12 @@ func TestTwoInstancesSeeEachOthersChanges(t *testing.T) {
 
 	// What a sync page, a CRM webhook, a live lookup or a new lead of a call
 	// event does: the engine applies CRM entities to the index.
-	if err := a.engine.Index(ctx, "acme", []crm.Entity{{Kind: domain.KindLead, ID: "7001", Phones: []string{"+380 67 123 45 67"},
+	if err := a.engine.Calls.Index(ctx, "acme", []crm.Entity{{Kind: domain.KindLead, ID: "7001", Phones: []string{"+380 67 123 45 67"},
 		OwnerID: "502", Open: true, UpdatedAt: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}
 	note(within(t, "CRM lead indexed", b, "380671234567", "boris_sip/owner"))
-	if err := a.engine.Index(ctx, "acme", []crm.Entity{{Kind: domain.KindLead, ID: "7001", Phones: []string{"+380 67 123 45 67"},
+	if err := a.engine.Calls.Index(ctx, "acme", []crm.Entity{{Kind: domain.KindLead, ID: "7001", Phones: []string{"+380 67 123 45 67"},
 		OwnerID: "502", Open: false, UpdatedAt: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}

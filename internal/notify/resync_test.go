@@ -39,7 +39,7 @@ func TestResyncRebuildsTheRouteCache(t *testing.T) {
 			}
 			index := func(cc *cache.Cache, id, phone, owner string) {
 				t.Helper()
-				err := crmsync.New(crmsync.Config{Store: st, Cache: cc, Tenants: reg}).Index(ctx, "acme",
+				err := crmsync.New(crmsync.Config{Store: st, Cache: cc, Tenants: reg}).Calls.Index(ctx, "acme",
 					[]crm.Entity{{Kind: domain.KindLead, ID: id, Phones: []string{phone}, OwnerID: owner, Open: true, UpdatedAt: time.Now()}})
 				if err != nil {
 					t.Fatal(err)
