@@ -19,7 +19,7 @@ import (
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
-// CRM is what processing needs from the CRM side (crmsync.Engine).
+// CRM is what processing needs from the CRM side (crmsync.Calls).
 type CRM interface {
 	// Writer returns the tenant's CRM; crm.ErrInactive (wrapped) when
 	// events must wait.

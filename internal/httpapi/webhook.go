@@ -9,7 +9,7 @@ import (
 	"github.com/callrouter/callrouter/internal/domain"
 )
 
-// Webhooks applies CRM change notifications (crmsync.Engine.Webhook).
+// Webhooks applies CRM change notifications (crmsync.Live.Webhook).
 type Webhooks interface {
 	Webhook(ctx context.Context, tenantID, contentType string, body []byte) error
 }

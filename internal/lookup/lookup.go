@@ -92,7 +92,7 @@ type Presence interface {
 
 // Live searches the tenant's CRM for a phone the index does not have,
 // indexes what it finds and returns the index rows of the phone's suffix
-// (crmsync.Engine.Lookup).
+// (crmsync.Live.Lookup).
 type Live interface {
 	Lookup(ctx context.Context, tenantID, phone string) ([]domain.IndexEntry, error)
 }

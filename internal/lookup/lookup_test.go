@@ -292,7 +292,7 @@ func TestRouteCacheHitDoesNotAllocate(t *testing.T) {
 }
 
 // memLive plays a CRM search for the miss path: it indexes into src what
-// it finds, as crmsync.Engine.Lookup does.
+// it finds, as crmsync.Live.Lookup does.
 type memLive struct {
 	src   *memSource
 	found []domain.IndexEntry
