@@ -75,7 +75,7 @@ type Config struct {
 	Adapters []crm.Adapter
 	Box      *secret.Box
 	// Deps are passed to adapters (tests inject transports and clocks);
-	// Tokens is filled per integration by the engine.
+	// Tokens is filled per integration by Conns.
 	Deps crm.Deps
 	Log  *zap.Logger
 	Now  func() time.Time
