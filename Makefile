@@ -33,8 +33,11 @@ run: build
 ## then short fuzz runs of the HTTP parsers
 test: lint unit fuzz-short
 
+# -parallel 4: the end-to-end tests of cmd/router spend most of their time
+# waiting on servers, child processes and fake CRMs, so four at a time fill
+# two cores.
 unit: chromium
-	$(GO) test -race -count=1 -timeout 8m ./...
+	$(GO) test -race -count=1 -parallel 4 -timeout 8m ./...
 
 ## chromium: install Debian's Chromium for the console's browser tests when missing
 chromium:

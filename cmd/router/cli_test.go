@@ -226,6 +226,7 @@ var routerBinary = sync.OnceValues(func() (string, error) {
 // `router version` and `router --version` print the version the Makefile
 // took from git; the built binary exits 0 on help and 2 on a mistake.
 func TestVersionFromTheMakefile(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}

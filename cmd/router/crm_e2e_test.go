@@ -32,6 +32,7 @@ func route(t *testing.T, url, secret, caller string) string {
 // routes a caller to the right manager after the first sync, and a CRM
 // webhook posted to /crm/{tenant}/webhook changes routing at once.
 func TestConnectedCRMRoutesCallers(t *testing.T) {
+	t.Parallel()
 	for _, f := range crmfakes.All() {
 		t.Run(f.CRM, func(t *testing.T) {
 			fake := f.New(t)
@@ -41,6 +42,8 @@ func TestConnectedCRMRoutesCallers(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.adminToken = "e2e-token"
 			cfg.syncInterval = time.Second
+			cfg.crmRateScale = rateScale
+			fake.ScaleRate(rateScale)
 			url, stop := startServe(t, cfg, io.Discard)
 			defer stop()
 			tok := cfg.adminToken

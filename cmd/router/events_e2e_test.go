@@ -112,8 +112,10 @@ func postgresDB(t *testing.T) string {
 // posted at once, through HTTP and River on both store backends, make one
 // lead and 100 call records; every event is acknowledged and applied once.
 func TestHundredConcurrentEventsMakeOneLead(t *testing.T) {
+	t.Parallel()
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
+			t.Parallel() // a server, a database and a CRM of its own
 			fake := retailcrmfake.New(t)
 			cfg := testConfig(t)
 			if backend == "postgres" {
@@ -123,6 +125,10 @@ func TestHundredConcurrentEventsMakeOneLead(t *testing.T) {
 				cfg.secretKey = strings.Repeat("ab", 32)
 			}
 			cfg.adminToken = "e2e-token"
+			// Pacing by retailCRM's limit is the crm package's to test;
+			// here it would only make 101 writes take ten seconds.
+			cfg.crmRateScale = rateScale
+			fake.ScaleRate(rateScale)
 			base, stop := startServe(t, cfg, io.Discard)
 			defer stop()
 			secret := setupTenant(t, base, cfg.adminToken, "retailcrm", fake)
@@ -278,6 +284,7 @@ func startProcess(t *testing.T, args []string, env ...string) (string, *exec.Cmd
 // process of its own with its own database and CRM, and most of their time
 // is the CRM's rate limit.
 func TestCrashLosesNothing(t *testing.T) {
+	t.Parallel()
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()

@@ -38,6 +38,11 @@ func startServe(t *testing.T, cfg serveConfig, console io.Writer) (string, func(
 	return "", nil
 }
 
+// rateScale is how much higher than a real account's the CRM rate limits
+// are, on both sides, in the tests that are not about pacing: the limits
+// are still enforced, and the crm package tests the pacing itself.
+const rateScale = 10
+
 func testConfig(t *testing.T) serveConfig {
 	// The fake CRMs listen on loopback, which the SSRF guard refuses
 	// unless allowed.

@@ -148,6 +148,7 @@ type tally struct {
 // job queue goes on to apply every event in the CRM, without restarting
 // the router.
 func TestPostgresRestartUnderLoad(t *testing.T) {
+	t.Parallel()
 	dbURL := postgresDB(t)
 	u, err := url.Parse(dbURL)
 	if err != nil {

@@ -23,9 +23,11 @@ import (
 // on a connection of its own, and checks that no request was refused or
 // failed, on both store backends.
 func TestRestartRefusesNothing(t *testing.T) {
+	t.Parallel()
 	migrateQueuedConnections(t)
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
+			t.Parallel() // a process, a port and a database of its own
 			db := t.TempDir() + "/router.db"
 			if backend == "postgres" {
 				db = postgresDB(t)

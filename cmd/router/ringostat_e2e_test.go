@@ -32,6 +32,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 // never posted is applied to the CRM once, and posting it later does
 // nothing more; a revoked key shows in /status.
 func TestRingostatEndToEnd(t *testing.T) {
+	t.Parallel()
 	fake := retailcrmfake.New(t)
 	fake.Put(crm.Entity{Kind: domain.KindContact, ID: "1001", Name: "Olena Petrenko", Phones: []string{"067 123 45 67"},
 		OwnerID: "501", Open: true})
@@ -47,6 +48,8 @@ func TestRingostatEndToEnd(t *testing.T) {
 	cfg.adminToken = "e2e-token"
 	cfg.syncInterval = time.Second
 	cfg.ringostatPoll, cfg.ringostatPush, cfg.ringostatReconcile = time.Second, time.Second, time.Second
+	cfg.crmRateScale = rateScale
+	fake.ScaleRate(rateScale)
 	base, stop := startServe(t, cfg, io.Discard)
 	defer stop()
 	tok := cfg.adminToken

@@ -149,6 +149,7 @@ func routeTo(base, tenantID, secret, caller string) (string, error) {
 // account's limit plus event writes from other instances to that account
 // would exceed it (the fake fails the test as amoCRM would answer 429).
 func TestScaleOutThreeInstances(t *testing.T) {
+	t.Parallel()
 	begin := time.Now()
 	deadline := begin.Add(85 * time.Second)
 	db := postgresDB(t) // skips without PostgreSQL, fails with REQUIRE_POSTGRES=1

@@ -96,6 +96,10 @@ type serveConfig struct {
 	// opened, when set, is given the store once it is open (tests: to
 	// make an SQLite disk look full).
 	opened func(store.Store)
+	// crmRateScale, when set, multiplies the request rates the CRM
+	// adapters keep to (tests: with their fakes' limits raised as much, a
+	// test is not paced by a real account's few requests per second).
+	crmRateScale float64
 }
 
 const defaultDB = "data/callrouter.db"
@@ -279,7 +283,7 @@ func serve(ctx context.Context, cfg serveConfig, log *zap.Logger, console io.Wri
 	// Ringostat Smart Phone.
 	pub := rsm.Tee(nil)
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Log: log,
-		Deps: crm.Deps{Transport: crm.NewTransport(cfg.crmAllowPrivate)}, Peers: pub})
+		Deps: crm.Deps{Transport: crm.NewTransport(cfg.crmAllowPrivate), RateScale: cfg.crmRateScale}, Peers: pub})
 	sme := smsync.New(smsync.Config{Store: st, Zoho: zohoPeople(engine.Calls), Box: box, Log: log, Instance: instance,
 		Transport: crm.NewTransport(cfg.crmAllowPrivate), Every: cfg.salesmanagoInterval})
 	processor := events.NewProcessor(events.Config{Store: st, Tenants: reg, CRM: engine.Calls, Log: log})

@@ -22,6 +22,7 @@ import (
 // a 500 when its timeout ran out behind it), routing follows it, and the
 // sync page read before the change does not undo it when it lands.
 func TestWebhookAnsweredWhileASyncWaitsOnTheCRM(t *testing.T) {
+	t.Parallel()
 	fake := zohofake.New(t)
 	// Zoho stamps changes in whole seconds: the test moves the fake's clock
 	// past one instead of sleeping through it.
