@@ -186,7 +186,7 @@ func Test429StormIsRetriedWithinTheRateLimit(t *testing.T) {
 			t.Fatalf("after the retried 429s: %q, want sip_boris", got)
 		}
 
-		time.Sleep(1100 * time.Millisecond)
+		w.clock.Advance(1100 * time.Millisecond) // CRMs stamp changes in whole seconds
 		w.fake.Put(contact("1009", "+380 50 000 10 09", "501"))
 		w.proxy.Fail(http.StatusTooManyRequests, 100, time.Second)
 		res, err := w.engine.Syncer.Sync(context.Background(), "acme", 0)
@@ -344,7 +344,7 @@ func TestWebhookIsNotHeldBehindASync(t *testing.T) {
 				defer held.Release()
 
 				// Meanwhile 1001 goes to Olga and the CRM says so.
-				time.Sleep(1100 * time.Millisecond) // a newer update time, in whole seconds
+				w.clock.Advance(1100 * time.Millisecond) // a newer update time, in whole seconds
 				fake.Put(held1001("503"))
 				ct, body, ok := fake.Notification(crm.Ref{Kind: domain.KindContact, ID: "1001"})
 				if !ok {
