@@ -79,7 +79,7 @@ func newWorld(t *testing.T, st store.Store, key byte, opts ...admin.Option) *wor
 
 func sqliteStore(t *testing.T) store.Store {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), t.TempDir()+"/callrouter.db")
+	st, err := sqlite.Open(context.Background(), storetest.SQLiteFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}

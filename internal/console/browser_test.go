@@ -41,6 +41,7 @@ import (
 	"github.com/callrouter/callrouter/internal/report"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
+	"github.com/callrouter/callrouter/internal/store/storetest"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
@@ -156,7 +157,7 @@ type site struct {
 func newSite(t *testing.T) *site {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "callrouter.db"))
+	st, err := sqlite.Open(ctx, storetest.SQLiteFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}

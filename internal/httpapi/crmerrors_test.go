@@ -25,6 +25,7 @@ import (
 	"github.com/callrouter/callrouter/internal/lookup"
 	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
+	"github.com/callrouter/callrouter/internal/store/storetest"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
@@ -36,7 +37,7 @@ import (
 func newCRMErrEnv(t *testing.T, guarded bool, crmTimeout time.Duration) (base string, logs *observer.ObservedLogs) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir()+"/callrouter.db")
+	st, err := sqlite.Open(ctx, storetest.SQLiteFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}

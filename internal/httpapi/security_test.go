@@ -33,6 +33,7 @@ import (
 	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
+	"github.com/callrouter/callrouter/internal/store/storetest"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
@@ -80,7 +81,7 @@ func newSecEnv(t *testing.T, st store.Store) *secEnv {
 	t.Helper()
 	ctx := context.Background()
 	if st == nil {
-		db, err := sqlite.Open(ctx, t.TempDir()+"/callrouter.db")
+		db, err := sqlite.Open(ctx, storetest.SQLiteFile(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/callrouter/callrouter/internal/report"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
+	"github.com/callrouter/callrouter/internal/store/storetest"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
@@ -41,7 +42,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir()+"/callrouter.db")
+	st, err := sqlite.Open(ctx, storetest.SQLiteFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}

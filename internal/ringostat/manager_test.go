@@ -2,7 +2,6 @@ package ringostat_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/callrouter/callrouter/internal/secret"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
+	"github.com/callrouter/callrouter/internal/store/storetest"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
@@ -63,7 +63,7 @@ func newHarness(t testing.TB, mut func(*domain.Settings), opts ...func(*ringosta
 	t.Helper()
 	ctx := t.Context()
 	clk := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"), sqlite.WithNow(clk.Now))
+	st, err := sqlite.Open(ctx, storetest.SQLiteFile(t), sqlite.WithNow(clk.Now))
 	if err != nil {
 		t.Fatal(err)
 	}

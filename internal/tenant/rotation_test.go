@@ -8,6 +8,7 @@ import (
 
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
+	"github.com/callrouter/callrouter/internal/store/storetest"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
@@ -33,7 +34,7 @@ func (c *fakeClock) Set(t time.Time) {
 // period ends by the registry's clock, and the new one throughout.
 func TestRotatedSecretGracePeriod(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir()+"/r.db")
+	st, err := sqlite.Open(ctx, storetest.SQLiteFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}

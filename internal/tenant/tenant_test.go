@@ -8,6 +8,7 @@ import (
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/store"
 	"github.com/callrouter/callrouter/internal/store/sqlite"
+	"github.com/callrouter/callrouter/internal/store/storetest"
 	"github.com/callrouter/callrouter/internal/tenant"
 )
 
@@ -40,7 +41,7 @@ func TestBuild(t *testing.T) {
 
 func TestRegistryReloadPublishesAndRemoves(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir()+"/r.db")
+	st, err := sqlite.Open(ctx, storetest.SQLiteFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestBuildWithUsersDropsInactiveTargets(t *testing.T) {
 // deactivation and reloads the tenant takes the user out of routing.
 func TestRegistryReadsCRMUsers(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir()+"/r.db")
+	st, err := sqlite.Open(ctx, storetest.SQLiteFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,6 +103,21 @@ var sqliteTemplate = sync.OnceValues(func() ([]byte, error) {
 	return os.ReadFile(path)
 })
 
+// SQLiteFile returns the path of a new SQLite store in a temporary
+// directory, migrated and empty, for a test that opens the store itself.
+func SQLiteFile(t testing.TB) string {
+	t.Helper()
+	tmpl, err := sqliteTemplate()
+	if err != nil {
+		t.Fatalf("migrate the template store: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "callrouter.db")
+	if err := os.WriteFile(path, tmpl, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // Backend opens a fresh, empty store of one kind for a test.
 type Backend struct {
 	Name string
@@ -118,15 +133,7 @@ type Backend struct {
 func Backends() []Backend {
 	openSQLite := func(t testing.TB, now func() time.Time) store.Store {
 		t.Helper()
-		path := filepath.Join(t.TempDir(), "callrouter.db")
-		tmpl, err := sqliteTemplate()
-		if err != nil {
-			t.Fatalf("migrate the template store: %v", err)
-		}
-		if err := os.WriteFile(path, tmpl, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		db, err := sqlite.Open(context.Background(), path, sqlite.WithNow(now))
+		db, err := sqlite.Open(context.Background(), SQLiteFile(t), sqlite.WithNow(now))
 		if err != nil {
 			t.Fatal(err)
 		}
