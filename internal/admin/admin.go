@@ -6,15 +6,11 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"strings"
 	"time"
 
@@ -89,25 +85,18 @@ type CreatedTenant struct {
 	WebhookSecret string `json:"webhook_secret"`
 }
 
-// CreateTenant creates a tenant from a JSON body {"id","name", settings…}
-// and returns it with its new webhook secret. EINVALID for a bad id or
-// setting, ECONFLICT if the id exists.
-func (s *Service) CreateTenant(ctx context.Context, actor string, body []byte) (CreatedTenant, error) {
-	var in struct {
-		ID   string `json:"id"`
-		Name string `json:"name"`
-		domain.Settings
-	}
-	in.Settings = domain.DefaultSettings()
-	if err := decodeStrict(body, &in); err != nil {
-		return CreatedTenant{}, err
-	}
+// CreateTenant creates a tenant and returns it with its new webhook
+// secret. Settings left zero take their defaults (the transport decodes a
+// body onto NewTenantDefaults). EINVALID for a bad id or setting,
+// ECONFLICT if the id exists.
+func (s *Service) CreateTenant(ctx context.Context, actor string, in NewTenant) (CreatedTenant, error) {
 	if err := validID("id", in.ID); err != nil {
 		return CreatedTenant{}, err
 	}
 	if in.Name == "" {
 		in.Name = in.ID
 	}
+	in.Settings = cloneSettings(in.Settings) // normalized in place: not the caller's
 	if err := checkSettings(&in.Settings); err != nil {
 		return CreatedTenant{}, err
 	}
@@ -153,49 +142,40 @@ func (s *Service) Tenants(ctx context.Context) ([]TenantView, error) {
 	return out, nil
 }
 
-// PatchTenant changes the name and settings named in a JSON body; fields
-// not in the body keep their values. EINVALID for an unknown field or a bad
-// value, ENOTFOUND for an unknown tenant.
-func (s *Service) PatchTenant(ctx context.Context, actor, id string, body []byte) (TenantView, error) {
+// PatchTenant changes the name and the settings the patch gives; what it
+// leaves out keeps its stored value, and its matrix and mappings merge into
+// the stored ones. EINVALID for a bad value, ENOTFOUND for an unknown
+// tenant.
+func (s *Service) PatchTenant(ctx context.Context, actor, id string, in TenantPatch) (TenantView, error) {
 	t, err := s.store.Tenant(ctx, id)
 	if err != nil {
 		return TenantView{}, err
 	}
-	in := struct {
-		Name *string `json:"name"`
-		domain.Settings
-	}{Settings: t.Settings}
-	// form_entities mirrors the matrix's form row: only a body that gives
-	// it may set the row through it, so the stored copy is set aside.
-	in.FormEntities = nil
-	// The body's objects merge into the stored ones: copies, so that the
-	// stored settings stay as they were to compare with.
-	in.Matrix, in.FormMapping, in.CallMapping = maps.Clone(t.Settings.Matrix), maps.Clone(t.Settings.FormMapping),
-		maps.Clone(t.Settings.CallMapping)
-	if err := decodeStrict(body, &in); err != nil {
-		return TenantView{}, err
-	}
+	// A deep copy: normalized in place, it must touch neither the stored
+	// settings (compared with below) nor the caller's patch.
+	st := cloneSettings(in.apply(t.Settings))
 	if in.Name != nil {
 		if strings.TrimSpace(*in.Name) == "" {
 			return TenantView{}, domain.Errorf(domain.EINVALID, "name: must not be empty")
 		}
 		t.Name = *in.Name
 	}
-	if err := checkSettings(&in.Settings); err != nil {
+	if err := checkSettings(&st); err != nil {
 		return TenantView{}, err
 	}
-	if err := s.checkMappings(ctx, id, t.Settings, in.Settings); err != nil {
+	if err := s.checkMappings(ctx, id, t.Settings, st); err != nil {
 		return TenantView{}, err
 	}
-	if err := s.checkUnsorted(ctx, id, in.Settings); err != nil {
+	if err := s.checkUnsorted(ctx, id, st); err != nil {
 		return TenantView{}, err
 	}
-	t.Settings = in.Settings
+	t.Settings = st
 	t.UpdatedAt = s.now().UTC()
 	if err := s.store.UpdateTenant(ctx, t); err != nil {
 		return TenantView{}, fmt.Errorf("update tenant: %w", err)
 	}
-	if err := s.publish(ctx, actor, id, "tenant.update", json.RawMessage(body)); err != nil {
+	// The patch as given, not the settings it produced: what was changed.
+	if err := s.publish(ctx, actor, id, "tenant.update", in); err != nil {
 		return TenantView{}, err
 	}
 	return s.Tenant(ctx, id)
@@ -209,15 +189,9 @@ type DefaultOwner struct {
 	Target string `json:"target"`
 }
 
-// SetDefaultOwner sets the tenant's default owner from {"crm_user_id"}; an
-// empty id clears it. EINVALID, ENOTFOUND.
-func (s *Service) SetDefaultOwner(ctx context.Context, actor, id string, body []byte) (DefaultOwner, error) {
-	var in struct {
-		CRMUserID *string `json:"crm_user_id"`
-	}
-	if err := decodeStrict(body, &in); err != nil {
-		return DefaultOwner{}, err
-	}
+// SetDefaultOwner sets the tenant's default owner; an empty id clears it.
+// EINVALID for a missing or bad id, ENOTFOUND for an unknown tenant.
+func (s *Service) SetDefaultOwner(ctx context.Context, actor, id string, in DefaultOwnerInput) (DefaultOwner, error) {
 	if in.CRMUserID == nil {
 		return DefaultOwner{}, domain.Errorf(domain.EINVALID, "crm_user_id: required (empty string clears the default owner)")
 	}
@@ -254,24 +228,14 @@ func (s *Service) DefaultOwner(ctx context.Context, id string) (DefaultOwner, er
 	return d, nil
 }
 
-// PutEmployee maps a CRM user to a SIP login and/or phone from
-// {"sip","phone","name","email"}. EINVALID names the bad field; ENOTFOUND
-// for an unknown tenant.
-func (s *Service) PutEmployee(ctx context.Context, actor, id, crmUserID string, body []byte) (domain.Employee, error) {
+// PutEmployee maps a CRM user to a SIP login and/or phone. EINVALID names
+// the bad field; ENOTFOUND for an unknown tenant.
+func (s *Service) PutEmployee(ctx context.Context, actor, id, crmUserID string, in EmployeeInput) (domain.Employee, error) {
 	t, err := s.store.Tenant(ctx, id)
 	if err != nil {
 		return domain.Employee{}, err
 	}
 	if err := validID("crm_user_id", crmUserID); err != nil {
-		return domain.Employee{}, err
-	}
-	var in struct {
-		SIP   string `json:"sip"`
-		Phone string `json:"phone"`
-		Name  string `json:"name"`
-		Email string `json:"email"`
-	}
-	if err := decodeStrict(body, &in); err != nil {
 		return domain.Employee{}, err
 	}
 	e := domain.Employee{TenantID: id, CRMUserID: crmUserID, SIP: strings.TrimSpace(in.SIP),
@@ -324,23 +288,14 @@ func (s *Service) DeleteEmployee(ctx context.Context, actor, id, crmUserID strin
 	return s.publish(ctx, actor, id, "employee.delete", map[string]string{"crm_user_id": crmUserID})
 }
 
-// PutStop adds a number to the stop list; body {"note","kind"} is
-// optional, kind "line" (default: one of the project's own lines) or
-// "client". Phone numbers are stored normalized, anything else as a SIP
-// login. EINVALID (naming number or kind), ENOTFOUND.
-func (s *Service) PutStop(ctx context.Context, actor, id, number string, body []byte) (domain.StopEntry, error) {
+// PutStop adds a number to the stop list with a note and a kind: "line"
+// (the default: one of the project's own lines) or "client". Phone numbers
+// are stored normalized, anything else as a SIP login. EINVALID (naming
+// number or kind), ENOTFOUND.
+func (s *Service) PutStop(ctx context.Context, actor, id, number string, in StopInput) (domain.StopEntry, error) {
 	t, err := s.store.Tenant(ctx, id)
 	if err != nil {
 		return domain.StopEntry{}, err
-	}
-	var in struct {
-		Note string `json:"note"`
-		Kind string `json:"kind"`
-	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := decodeStrict(body, &in); err != nil {
-			return domain.StopEntry{}, err
-		}
 	}
 	kind, err := domain.ParseStopKind(in.Kind)
 	if err != nil {
@@ -452,36 +407,6 @@ func checkSettings(st *domain.Settings) error {
 	}
 	if st.DefaultCountry != "" && !phone.ValidRegion(st.DefaultCountry) {
 		return domain.Errorf(domain.EINVALID, "default_country: unknown ISO 3166 country code %q", st.DefaultCountry)
-	}
-	return nil
-}
-
-// decodeStrict decodes one JSON object and names the offending field in its
-// errors.
-func decodeStrict(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return domain.Errorf(domain.EINVALID, "body: a JSON object is required")
-	}
-	// PostgreSQL text cannot hold NUL; refuse it here, naming it, rather
-	// than fail in the store.
-	if bytes.Contains(body, []byte(`\u0000`)) {
-		return domain.Errorf(domain.EINVALID, `body: NUL characters (\u0000) are not accepted`)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return domain.Errorf(domain.EINVALID, "%s: must be a %s, got %s", te.Field, te.Type, te.Value)
-		}
-		msg := err.Error()
-		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-			return domain.Errorf(domain.EINVALID, "%s: unknown field", strings.Trim(f, `"`))
-		}
-		return domain.Errorf(domain.EINVALID, "body: invalid JSON: %s", strings.TrimPrefix(msg, "json: "))
-	}
-	if dec.More() {
-		return domain.Errorf(domain.EINVALID, "body: more than one JSON value")
 	}
 	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/cache"
+	"github.com/callrouter/callrouter/internal/domain"
 )
 
 // admin status shows the tenant's own cache figures on this instance, not
@@ -14,7 +16,7 @@ func TestStatusShowsTheTenantsOwnCacheFigures(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t, sqliteStore(t), 1)
 	for _, id := range []string{"acme", "other"} {
-		if _, err := w.svc.CreateTenant(ctx, "test", []byte(`{"id":"`+id+`","default_country":"UA"}`)); err != nil {
+		if _, err := w.svc.CreateTenant(ctx, "test", admin.NewTenant{ID: id, Settings: domain.Settings{DefaultCountry: "UA"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -27,7 +29,7 @@ func TestStatusShowsTheTenantsOwnCacheFigures(t *testing.T) {
 	for range 3 {
 		c.GetCounted("other", []byte("671234567"), nil, other.CacheCounts)
 	}
-	if _, err := w.svc.PatchTenant(ctx, "test", "other", []byte(`{"name":"Other"}`)); err != nil {
+	if _, err := w.svc.PatchTenant(ctx, "test", "other", admin.TenantPatch{Name: new("Other")}); err != nil {
 		t.Fatal(err)
 	}
 	c.GetCounted("other", []byte("671234567"), nil, w.reg.Lookup("other").CacheCounts)

@@ -49,10 +49,10 @@ func TestDeleteTenantEverywhere(t *testing.T) {
 			peers := &bus{to: notify.Local{Tenants: regB, Cache: cB}}
 			w := newWorld(t, st, 1, admin.WithPeers(peers))
 			for _, id := range []string{"acme", "other"} {
-				if _, err := w.svc.CreateTenant(ctx, "ops", []byte(`{"id":"`+id+`","default_country":"UA"}`)); err != nil {
+				if _, err := w.svc.CreateTenant(ctx, "ops", admin.NewTenant{ID: id, Settings: domain.Settings{DefaultCountry: "UA"}}); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := w.svc.PutEmployee(ctx, "ops", id, "101", []byte(`{"sip":"anna_sip"}`)); err != nil {
+				if _, err := w.svc.PutEmployee(ctx, "ops", id, "101", admin.EmployeeInput{SIP: "anna_sip"}); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := w.svc.Import(ctx, "ops", id, "csv", "", strings.NewReader("phone,owner_crm_user_id\n0671234567,101\n")); err != nil {

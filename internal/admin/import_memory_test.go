@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/store"
 )
@@ -92,7 +93,7 @@ func TestImportMemoryStaysFlat(t *testing.T) {
 	cs := &countingStore{Store: sqliteStore(t)}
 	w := newWorld(t, cs, 1)
 	ctx := context.Background()
-	if _, err := w.svc.CreateTenant(ctx, "ops", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
+	if _, err := w.svc.CreateTenant(ctx, "ops", admin.NewTenant{ID: "acme", Settings: domain.Settings{DefaultCountry: "UA"}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, jsonl := range []bool{false, true} {
@@ -124,7 +125,7 @@ func TestImportBodyCutShort(t *testing.T) {
 	cs := &countingStore{Store: sqliteStore(t)}
 	w := newWorld(t, cs, 1)
 	ctx := context.Background()
-	if _, err := w.svc.CreateTenant(ctx, "ops", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
+	if _, err := w.svc.CreateTenant(ctx, "ops", admin.NewTenant{ID: "acme", Settings: domain.Settings{DefaultCountry: "UA"}}); err != nil {
 		t.Fatal(err)
 	}
 	cut := errors.New("connection reset")

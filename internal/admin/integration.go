@@ -106,22 +106,14 @@ func (s *Service) needCRMs() error {
 	return nil
 }
 
-// PutIntegration connects a tenant to its CRM from {"crm","base_url",
-// "credentials":{…}}, stores the credentials encrypted, and starts a full
-// sync. EINVALID names the bad field; ENOTFOUND for an unknown tenant.
-func (s *Service) PutIntegration(ctx context.Context, actor, id string, body []byte) (IntegrationView, error) {
+// PutIntegration connects a tenant to its CRM, stores the credentials
+// encrypted, and starts a full sync. EINVALID names the bad field;
+// ENOTFOUND for an unknown tenant or when integrations are disabled.
+func (s *Service) PutIntegration(ctx context.Context, actor, id string, in IntegrationInput) (IntegrationView, error) {
 	if err := s.needCRMs(); err != nil {
 		return IntegrationView{}, err
 	}
 	if _, err := s.store.Tenant(ctx, id); err != nil {
-		return IntegrationView{}, err
-	}
-	var in struct {
-		CRM         string          `json:"crm"`
-		BaseURL     string          `json:"base_url"`
-		Credentials json.RawMessage `json:"credentials"`
-	}
-	if err := decodeStrict(body, &in); err != nil {
 		return IntegrationView{}, err
 	}
 	a, ok := s.crms.Adapter(strings.ToLower(strings.TrimSpace(in.CRM)))
@@ -135,15 +127,19 @@ func (s *Service) PutIntegration(ctx context.Context, actor, id string, body []b
 	if err := crm.CheckTarget(u, s.crmAllowPrivate, "base_url"); err != nil {
 		return IntegrationView{}, err
 	}
-	if len(bytes.TrimSpace(in.Credentials)) == 0 || bytes.Equal(bytes.TrimSpace(in.Credentials), []byte("null")) {
+	creds := json.RawMessage(bytes.TrimSpace(in.Credentials))
+	if len(creds) == 0 || bytes.Equal(creds, []byte("null")) {
 		return IntegrationView{}, domain.Errorf(domain.EINVALID, "credentials: required")
 	}
-	if err := a.Check(in.Credentials); err != nil {
+	if !json.Valid(creds) {
+		return IntegrationView{}, domain.Errorf(domain.EINVALID, "credentials: not valid JSON")
+	}
+	if err := a.Check(creds); err != nil {
 		return IntegrationView{}, err
 	}
 	rec := store.Integration{TenantID: id, CRM: a.Name, BaseURL: u.String(), State: store.IntegrationActive,
-		Creds: s.crms.Seal(id, "creds", in.Credentials)}
-	if tok, ok := a.Seed(in.Credentials); ok {
+		Creds: s.crms.Seal(id, "creds", creds)}
+	if tok, ok := a.Seed(creds); ok {
 		b, err := json.Marshal(tok)
 		if err != nil {
 			return IntegrationView{}, fmt.Errorf("encode token: %w", err)
@@ -171,21 +167,13 @@ func (s *Service) Integration(ctx context.Context, id string) (IntegrationView, 
 }
 
 // SetActive activates (with a new full sync) or deactivates a tenant's
-// integration. The body of an activation may carry {"resend":bool}, which
-// says what to do with the call events that waited while it was broken or
-// inactive: replay those of today and the two days before (true) or drop
-// them all (false, the default). ENOTFOUND when there is no integration.
-func (s *Service) SetActive(ctx context.Context, actor, id string, active bool, body []byte) (IntegrationView, error) {
+// integration. An activation's in.Resend says what to do with the call
+// events that waited while it was broken or inactive: replay those of
+// today and the two days before (true) or drop them all (false).
+// ENOTFOUND when there is no integration.
+func (s *Service) SetActive(ctx context.Context, actor, id string, active bool, in ActivateInput) (IntegrationView, error) {
 	if err := s.needCRMs(); err != nil {
 		return IntegrationView{}, err
-	}
-	var in struct {
-		Resend bool `json:"resend"`
-	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := decodeStrict(body, &in); err != nil {
-			return IntegrationView{}, err
-		}
 	}
 	state, action := store.IntegrationInactive, "integration.deactivate"
 	if active {

@@ -95,25 +95,16 @@ func (s *Service) needRingostat() error {
 	return nil
 }
 
-// PutRingostat connects a tenant to its Ringostat project from
-// {"base_url","auth_key","project_id"} (base_url defaults to
-// https://api.ringostat.net and is guarded like a CRM's), stores the key
-// encrypted, and starts the contacts push; the call-log reconciliation
-// starts from now. EINVALID names the bad field; ENOTFOUND for an unknown
-// tenant.
-func (s *Service) PutRingostat(ctx context.Context, actor, id string, body []byte) (RingostatView, error) {
+// PutRingostat connects a tenant to its Ringostat project (the base URL
+// defaults to https://api.ringostat.net and is guarded like a CRM's),
+// stores the Auth-key encrypted, and starts the contacts push; the
+// call-log reconciliation starts from now. EINVALID names the bad field;
+// ENOTFOUND for an unknown tenant or when Ringostat is disabled.
+func (s *Service) PutRingostat(ctx context.Context, actor, id string, in RingostatInput) (RingostatView, error) {
 	if err := s.needRingostat(); err != nil {
 		return RingostatView{}, err
 	}
 	if _, err := s.store.Tenant(ctx, id); err != nil {
-		return RingostatView{}, err
-	}
-	var in struct {
-		BaseURL   string `json:"base_url"`
-		AuthKey   string `json:"auth_key"`
-		ProjectID any    `json:"project_id"`
-	}
-	if err := decodeStrict(body, &in); err != nil {
 		return RingostatView{}, err
 	}
 	if strings.TrimSpace(in.BaseURL) == "" {
@@ -126,22 +117,15 @@ func (s *Service) PutRingostat(ctx context.Context, actor, id string, body []byt
 	if err := crm.CheckTarget(u, s.crmAllowPrivate, "base_url"); err != nil {
 		return RingostatView{}, err
 	}
-	if err := ringostat.CheckKey(in.AuthKey); err != nil {
+	if err := ringostat.CheckKey(string(in.AuthKey)); err != nil {
 		return RingostatView{}, err
 	}
-	// The cabinet shows the project id as a number; JSON may carry either.
-	project := ""
-	switch p := in.ProjectID.(type) {
-	case string:
-		project = strings.TrimSpace(p)
-	case float64:
-		project = fmt.Sprintf("%.0f", p)
-	}
+	project := strings.TrimSpace(string(in.ProjectID))
 	if err := ringostat.CheckProject(project); err != nil {
 		return RingostatView{}, err
 	}
 	rec := store.RingostatConn{TenantID: id, BaseURL: u.String(), ProjectID: project,
-		AuthKey: s.ringostat.Seal(id, []byte(in.AuthKey)), ReconciledUntil: s.now().UTC()}
+		AuthKey: s.ringostat.Seal(id, []byte(string(in.AuthKey))), ReconciledUntil: s.now().UTC()}
 	if err := s.store.PutRingostat(ctx, rec); err != nil {
 		return RingostatView{}, fmt.Errorf("put ringostat: %w", err)
 	}

@@ -27,27 +27,29 @@ func TestRingostatConnect(t *testing.T) {
 	var rsm *ringostat.Manager
 	w := newWorld(t, st, 1, admin.WithCRMAllowPrivate(true), admin.WithRingostat(ringostatRef{&rsm}))
 	rsm = ringostat.NewManager(ringostat.Config{Store: st, Box: box, Tenants: w.reg, HTTP: fake.Client(), Now: w.clock.Now})
-	if _, err := w.svc.CreateTenant(ctx, "ops", []byte(`{"id":"acme","presence":"skip_offline"}`)); err != nil {
+	if _, err := w.svc.CreateTenant(ctx, "ops", admin.NewTenant{ID: "acme", Settings: domain.Settings{Presence: "skip_offline"}}); err != nil {
 		t.Fatal(err)
 	}
 
-	for _, tc := range []struct{ body, field string }{
-		{`{"auth_key":"k","project_id":"4242","base_url":"ftp://x"}`, "base_url"},
-		{`{"project_id":"4242"}`, "auth_key"},
-		{`{"auth_key":"has space","project_id":"4242"}`, "auth_key"},
-		{`{"auth_key":"k","project_id":"12ab"}`, "project_id"},
-		{`{"auth_key":"k"}`, "project_id"},
+	for _, tc := range []struct {
+		in    admin.RingostatInput
+		field string
+	}{
+		{admin.RingostatInput{AuthKey: "k", ProjectID: "4242", BaseURL: "ftp://x"}, "base_url"},
+		{admin.RingostatInput{ProjectID: "4242"}, "auth_key"},
+		{admin.RingostatInput{AuthKey: "has space", ProjectID: "4242"}, "auth_key"},
+		{admin.RingostatInput{AuthKey: "k", ProjectID: "12ab"}, "project_id"},
+		{admin.RingostatInput{AuthKey: "k"}, "project_id"},
 	} {
-		_, err := w.svc.PutRingostat(ctx, "ops", "acme", []byte(tc.body))
+		_, err := w.svc.PutRingostat(ctx, "ops", "acme", tc.in)
 		wantInvalid(t, err, tc.field)
 	}
 	// Without --crm-allow-private a loopback base URL is refused like a CRM's.
 	guarded := newWorld(t, st, 1, admin.WithRingostat(ringostatRef{&rsm}))
-	_, err = guarded.svc.PutRingostat(ctx, "ops", "acme", []byte(`{"auth_key":"k","project_id":"1","base_url":"http://127.0.0.1:9"}`))
+	_, err = guarded.svc.PutRingostat(ctx, "ops", "acme", admin.RingostatInput{AuthKey: "k", ProjectID: "1", BaseURL: "http://127.0.0.1:9"})
 	wantInvalid(t, err, "base_url")
 
-	body, _ := json.Marshal(map[string]any{"base_url": fake.URL, "auth_key": "the-key", "project_id": 4242})
-	v, err := w.svc.PutRingostat(ctx, "ops", "acme", body)
+	v, err := w.svc.PutRingostat(ctx, "ops", "acme", admin.RingostatInput{BaseURL: fake.URL, AuthKey: "the-key", ProjectID: "4242"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +86,7 @@ func TestRingostatConnect(t *testing.T) {
 	}
 	// A new key repairs it.
 	fake.SetKey("fresh-key")
-	body, _ = json.Marshal(map[string]any{"base_url": fake.URL, "auth_key": "fresh-key", "project_id": "4242"})
-	if _, err := w.svc.PutRingostat(ctx, "ops", "acme", body); err != nil {
+	if _, err := w.svc.PutRingostat(ctx, "ops", "acme", admin.RingostatInput{BaseURL: fake.URL, AuthKey: "fresh-key", ProjectID: "4242"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := rsm.PollPresence(ctx, "acme"); err != nil {

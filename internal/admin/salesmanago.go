@@ -117,31 +117,20 @@ func (s *Service) needZoho(ctx context.Context, id string) error {
 	return nil
 }
 
-// PutSALESmanago connects a tenant to its SALESmanago account from
-// {"base_url","client_id","api_key","api_secret","owner_email"}, stores
-// the API key and secret sealed, and starts the first (full) sync. The
-// base URL is guarded like a CRM's. EINVALID names the bad field;
-// ENOTFOUND for an unknown tenant; ECONFLICT when the tenant has no Zoho
-// CRM integration.
-func (s *Service) PutSALESmanago(ctx context.Context, actor, id string, body []byte) (SALESmanagoView, error) {
+// PutSALESmanago connects a tenant to its SALESmanago account, stores the
+// API key and secret sealed, and starts the first (full) sync. The base
+// URL is guarded like a CRM's. EINVALID names the bad field; ENOTFOUND
+// for an unknown tenant or when SALESmanago is disabled; ECONFLICT when
+// the tenant has no Zoho CRM integration.
+func (s *Service) PutSALESmanago(ctx context.Context, actor, id string, in SALESmanagoInput) (SALESmanagoView, error) {
 	if err := s.needSM(); err != nil {
 		return SALESmanagoView{}, err
 	}
 	if _, err := s.store.Tenant(ctx, id); err != nil {
 		return SALESmanagoView{}, err
 	}
-	var in struct {
-		BaseURL    string `json:"base_url"`
-		ClientID   string `json:"client_id"`
-		APIKey     string `json:"api_key"`
-		APISecret  string `json:"api_secret"`
-		OwnerEmail string `json:"owner_email"`
-	}
-	if err := decodeStrict(body, &in); err != nil {
-		return SALESmanagoView{}, err
-	}
-	cfg := salesmanago.Config{BaseURL: in.BaseURL, ClientID: strings.TrimSpace(in.ClientID), APIKey: strings.TrimSpace(in.APIKey),
-		APISecret: strings.TrimSpace(in.APISecret), Owner: strings.ToLower(strings.TrimSpace(in.OwnerEmail))}
+	cfg := salesmanago.Config{BaseURL: in.BaseURL, ClientID: strings.TrimSpace(in.ClientID), APIKey: strings.TrimSpace(string(in.APIKey)),
+		APISecret: strings.TrimSpace(string(in.APISecret)), Owner: strings.ToLower(strings.TrimSpace(in.OwnerEmail))}
 	u, err := salesmanago.CheckConfig(cfg)
 	if err != nil {
 		return SALESmanagoView{}, err

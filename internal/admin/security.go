@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -45,20 +44,12 @@ type RotatedSecret struct {
 	PreviousValidUntil *time.Time `json:"previous_valid_until"`
 }
 
-// RotateSecret gives a tenant a new webhook secret. The body is empty or
-// {"grace_seconds": N}: the replaced secret keeps working for N seconds
-// (default a day, at most 30 days; 0 ends it at once), so the PBX and CRM
-// webhooks can be moved over without missing a call. EINVALID for a bad
-// grace, ENOTFOUND for an unknown tenant.
-func (s *Service) RotateSecret(ctx context.Context, actor, id string, body []byte) (RotatedSecret, error) {
-	var in struct {
-		GraceSeconds *int64 `json:"grace_seconds"`
-	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := decodeStrict(body, &in); err != nil {
-			return RotatedSecret{}, err
-		}
-	}
+// RotateSecret gives a tenant a new webhook secret. The replaced secret
+// keeps working for in.GraceSeconds (default a day, at most 30 days; 0
+// ends it at once), so the PBX and CRM webhooks can be moved over without
+// missing a call. EINVALID for a bad grace, ENOTFOUND for an unknown
+// tenant.
+func (s *Service) RotateSecret(ctx context.Context, actor, id string, in RotateInput) (RotatedSecret, error) {
 	grace := DefaultSecretGrace
 	if in.GraceSeconds != nil {
 		g := *in.GraceSeconds
@@ -149,17 +140,10 @@ type CreatedToken struct {
 	Token string `json:"token"`
 }
 
-// CreateToken makes an admin token from {"name","scope"} (scope "read":
-// GET and HEAD only; "admin": everything) and returns it once; only its
-// SHA-256 is stored. EINVALID names the bad field.
-func (s *Service) CreateToken(ctx context.Context, actor string, body []byte) (CreatedToken, error) {
-	var in struct {
-		Name  string `json:"name"`
-		Scope string `json:"scope"`
-	}
-	if err := decodeStrict(body, &in); err != nil {
-		return CreatedToken{}, err
-	}
+// CreateToken makes an admin token (scope "read": GET and HEAD only;
+// "admin": everything) and returns it once; only its SHA-256 is stored.
+// EINVALID names the bad field.
+func (s *Service) CreateToken(ctx context.Context, actor string, in TokenInput) (CreatedToken, error) {
 	in.Name = strings.TrimSpace(in.Name)
 	switch {
 	case in.Name == "":

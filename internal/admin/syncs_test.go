@@ -2,7 +2,6 @@ package admin_test
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"sync"
 	"testing"
@@ -36,20 +35,19 @@ func TestIntegrationChangesKickASync(t *testing.T) {
 	fake := retailcrmfake.New(t)
 	k := &kicks{}
 	w := newWorld(t, sqliteStore(t), 1, admin.WithCRMAllowPrivate(true), admin.WithSyncs(k))
-	if _, err := w.svc.CreateTenant(ctx, "ops", []byte(`{"id":"acme"}`)); err != nil {
+	if _, err := w.svc.CreateTenant(ctx, "ops", admin.NewTenant{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(map[string]any{"crm": "retailcrm", "base_url": fake.URL(), "credentials": fake.Creds()})
-	if _, err := w.svc.PutIntegration(ctx, "ops", "acme", body); err != nil {
+	if _, err := w.svc.PutIntegration(ctx, "ops", "acme", admin.IntegrationInput{CRM: "retailcrm", BaseURL: fake.URL(), Credentials: admin.SecretJSON(fake.Creds())}); err != nil {
 		t.Fatal(err)
 	}
 	if got := k.got(); !slices.Equal(got, []string{"acme"}) {
 		t.Fatalf("after connecting: kicks %v, want [acme]", got)
 	}
-	if _, err := w.svc.SetActive(ctx, "ops", "acme", false, nil); err != nil {
+	if _, err := w.svc.SetActive(ctx, "ops", "acme", false, admin.ActivateInput{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.svc.SetActive(ctx, "ops", "acme", true, nil); err != nil {
+	if _, err := w.svc.SetActive(ctx, "ops", "acme", true, admin.ActivateInput{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := k.got(); !slices.Equal(got, []string{"acme", "acme"}) {

@@ -197,7 +197,7 @@ func newSite(t *testing.T) *site {
 	}
 	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { board.Close(); _ = hs.Shutdown() })
-	created, err := a.CreateTenant(ctx, "test", []byte(`{"id":"acme","name":"Acme Ltd","default_country":"UA"}`))
+	created, err := a.CreateTenant(ctx, "test", admin.NewTenant{ID: "acme", Name: "Acme Ltd", Settings: domain.Settings{DefaultCountry: "UA"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +413,7 @@ func TestBrowserSignInMapEmployeeAndSeniorManager(t *testing.T) {
 
 func TestBrowserLiveBoard(t *testing.T) {
 	s := newSite(t)
-	if _, err := s.admin.PutEmployee(context.Background(), "test", "acme", "u1", []byte(`{"sip":"sip101","name":"Olena"}`)); err != nil {
+	if _, err := s.admin.PutEmployee(context.Background(), "test", "acme", "u1", admin.EmployeeInput{SIP: "sip101", Name: "Olena"}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := tab(t)
@@ -448,7 +448,7 @@ func TestBrowserLiveBoard(t *testing.T) {
 
 func TestBrowserReadScopeCannotChange(t *testing.T) {
 	s := newSite(t)
-	tok, err := s.admin.CreateToken(context.Background(), "test", []byte(`{"name":"viewer","scope":"read"}`))
+	tok, err := s.admin.CreateToken(context.Background(), "test", admin.TokenInput{Name: "viewer", Scope: "read"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +557,7 @@ func TestSessionOverHTTP(t *testing.T) {
 	if c, _, resp := s.signInHTTP(t, "wrong-token", nil); c != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("wrong token: status %d, cookie %v", resp.StatusCode, c)
 	}
-	tok, err := s.admin.CreateToken(context.Background(), "test", []byte(`{"name":"ops","scope":"admin"}`))
+	tok, err := s.admin.CreateToken(context.Background(), "test", admin.TokenInput{Name: "ops", Scope: "admin"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -649,7 +649,7 @@ func TestEventsAPI(t *testing.T) {
 func TestBrowserExplain(t *testing.T) {
 	s := newSite(t)
 	bg := context.Background()
-	if _, err := s.admin.PutEmployee(bg, "test", "acme", "u1", []byte(`{"sip":"sip101","name":"Olena"}`)); err != nil {
+	if _, err := s.admin.PutEmployee(bg, "test", "acme", "u1", admin.EmployeeInput{SIP: "sip101", Name: "Olena"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.st.UpsertIndex(bg, []domain.IndexEntry{

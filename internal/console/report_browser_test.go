@@ -32,8 +32,11 @@ func (s *site) route(t *testing.T, caller, callID string) string {
 func TestBrowserRoutingReport(t *testing.T) {
 	s := newSite(t)
 	ctx0 := context.Background()
-	for _, e := range []struct{ id, body string }{{"u1", `{"sip":"sip101","name":"Olena"}`}, {"u2", `{"sip":"sip102","name":"Petro"}`}} {
-		if _, err := s.admin.PutEmployee(ctx0, "test", "acme", e.id, []byte(e.body)); err != nil {
+	for _, e := range []struct {
+		id string
+		in admin.EmployeeInput
+	}{{"u1", admin.EmployeeInput{SIP: "sip101", Name: "Olena"}}, {"u2", admin.EmployeeInput{SIP: "sip102", Name: "Petro"}}} {
+		if _, err := s.admin.PutEmployee(ctx0, "test", "acme", e.id, e.in); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -126,7 +129,7 @@ func TestBrowserDeleteTenant(t *testing.T) {
 // and the API refuses the delete even with the session's CSRF token.
 func TestBrowserReadScopeCannotDelete(t *testing.T) {
 	s := newSite(t)
-	tok, err := s.admin.CreateToken(context.Background(), "test", []byte(`{"name":"viewer","scope":"read"}`))
+	tok, err := s.admin.CreateToken(context.Background(), "test", admin.TokenInput{Name: "viewer", Scope: "read"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package crmsync_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,16 +118,16 @@ func TestReconcileIntervalSetting(t *testing.T) {
 	w := newWorld(t, storetest.Backends()[0].Open(t), "amocrm", fake)
 	w.sync()
 	svc := admin.New(w.st, w.reg, w.cache)
-	for _, bad := range []string{`{"reconcile_interval_hours":-1}`, `{"reconcile_interval_hours":721}`} {
-		_, err := svc.PatchTenant(ctx, "test", "acme", []byte(bad))
-		if domain.ErrorCode(err) != domain.EINVALID {
-			t.Fatalf("PATCH %s: %v, want EINVALID naming the field", bad, err)
+	for _, bad := range []int{-1, 721} {
+		_, err := svc.PatchTenant(ctx, "test", "acme", admin.TenantPatch{SettingsPatch: admin.SettingsPatch{ReconcileIntervalHours: &bad}})
+		if domain.ErrorCode(err) != domain.EINVALID || !strings.HasPrefix(domain.ErrorMessage(err), "reconcile_interval_hours:") {
+			t.Fatalf("PATCH reconcile_interval_hours %d: %v, want EINVALID naming the field", bad, err)
 		}
 	}
 	if got := w.reg.Lookup("acme").Settings.ReconcileIntervalHours; got != domain.DefaultReconcileIntervalHours {
 		t.Fatalf("default reconcile_interval_hours = %d", got)
 	}
-	if _, err := svc.PatchTenant(ctx, "test", "acme", []byte(`{"reconcile_interval_hours":2}`)); err != nil {
+	if _, err := svc.PatchTenant(ctx, "test", "acme", admin.TenantPatch{SettingsPatch: admin.SettingsPatch{ReconcileIntervalHours: new(2)}}); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := w.st.Integration(ctx, "acme")

@@ -3,7 +3,6 @@ package crmsync_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -80,16 +79,15 @@ func newWorldAt(t *testing.T, st store.Store, crmName string, fake crmtest.Fake,
 	fake.SetClock(clk.Now)
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box, Deps: deps, Now: clk.Now})
 	svc := admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithCRMAllowPrivate(true))
-	if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","live_lookup":true,"route_budget_ms":2000}`)); err != nil {
+	if _, err := svc.CreateTenant(ctx, "test", admin.NewTenant{ID: "acme", Settings: domain.Settings{DefaultCountry: "UA", LiveLookup: true, RouteBudgetMS: 2000}}); err != nil {
 		t.Fatal(err)
 	}
 	for id, sip := range map[string]string{"501": "sip_anna", "502": "sip_boris", "503": "sip_olga"} {
-		if _, err := svc.PutEmployee(ctx, "test", "acme", id, []byte(`{"sip":"`+sip+`"}`)); err != nil {
+		if _, err := svc.PutEmployee(ctx, "test", "acme", id, admin.EmployeeInput{SIP: sip}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	body, _ := json.Marshal(map[string]any{"crm": crmName, "base_url": baseURL, "credentials": fake.Creds()})
-	if _, err := svc.PutIntegration(ctx, "test", "acme", body); err != nil {
+	if _, err := svc.PutIntegration(ctx, "test", "acme", admin.IntegrationInput{CRM: crmName, BaseURL: baseURL, Credentials: admin.SecretJSON(fake.Creds())}); err != nil {
 		t.Fatalf("connect %s: %v", crmName, err)
 	}
 	return &world{t: t, st: st, engine: engine, route: lookup.New(c, st, time.Second).WithLive(engine.Live, 2*time.Second),
@@ -208,7 +206,7 @@ func TestLiveLookupAgainstAHangingCRMAnswersWithinBudget(t *testing.T) {
 			w.sync()
 			fake.SetDelay(-1) // every answer hangs
 			if _, err := admin.New(w.st, w.reg, w.cache).PatchTenant(context.Background(), "test", "acme",
-				[]byte(`{"route_budget_ms":50,"on_miss":"default_owner"}`)); err != nil {
+				admin.TenantPatch{SettingsPatch: admin.SettingsPatch{RouteBudgetMS: new(50), OnMiss: new("default_owner")}}); err != nil {
 				t.Fatal(err)
 			}
 			res := w.route.Route(context.Background(), w.reg.Lookup("acme"), []byte("380671234000"), time.Now())

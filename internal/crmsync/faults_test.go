@@ -255,9 +255,9 @@ func TestTokenRevokedMidSync(t *testing.T) {
 		// several pages.
 		w.fake.Put(crm.Entity{Kind: w.fake.LeadKind(), ID: "2001", Name: "Deal 2001", Phones: []string{"+380 50 000 20 01"}, OwnerID: "502", Open: true})
 		w.fake.Put(contact("1002", "+380 50 000 10 02", "502"))
-		body := `{"crm":"` + w.crm + `","base_url":"` + w.proxy.URL() + `","credentials":` + string(w.fake.Creds()) + `}`
+		integ := admin.IntegrationInput{CRM: w.crm, BaseURL: w.proxy.URL(), Credentials: admin.SecretJSON(w.fake.Creds())}
 		if _, err := admin.New(w.st, w.reg, w.cache, admin.WithCRMs(w.engine.Conns), admin.WithCRMAllowPrivate(true)).
-			PutIntegration(context.Background(), "test", "acme", []byte(body)); err != nil {
+			PutIntegration(context.Background(), "test", "acme", integ); err != nil {
 			t.Fatal(err)
 		}
 		// The full sync runs page by page (as a cycle cut short by its page
@@ -295,9 +295,9 @@ func TestTokenRevokedMidSync(t *testing.T) {
 		}
 
 		w.fake.Reauthorize()
-		body = `{"crm":"` + w.crm + `","base_url":"` + w.proxy.URL() + `","credentials":` + string(w.fake.Creds()) + `}`
+		integ = admin.IntegrationInput{CRM: w.crm, BaseURL: w.proxy.URL(), Credentials: admin.SecretJSON(w.fake.Creds())}
 		if _, err := admin.New(w.st, w.reg, w.cache, admin.WithCRMs(w.engine.Conns), admin.WithCRMAllowPrivate(true)).
-			PutIntegration(context.Background(), "test", "acme", []byte(body)); err != nil {
+			PutIntegration(context.Background(), "test", "acme", integ); err != nil {
 			t.Fatal(err)
 		}
 		w.sync()

@@ -29,7 +29,7 @@ func TestInactiveCRMUsersAreNotRoutingTargets(t *testing.T) {
 				fake.Put(contact("1003", "+380 67 111 22 55", "503"))
 				w := newWorld(t, b.Open(t), f.CRM, fake)
 				svc := admin.New(w.st, w.reg, w.cache)
-				if _, err := svc.SetDefaultOwner(ctx, "test", "acme", []byte(`{"crm_user_id":"501"}`)); err != nil {
+				if _, err := svc.SetDefaultOwner(ctx, "test", "acme", admin.DefaultOwnerInput{CRMUserID: new("501")}); err != nil {
 					t.Fatal(err)
 				}
 				w.sync()

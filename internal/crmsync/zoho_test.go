@@ -3,7 +3,6 @@ package crmsync_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"slices"
 	"testing"
 	"time"
@@ -92,11 +91,10 @@ func TestZohoConnectWarnsAboutMissingFields(t *testing.T) {
 	engine := crmsync.New(crmsync.Config{Store: st, Cache: c, Tenants: reg, Adapters: adapters.All(), Box: box,
 		Deps: crm.Deps{Transport: crm.NewTransport(true)}, Log: zap.New(core)})
 	svc := admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithCRMAllowPrivate(true))
-	if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
+	if _, err := svc.CreateTenant(ctx, "test", admin.NewTenant{ID: "acme", Settings: domain.Settings{DefaultCountry: "UA"}}); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(map[string]any{"crm": "zoho", "base_url": f.URL(), "credentials": f.Creds()})
-	if _, err := svc.PutIntegration(ctx, "test", "acme", body); err != nil {
+	if _, err := svc.PutIntegration(ctx, "test", "acme", admin.IntegrationInput{CRM: "zoho", BaseURL: f.URL(), Credentials: admin.SecretJSON(f.Creds())}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := engine.Syncer.Sync(ctx, "acme", 0); err != nil {

@@ -11,8 +11,8 @@ import (
 // creates; a row set to [] creates nothing, a row may add a task where the
 // default has none, and the language setting words titles and tasks.
 func TestConfiguredMatrix(t *testing.T) {
-	settings := `{"language":"uk","matrix":{"incoming_missed_new":[],"outgoing_new":["call"],
-		"incoming_answered_known":["call","task"]}}`
+	settings := domain.Settings{Language: "uk", Matrix: domain.Matrix{domain.RowIncomingMissedNew: {}, domain.RowOutgoingNew: {"call"},
+		domain.RowIncomingAnsweredKnown: {"call", "task"}}}
 	each(t, settings, func(t *testing.T, w *world, _ bool) {
 		known := w.known("8201", "+380501000201", boris)
 		missed := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "m1", "caller": "380671000801",

@@ -14,7 +14,7 @@ import (
 // gone, drops its index rows and files the call again, on a new lead,
 // instead of failing the event or posting to the dead entity.
 func TestDeletedEntityIsFiledAsNewClient(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		answered := w.known("8201", "+380501000201", boris)
 		missed := w.known("8202", "+380501000202", boris)
 		w.fake.Delete(answered)
@@ -67,7 +67,7 @@ func TestDeletedEntityIsFiledAsNewClient(t *testing.T) {
 // responsible; a missed call of a client whose lead belongs to an inactive
 // user gets its call-back task for the default owner.
 func TestInactiveUsersGetNoWork(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		w.fake.SetUsers([]crm.User{{ID: anna, Name: "Anna", Active: true}, {ID: boris, Name: "Boris", Active: false},
 			{ID: olga, Name: "Olga", Active: true}})
 		lead := w.known("8301", "+380501000301", boris) // syncs, refreshing the users
@@ -104,7 +104,7 @@ func TestInactiveUsersGetNoWork(t *testing.T) {
 // (amoCRM, Zoho), the processor finds the contact gone and files the call
 // as for a client the CRM does not know, with nothing linked to it.
 func TestDeletedContactIsNotLinked(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		dead := crm.Ref{Kind: domain.KindContact, ID: "8401"}
 		w.fake.Put(crm.Entity{Kind: dead.Kind, ID: dead.ID, Name: "Client", Phones: []string{"+380501000401"}, OwnerID: boris, Open: true})
 		w.sync()

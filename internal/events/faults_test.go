@@ -2,13 +2,13 @@ package events_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/crm/amocrm/amocrmfake"
 	"github.com/callrouter/callrouter/internal/crm/crmfakes"
 	"github.com/callrouter/callrouter/internal/crm/crmtest"
@@ -36,10 +36,9 @@ func TestEventsRideOutCRMFaults(t *testing.T) {
 		t.Run(f.CRM, func(t *testing.T) {
 			t.Parallel()
 			fake := f.New(t)
-			w := newWorld(t, storetest.Backends()[0].Open(t), f.CRM, fake, `{}`)
+			w := newWorld(t, storetest.Backends()[0].Open(t), f.CRM, fake, domain.Settings{})
 			proxy := crmtest.NewProxy(t, fake.URL(), proxyLimit[f.CRM]*rateScale)
-			integ, _ := json.Marshal(map[string]any{"crm": f.CRM, "base_url": proxy.URL(), "credentials": fake.Creds()})
-			if _, err := w.admin.PutIntegration(context.Background(), "test", "acme", integ); err != nil {
+			if _, err := w.admin.PutIntegration(context.Background(), "test", "acme", admin.IntegrationInput{CRM: f.CRM, BaseURL: proxy.URL(), Credentials: admin.SecretJSON(fake.Creds())}); err != nil {
 				t.Fatal(err)
 			}
 			w.sync()

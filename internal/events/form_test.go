@@ -2,11 +2,11 @@ package events_test
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/domain"
 	"github.com/callrouter/callrouter/internal/events"
@@ -17,18 +17,18 @@ import (
 func mapFields(t *testing.T, w *world) {
 	t.Helper()
 	contactField, dealField := w.fake.CustomField("contact"), w.fake.CustomField("deal")
-	body, _ := json.Marshal(map[string]any{
-		"form_mapping": map[string]any{
-			"contact": []map[string]string{{"crm_field": contactField, "source": "ringostat", "value": "landing"},
-				{"crm_field": "name", "source": "form", "value": "name,first-name"},
-				{"crm_field": "tags", "source": "constant", "value": "Website"}},
-			"deal": []map[string]string{{"crm_field": dealField, "source": "form", "value": "visit_id, visit"}},
-		},
-		"call_mapping": map[string]any{
-			"deal": []map[string]string{{"crm_field": dealField, "source": "ringostat", "value": "roistat"}},
-		},
-	})
-	if _, err := w.admin.PatchTenant(context.Background(), "test", "acme", body); err != nil {
+	patch := admin.SettingsPatch{
+		FormMapping: admin.Give(domain.Mapping{
+			domain.MapContact: {{CRMField: contactField, Source: "ringostat", Value: "landing"},
+				{CRMField: "name", Source: "form", Value: "name,first-name"},
+				{CRMField: "tags", Source: "constant", Value: "Website"}},
+			domain.MapDeal: {{CRMField: dealField, Source: "form", Value: "visit_id, visit"}},
+		}),
+		CallMapping: admin.Give(domain.Mapping{
+			domain.MapDeal: {{CRMField: dealField, Source: "ringostat", Value: "roistat"}},
+		}),
+	}
+	if _, err := w.admin.PatchTenant(context.Background(), "test", "acme", admin.TenantPatch{SettingsPatch: patch}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -38,7 +38,7 @@ func mapFields(t *testing.T, w *world) {
 // order, with the mapped fields and the automation tag; the same post
 // again makes nothing more.
 func TestFormCreatesContactDealTask(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		mapFields(t, w)
 		form := map[string]string{"phone": "+38 (067) 100-09-01", "first-name": "Ivan", "email": "Ivan@Example.com",
 			"landing": "https://shop.example/a", "visit": "12345", "utm_source": "google"}
@@ -105,7 +105,7 @@ func TestFormCreatesContactDealTask(t *testing.T) {
 // TestCallMappingFillsDealField: a call's Ringostat variable (roistat)
 // goes into the mapped field of the lead it creates.
 func TestCallMappingFillsDealField(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		mapFields(t, w)
 		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "r1", "caller": "380671000911", "roistat": "777",
 			"disposition": "ANSWERED", "billsec": "9", "employee_number": "sip_anna"})
@@ -119,7 +119,7 @@ func TestCallMappingFillsDealField(t *testing.T) {
 
 // TestFormRowNothing: form_entities [] makes a form create nothing.
 func TestFormRowNothing(t *testing.T) {
-	each(t, `{"form_entities":[]}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{FormEntities: []string{}}, func(t *testing.T, w *world, _ bool) {
 		id := w.post(domain.EventForm, map[string]string{"phone": "380671000921"})
 		w.mustDrain()
 		if ev := w.event(id); ev.State != domain.EventDone || !strings.Contains(ev.Note, "creates nothing") {
@@ -136,10 +136,11 @@ func TestFormRowNothing(t *testing.T) {
 // lacks is refused when saved, naming it; Uspacy's is saved and left to
 // the CRM.
 func TestMappingUnknownFieldRefusedOnSave(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		mapFields(t, w) // the account's own fields are accepted
 		_, err := w.admin.PatchTenant(context.Background(), "test", "acme",
-			[]byte(`{"form_mapping":{"deal":[{"crm_field":"No_Such_Field_999","source":"constant","value":"x"}]}}`))
+			admin.TenantPatch{SettingsPatch: admin.SettingsPatch{FormMapping: admin.Give(domain.Mapping{
+				domain.MapDeal: {{CRMField: "No_Such_Field_999", Source: "constant", Value: "x"}}})}})
 		if w.crmName() == "uspacy" {
 			if err != nil {
 				t.Fatalf("Uspacy lists no fields, the mapping is saved: %v", err)
@@ -157,7 +158,7 @@ func TestMappingUnknownFieldRefusedOnSave(t *testing.T) {
 // the contact an earlier form made by searching the CRM by e-mail, and
 // makes no second contact or deal.
 func TestFormWithOnlyEmailFindsContact(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		w.post(domain.EventForm, map[string]string{"phone": "0671000931", "email": "olena@example.com", "name": "Olena"})
 		w.mustDrain()
 		w.clock.Advance(3600e9)
@@ -182,7 +183,7 @@ func TestFormWithOnlyEmailFindsContact(t *testing.T) {
 // fields the form fills change, fields it leaves empty keep their values,
 // and the deal's UTM, once set, is not overwritten.
 func TestFormUpdatesFoundClient(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		mapFields(t, w)
 		contactField, dealField := w.fake.CustomField("contact"), w.fake.CustomField("deal")
 		w.post(domain.EventForm, map[string]string{"phone": "0671000961", "name": "Taras", "landing": "https://a.example/1",
@@ -234,7 +235,7 @@ func TestFormUpdatesFoundClient(t *testing.T) {
 // TestFormFillsUTMOfFoundDealWithout: a found open deal without UTM gets
 // the form's, by the UTM rule.
 func TestFormFillsUTMOfFoundDealWithout(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		ref := w.known("71001", "380671000962", anna)
 		id := w.post(domain.EventForm, map[string]string{"phone": "380671000962", "utm_source": "newsletter"})
 		w.mustDrain()
@@ -251,7 +252,7 @@ func TestFormFillsUTMOfFoundDealWithout(t *testing.T) {
 // deleted in the CRM after the index read it is not failed by the CRM's
 // refusal of the update: the deal is dropped and a new one made.
 func TestFormFoundDealDeletedSinceIndexed(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		mapFields(t, w)
 		ref := w.known("71002", "380671000963", anna)
 		w.fake.Delete(ref) // no sync: the index still has it
@@ -274,7 +275,7 @@ func TestFormFoundDealDeletedSinceIndexed(t *testing.T) {
 // form's task for that client; an id no kept event carries stays "no
 // client".
 func TestFormWithOnlyClientIDFindsTheCaller(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "ga1", "caller": "380671000941", "disposition": "NO ANSWER",
 			"client_id": "GA1.2.777.888"})
 		w.mustDrain()

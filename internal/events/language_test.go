@@ -23,7 +23,7 @@ func TestCallNotesInTenantLanguage(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.lang, func(t *testing.T) {
-			each(t, `{"language":"`+tc.lang+`"}`, func(t *testing.T, w *world, _ bool) {
+			each(t, domain.Settings{Language: tc.lang}, func(t *testing.T, w *world, _ bool) {
 				id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "lang1", "caller": "380671000951",
 					"disposition": "BUSY", "employee_number": "sip_anna", "recording": "https://rec.example/l.mp3"})
 				w.mustDrain()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/crmfakes"
 	"github.com/callrouter/callrouter/internal/crm/crmtest"
@@ -17,7 +18,7 @@ import (
 )
 
 // each runs fn for every fake CRM on every store backend.
-func each(t *testing.T, settings string, fn func(t *testing.T, w *world, pipelines bool)) {
+func each(t *testing.T, settings domain.Settings, fn func(t *testing.T, w *world, pipelines bool)) {
 	for _, b := range storetest.Backends() {
 		for _, f := range crmfakes.All() {
 			t.Run(b.Name+"/"+f.CRM, func(t *testing.T) {
@@ -71,7 +72,7 @@ func oneCall(t *testing.T, wr crmtest.Written, phone string) crmtest.WrittenCall
 // TestScenarioMatrix runs every row of DESIGN.md's scenario matrix on every
 // CRM and both store backends.
 func TestScenarioMatrix(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		// Known clients: open leads owned by Boris.
 		knownIn := w.known("8001", "+380501000001", boris)
 		knownMissed := w.known("8002", "+380501000002", boris)
@@ -213,7 +214,7 @@ func taskFor(t *testing.T, wr crmtest.Written, leadID, contactID string) crmtest
 // TestTwoCallsFromANewNumberMakeOneLead: events of one number are applied
 // one at a time in order; the second finds the first one's lead.
 func TestTwoCallsFromANewNumberMakeOneLead(t *testing.T) {
-	each(t, `{"lead_on_call_start":true}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{LeadOnCallStart: true}, func(t *testing.T, w *world, _ bool) {
 		w.post(domain.EventCallStart, map[string]string{"uniqueid": "a", "caller": "380671234567"})
 		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "a", "caller": "380671234567", "disposition": "NO ANSWER"})
 		w.post(domain.EventCallStart, map[string]string{"uniqueid": "b", "caller": "+380 67 123 45 67"})
@@ -235,16 +236,19 @@ func TestTwoCallsFromANewNumberMakeOneLead(t *testing.T) {
 // lines creates nothing, whoever the client is; a client entry blocks that
 // client's calls only (issue 11, item 3).
 func TestStopListCreatesNothing(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		ctx := context.Background()
-		for _, st := range []struct{ number, body string }{
-			{"+380441110000", `{"note":"virtual number"}`},                // a line, the default kind
-			{"sip_reception", `{"kind":"line"}`},                          // a SIP login no employee has
-			{"+380 50 111 00 00", `{"kind":"line","note":"FMC of Anna"}`}, // an employee's mobile
-			{"+380441234567", `{"kind":"client"}`},
-			{"+380442220000", `{"kind":"client"}`}, // a client number, not a line: calls to it are filed
+		for _, st := range []struct {
+			number string
+			in     admin.StopInput
+		}{
+			{"+380441110000", admin.StopInput{Note: "virtual number"}},                // a line, the default kind
+			{"sip_reception", admin.StopInput{Kind: "line"}},                          // a SIP login no employee has
+			{"+380 50 111 00 00", admin.StopInput{Kind: "line", Note: "FMC of Anna"}}, // an employee's mobile
+			{"+380441234567", admin.StopInput{Kind: "client"}},
+			{"+380442220000", admin.StopInput{Kind: "client"}}, // a client number, not a line: calls to it are filed
 		} {
-			if _, err := w.admin.PutStop(ctx, "test", "acme", st.number, []byte(st.body)); err != nil {
+			if _, err := w.admin.PutStop(ctx, "test", "acme", st.number, st.in); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -306,7 +310,7 @@ func TestStopListCreatesNothing(t *testing.T) {
 }
 
 func TestUTMWrittenOnlyWhereAllAreEmpty(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		utm := map[string]string{"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring", "utm_term": "crm", "utm_content": "ad1"}
 		with := func(m map[string]string) map[string]string {
 			for k, v := range utm {
@@ -335,7 +339,8 @@ func TestUTMWrittenOnlyWhereAllAreEmpty(t *testing.T) {
 }
 
 func TestPipelineRules(t *testing.T) {
-	each(t, `{"pipeline_rules":[{"param":"pool_name","value":"Context ads","pipeline":"7001"},{"param":"utm_source","value":"facebook","pipeline":"7002"}]}`,
+	each(t, domain.Settings{PipelineRules: []domain.PipelineRule{{Param: "pool_name", Value: "Context ads", Pipeline: "7001"},
+		{Param: "utm_source", Value: "facebook", Pipeline: "7002"}}},
 		func(t *testing.T, w *world, pipelines bool) {
 			w.post(domain.EventCallEnd, map[string]string{"uniqueid": "p1", "caller": "380671000201", "pool_name": "context ads ", "disposition": "ANSWERED", "billsec": "5"})
 			w.post(domain.EventCallEnd, map[string]string{"uniqueid": "p2", "caller": "380671000202", "utm_source": "facebook", "disposition": "ANSWERED", "billsec": "5"})
@@ -357,7 +362,7 @@ func TestPipelineRules(t *testing.T) {
 // TestRetriesCreateOnce: a CRM failure after some writes succeeded, and a
 // create whose answer was lost, are retried without a second entity.
 func TestRetriesCreateOnce(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		// The CRM fails the third write (lead, [contact], call...): the
 		// event stays waiting, the retry finishes it.
 		w.fake.FailWrites(500, 1)
@@ -410,7 +415,7 @@ func partition(p string) storePartition { return storePartition{TenantID: "acme"
 // the retry finds it by its idempotency key instead of creating another,
 // wherever the CRM can be searched.
 func TestLostAnswerIsFoundNotRecreated(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		lossy := &lossyCRM{CRM: w.crmSide, lose: map[string]bool{"call": true, "task": true}}
 		w.proc = newProcessor(w, lossy)
 		id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "l1", "caller": "380671000401", "disposition": "NO ANSWER"})
@@ -451,7 +456,7 @@ func TestLostAnswerIsFoundNotRecreated(t *testing.T) {
 // two days before, each once, and drops older ones; without resend all
 // are dropped.
 func TestBrokenTokenThenResend(t *testing.T) {
-	each(t, `{}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{}, func(t *testing.T, w *world, _ bool) {
 		ctx := context.Background()
 		w.fake.Revoke()
 		first := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "b1", "caller": "380671000501", "disposition": "NO ANSWER"})
@@ -478,7 +483,7 @@ func TestBrokenTokenThenResend(t *testing.T) {
 
 		// The admin reconnects and re-activates with resend.
 		w.reconnect()
-		v, err := w.admin.SetActive(ctx, "test", "acme", true, []byte(`{"resend":true}`))
+		v, err := w.admin.SetActive(ctx, "test", "acme", true, admin.ActivateInput{Resend: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -507,7 +512,7 @@ func TestBrokenTokenThenResend(t *testing.T) {
 		if _, err := w.st.Integration(ctx, "acme"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.admin.SetActive(ctx, "test", "acme", false, nil); err != nil {
+		if _, err := w.admin.SetActive(ctx, "test", "acme", false, admin.ActivateInput{}); err != nil {
 			t.Fatal(err)
 		}
 		third := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "b3", "caller": "380671000504", "disposition": "NO ANSWER"})
@@ -516,7 +521,7 @@ func TestBrokenTokenThenResend(t *testing.T) {
 			t.Fatalf("an event of an inactive integration waits: %q", ev.State)
 		}
 		w.clock.Set(now.Add(time.Second))
-		v, err = w.admin.SetActive(ctx, "test", "acme", true, []byte(`{"resend":false}`))
+		v, err = w.admin.SetActive(ctx, "test", "acme", true, admin.ActivateInput{Resend: false})
 		if err != nil || v.Events == nil || v.Events.Dropped != 1 || v.Events.Resent != 0 {
 			t.Fatalf("activation without resend: %+v, %v", v.Events, err)
 		}
@@ -532,7 +537,7 @@ func TestBrokenTokenThenResend(t *testing.T) {
 // the holder lets go, the partition is drained.
 func TestDrainWaitsForTheLeaseHolder(t *testing.T) {
 	b := storetest.Backends()[0]
-	w := newWorld(t, b.Open(t), "retailcrm", crmfakes.All()[2].New(t), `{}`)
+	w := newWorld(t, b.Open(t), "retailcrm", crmfakes.All()[2].New(t), domain.Settings{})
 	ctx := context.Background()
 	id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "x1", "caller": "380671000601", "disposition": "ANSWERED", "billsec": "4"})
 	if ok, err := w.st.LeasePartition(ctx, "acme", "380671000601", "other-instance", time.Minute); err != nil || !ok {
@@ -569,7 +574,7 @@ func TestTimesInTheProjectsZone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	each(t, `{"callback_due_minutes":60}`, func(t *testing.T, w *world, _ bool) {
+	each(t, domain.Settings{CallbackDueMinutes: 60}, func(t *testing.T, w *world, _ bool) {
 		if z, ok := w.fake.(interface{ SetTimezone(*time.Location) }); ok {
 			z.SetTimezone(kyiv) // retailCRM reads API datetimes in the account's zone
 		}
@@ -611,7 +616,7 @@ func TestRetailCRMRegistersTelephony(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			f := retailcrmfake.New(t)
-			w := newWorld(t, b.Open(t), "retailcrm", f, `{}`)
+			w := newWorld(t, b.Open(t), "retailcrm", f, domain.Settings{})
 			ctx := context.Background()
 			m, ok := f.Modules()["callrouter"]
 			if !ok || !m.Active || m.Integrations.Telephony == nil || m.ClientID != "acme" {
@@ -625,16 +630,16 @@ func TestRetailCRMRegistersTelephony(t *testing.T) {
 				t.Fatalf("telephony %+v, want each employee's SIP login as their code, allowEdit false", m.Integrations.Telephony)
 			}
 			// The project's own numbers go in at the next activation.
-			if _, err := w.admin.PutStop(ctx, "test", "acme", "+380441110000", nil); err != nil {
+			if _, err := w.admin.PutStop(ctx, "test", "acme", "+380441110000", admin.StopInput{}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := w.admin.PutStop(ctx, "test", "acme", "+380441234567", []byte(`{"kind":"client"}`)); err != nil {
+			if _, err := w.admin.PutStop(ctx, "test", "acme", "+380441234567", admin.StopInput{Kind: "client"}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := w.admin.SetActive(ctx, "test", "acme", false, nil); err != nil {
+			if _, err := w.admin.SetActive(ctx, "test", "acme", false, admin.ActivateInput{}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := w.admin.SetActive(ctx, "test", "acme", true, nil); err != nil {
+			if _, err := w.admin.SetActive(ctx, "test", "acme", true, admin.ActivateInput{}); err != nil {
 				t.Fatal(err)
 			}
 			w.sync()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/amocrm/amocrmfake"
 	"github.com/callrouter/callrouter/internal/crm/zoho/zohofake"
@@ -16,7 +17,7 @@ import (
 )
 
 // eachAmo runs fn on both stores against a fake amoCRM account.
-func eachAmo(t *testing.T, settings string, fn func(t *testing.T, w *world, f *amocrmfake.Server)) {
+func eachAmo(t *testing.T, settings domain.Settings, fn func(t *testing.T, w *world, f *amocrmfake.Server)) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
@@ -32,7 +33,7 @@ func eachAmo(t *testing.T, settings string, fn func(t *testing.T, w *world, f *a
 // the call, and no lead, contact, call record or task; the same event
 // posted and drained again files nothing more.
 func TestUnsortedCallFromNewNumber(t *testing.T) {
-	eachAmo(t, `{"amo_unsorted":true}`, func(t *testing.T, w *world, f *amocrmfake.Server) {
+	eachAmo(t, domain.Settings{AmoUnsorted: true}, func(t *testing.T, w *world, f *amocrmfake.Server) {
 		mapFields(t, w)
 		call := map[string]string{"uniqueid": "u1", "caller": "0671000951", "called": "380441112233", "disposition": "NO ANSWER",
 			"roistat": "4242", "utm_source": "google"}
@@ -74,7 +75,7 @@ func TestUnsortedCallFromNewNumber(t *testing.T) {
 // not a new request: the call is recorded on what amoCRM has, as without
 // amo_unsorted.
 func TestUnsortedKnownClientKeepsCallRecords(t *testing.T) {
-	eachAmo(t, `{"amo_unsorted":true}`, func(t *testing.T, w *world, f *amocrmfake.Server) {
+	eachAmo(t, domain.Settings{AmoUnsorted: true}, func(t *testing.T, w *world, f *amocrmfake.Server) {
 		w.known("70001", "380671000952", anna)
 		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "k1", "caller": "380671000952", "disposition": "ANSWERED",
 			"billsec": "12", "employee_number": "sip_anna"})
@@ -93,7 +94,7 @@ func TestUnsortedKnownClientKeepsCallRecords(t *testing.T) {
 // field; lead with the mapped field and UTM; the automation tag) and a
 // double post makes nothing more.
 func TestUnsortedForm(t *testing.T) {
-	eachAmo(t, `{"amo_unsorted":true}`, func(t *testing.T, w *world, f *amocrmfake.Server) {
+	eachAmo(t, domain.Settings{AmoUnsorted: true}, func(t *testing.T, w *world, f *amocrmfake.Server) {
 		mapFields(t, w)
 		form := map[string]string{"phone": "+38 (067) 100-09-53", "name": "Iryna", "email": "iryna@example.com",
 			"landing": "https://shop.example/b", "visit": "999", "utm_source": "fb", "form_name": "Callback"}
@@ -129,7 +130,7 @@ func TestUnsortedForm(t *testing.T) {
 // TestUnsortedOffByDefault: without amo_unsorted a new caller gets the
 // matrix's lead and call, and no request.
 func TestUnsortedOffByDefault(t *testing.T) {
-	eachAmo(t, `{}`, func(t *testing.T, w *world, f *amocrmfake.Server) {
+	eachAmo(t, domain.Settings{}, func(t *testing.T, w *world, f *amocrmfake.Server) {
 		w.post(domain.EventCallEnd, map[string]string{"uniqueid": "d1", "caller": "380671000954", "disposition": "NO ANSWER"})
 		w.mustDrain()
 		if us := f.Unsorted(); len(us) != 0 {
@@ -145,8 +146,8 @@ func TestUnsortedRefusedForOtherCRMs(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, b.Open(t), "zoho", zohofake.New(t), `{}`)
-			_, err := w.admin.PatchTenant(context.Background(), "test", "acme", []byte(`{"amo_unsorted":true}`))
+			w := newWorld(t, b.Open(t), "zoho", zohofake.New(t), domain.Settings{})
+			_, err := w.admin.PatchTenant(context.Background(), "test", "acme", admin.TenantPatch{SettingsPatch: admin.SettingsPatch{AmoUnsorted: new(true)}})
 			if domain.ErrorCode(err) != domain.EINVALID || !strings.HasPrefix(domain.ErrorMessage(err), "amo_unsorted:") {
 				t.Fatalf("amo_unsorted on a Zoho tenant: %v", err)
 			}
@@ -186,7 +187,7 @@ func (w *unsortedLossyWriter) CreateUnsorted(ctx context.Context, u crm.NewUnsor
 // TestUnsortedLostAnswerIsFound: a request amoCRM filed whose answer was
 // lost is found by its source_uid on the retry, not filed twice.
 func TestUnsortedLostAnswerIsFound(t *testing.T) {
-	eachAmo(t, `{"amo_unsorted":true}`, func(t *testing.T, w *world, f *amocrmfake.Server) {
+	eachAmo(t, domain.Settings{AmoUnsorted: true}, func(t *testing.T, w *world, f *amocrmfake.Server) {
 		w.proc = newProcessor(w, &unsortedLossyCRM{CRM: w.crmSide})
 		id := w.post(domain.EventCallEnd, map[string]string{"uniqueid": "ul1", "caller": "380671000955", "disposition": "NO ANSWER"})
 		if err := w.drain(); err == nil {

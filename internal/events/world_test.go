@@ -3,7 +3,6 @@ package events_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"net/url"
 	"sync"
@@ -114,7 +113,7 @@ func (c *clock) Set(t time.Time) {
 // tests do not wait out amoCRM's 7 or Uspacy's 5 requests per second.
 const rateScale = 20
 
-func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settings string) *world {
+func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settings domain.Settings) *world {
 	t.Helper()
 	ctx := context.Background()
 	c, err := cache.New(cache.Config{MaxItems: 1 << 14, NegativeTTL: time.Minute})
@@ -135,31 +134,24 @@ func newWorld(t *testing.T, st store.Store, crmName string, fake fakeCRM, settin
 	clk := &clock{t: time.Now()}
 	q := &queue{}
 	svc := admin.New(st, reg, c, admin.WithCRMs(engine.Conns), admin.WithCRMAllowPrivate(true), admin.WithEvents(events.NewReplay(st, q.Enqueue, clk.Now)))
-	var body map[string]any
-	if err := json.Unmarshal([]byte(settings), &body); err != nil {
-		t.Fatal(err)
-	}
-	body["id"] = "acme"
-	body["default_country"] = "UA"
-	b, _ := json.Marshal(body)
-	if _, err := svc.CreateTenant(ctx, "test", b); err != nil {
+	settings.DefaultCountry = "UA"
+	if _, err := svc.CreateTenant(ctx, "test", admin.NewTenant{ID: "acme", Settings: settings}); err != nil {
 		t.Fatal(err)
 	}
 	for id, sip := range map[string]string{anna: "sip_anna", boris: "sip_boris", olga: "sip_olga"} {
-		if _, err := svc.PutEmployee(ctx, "test", "acme", id, []byte(`{"sip":"`+sip+`"}`)); err != nil {
+		if _, err := svc.PutEmployee(ctx, "test", "acme", id, admin.EmployeeInput{SIP: sip}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := svc.SetDefaultOwner(ctx, "test", "acme", []byte(`{"crm_user_id":"`+olga+`"}`)); err != nil {
+	if _, err := svc.SetDefaultOwner(ctx, "test", "acme", admin.DefaultOwnerInput{CRMUserID: new(olga)}); err != nil {
 		t.Fatal(err)
 	}
 	fake.SetUsers([]crm.User{{ID: anna, Name: "Anna", Active: true}, {ID: boris, Name: "Boris", Active: true},
 		{ID: olga, Name: "Olga", Active: true}})
-	integ, _ := json.Marshal(map[string]any{"crm": crmName, "base_url": fake.URL(), "credentials": fake.Creds()})
-	if _, err := svc.PutIntegration(ctx, "test", "acme", integ); err != nil {
+	if _, err := svc.PutIntegration(ctx, "test", "acme", admin.IntegrationInput{CRM: crmName, BaseURL: fake.URL(), Credentials: admin.SecretJSON(fake.Creds())}); err != nil {
 		t.Fatalf("connect %s: %v", crmName, err)
 	}
-	if _, err := svc.SetActive(ctx, "test", "acme", true, nil); err != nil {
+	if _, err := svc.SetActive(ctx, "test", "acme", true, admin.ActivateInput{}); err != nil {
 		t.Fatal(err)
 	}
 	w := &world{t: t, st: st, engine: engine, reg: reg, cache: c, admin: svc, fake: fake, queue: q, clock: clk,
@@ -257,8 +249,7 @@ func (w *world) writerFor() (crm.Writer, error) {
 func (w *world) reconnect() {
 	w.t.Helper()
 	w.fake.Reauthorize()
-	integ, _ := json.Marshal(map[string]any{"crm": w.crmName(), "base_url": w.fake.URL(), "credentials": w.fake.Creds()})
-	if _, err := w.admin.PutIntegration(context.Background(), "test", "acme", integ); err != nil {
+	if _, err := w.admin.PutIntegration(context.Background(), "test", "acme", admin.IntegrationInput{CRM: w.crmName(), BaseURL: w.fake.URL(), Credentials: admin.SecretJSON(w.fake.Creds())}); err != nil {
 		w.t.Fatalf("reconnect: %v", err)
 	}
 }

@@ -22,7 +22,7 @@ func eachZoho(t *testing.T, prepare func(f *zohofake.Server), fn func(t *testing
 			if prepare != nil {
 				prepare(f)
 			}
-			w := newWorld(t, b.Open(t), "zoho", f, `{}`)
+			w := newWorld(t, b.Open(t), "zoho", f, domain.Settings{})
 			fn(t, w, f)
 		})
 	}

@@ -58,6 +58,67 @@ func noContentOf(f func(s *Server, r *adminCall) error) func(*Server, *adminCall
 	return func(s *Server, r *adminCall) { s.noContent(r.ctx, f(s, r)) }
 }
 
+// bodyRule says whether a route's JSON body may be empty.
+type bodyRule bool
+
+const (
+	bodyRequired bodyRule = false
+	bodyOptional bodyRule = true // empty leaves the input as its start made it
+)
+
+// withBody decodes the request's body strictly into the route's typed
+// input, made by start (its zero value when start is nil) so defaults
+// apply to what the body leaves out, and answers f's value as JSON with
+// status. A body that does not decode is a 400 naming the field, and f,
+// which calls the service, is never reached.
+func withBody[In any](status int, rule bodyRule, start func() In, f func(s *Server, r *adminCall, in In) (any, error)) func(*Server, *adminCall) {
+	return jsonOf(status, func(s *Server, r *adminCall) (any, error) {
+		var in In
+		if start != nil {
+			in = start()
+		}
+		if rule == bodyOptional && len(bytes.TrimSpace(r.body)) == 0 {
+			return f(s, r, in)
+		}
+		if err := decodeStrict(r.body, &in); err != nil {
+			return nil, err
+		}
+		return f(s, r, in)
+	})
+}
+
+// decodeStrict decodes one JSON value, an object for every admin input,
+// refusing what the input does not have, and names the offending field in
+// its EINVALID errors: an empty body, NUL characters, an unknown field, a
+// value of the wrong type, bad JSON, or more than one value.
+func decodeStrict(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return domain.Errorf(domain.EINVALID, "body: a JSON object is required")
+	}
+	// PostgreSQL text cannot hold NUL; refuse it here, naming it, rather
+	// than fail in the store.
+	if bytes.Contains(body, []byte(`\u0000`)) {
+		return domain.Errorf(domain.EINVALID, `body: NUL characters (\u0000) are not accepted`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return domain.Errorf(domain.EINVALID, "%s: must be a %s, got %s", te.Field, te.Type, te.Value)
+		}
+		msg := err.Error()
+		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+			return domain.Errorf(domain.EINVALID, "%s: unknown field", strings.Trim(f, `"`))
+		}
+		return domain.Errorf(domain.EINVALID, "body: invalid JSON: %s", strings.TrimPrefix(msg, "json: "))
+	}
+	if dec.More() {
+		return domain.Errorf(domain.EINVALID, "body: more than one JSON value")
+	}
+	return nil
+}
+
 // queryInt is a query parameter as a number, 0 when absent or not one (the
 // service applies its default).
 func queryInt(r *adminCall, name string) int {
@@ -65,49 +126,54 @@ func queryInt(r *adminCall, name string) int {
 	return n
 }
 
-// adminRoutes is the admin API. Handlers only parse what the path and the
-// query carry, call the admin service, and render.
+// adminRoutes is the admin API. Handlers only parse what the path, the
+// query and the body carry (bodies decoded by withBody into the service's
+// typed inputs), call the admin service, and render.
 var adminRoutes = []adminRoute{
 	{method: "GET", pattern: "/tenants", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Tenants(r.c) })},
-	{method: "POST", pattern: "/tenants", serve: jsonOf(201, func(s *Server, r *adminCall) (any, error) { return s.admin.CreateTenant(r.c, r.actor, r.body) })},
+	{method: "POST", pattern: "/tenants", serve: withBody(201, bodyRequired, admin.NewTenantDefaults, func(s *Server, r *adminCall, in admin.NewTenant) (any, error) {
+		return s.admin.CreateTenant(r.c, r.actor, in)
+	})},
 	{method: "GET", pattern: "/tenants/{t}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Tenant(r.c, r.tenant) })},
-	{method: "PATCH", pattern: "/tenants/{t}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.PatchTenant(r.c, r.actor, r.tenant, r.body) })},
+	{method: "PATCH", pattern: "/tenants/{t}", serve: withBody(200, bodyRequired, nil, func(s *Server, r *adminCall, in admin.TenantPatch) (any, error) {
+		return s.admin.PatchTenant(r.c, r.actor, r.tenant, in)
+	})},
 	{method: "DELETE", pattern: "/tenants/{t}", serve: (*Server).deleteTenant},
 	{method: "GET", pattern: "/tenants/{t}/default-owner", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.DefaultOwner(r.c, r.tenant) })},
-	{method: "PUT", pattern: "/tenants/{t}/default-owner", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
-		return s.admin.SetDefaultOwner(r.c, r.actor, r.tenant, r.body)
+	{method: "PUT", pattern: "/tenants/{t}/default-owner", serve: withBody(200, bodyRequired, nil, func(s *Server, r *adminCall, in admin.DefaultOwnerInput) (any, error) {
+		return s.admin.SetDefaultOwner(r.c, r.actor, r.tenant, in)
 	})},
 	{method: "GET", pattern: "/tenants/{t}/employees", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Employees(r.c, r.tenant) })},
 	{method: "GET", pattern: "/tenants/{t}/employees/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Employee(r.c, r.tenant, r.id) })},
-	{method: "PUT", pattern: "/tenants/{t}/employees/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
-		return s.admin.PutEmployee(r.c, r.actor, r.tenant, r.id, r.body)
+	{method: "PUT", pattern: "/tenants/{t}/employees/{id}", serve: withBody(200, bodyRequired, nil, func(s *Server, r *adminCall, in admin.EmployeeInput) (any, error) {
+		return s.admin.PutEmployee(r.c, r.actor, r.tenant, r.id, in)
 	})},
 	{method: "DELETE", pattern: "/tenants/{t}/employees/{id}", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.DeleteEmployee(r.c, r.actor, r.tenant, r.id) })},
 	{method: "GET", pattern: "/tenants/{t}/stop-list", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Stops(r.c, r.tenant) })},
 	{method: "GET", pattern: "/tenants/{t}/stop-list/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Stop(r.c, r.tenant, r.id) })},
-	{method: "PUT", pattern: "/tenants/{t}/stop-list/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
-		return s.admin.PutStop(r.c, r.actor, r.tenant, r.id, r.body)
+	{method: "PUT", pattern: "/tenants/{t}/stop-list/{id}", serve: withBody(200, bodyOptional, nil, func(s *Server, r *adminCall, in admin.StopInput) (any, error) {
+		return s.admin.PutStop(r.c, r.actor, r.tenant, r.id, in)
 	})},
 	{method: "DELETE", pattern: "/tenants/{t}/stop-list/{id}", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.DeleteStop(r.c, r.actor, r.tenant, r.id) })},
 	{method: "POST", pattern: "/tenants/{t}/contacts/import", streamed: true, serve: (*Server).importContacts},
 	{method: "GET", pattern: "/tenants/{t}/integration", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Integration(r.c, r.tenant) })},
-	{method: "PUT", pattern: "/tenants/{t}/integration", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
-		return s.admin.PutIntegration(r.c, r.actor, r.tenant, r.body)
+	{method: "PUT", pattern: "/tenants/{t}/integration", serve: withBody(200, bodyRequired, nil, func(s *Server, r *adminCall, in admin.IntegrationInput) (any, error) {
+		return s.admin.PutIntegration(r.c, r.actor, r.tenant, in)
 	})},
-	{method: "POST", pattern: "/tenants/{t}/integration/activate", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
-		return s.admin.SetActive(r.c, r.actor, r.tenant, true, r.body)
+	{method: "POST", pattern: "/tenants/{t}/integration/activate", serve: withBody(200, bodyOptional, nil, func(s *Server, r *adminCall, in admin.ActivateInput) (any, error) {
+		return s.admin.SetActive(r.c, r.actor, r.tenant, true, in)
 	})},
-	{method: "POST", pattern: "/tenants/{t}/integration/deactivate", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
-		return s.admin.SetActive(r.c, r.actor, r.tenant, false, r.body)
+	{method: "POST", pattern: "/tenants/{t}/integration/deactivate", serve: withBody(200, bodyOptional, nil, func(s *Server, r *adminCall, in admin.ActivateInput) (any, error) {
+		return s.admin.SetActive(r.c, r.actor, r.tenant, false, in)
 	})},
 	{method: "GET", pattern: "/tenants/{t}/ringostat", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Ringostat(r.c, r.tenant) })},
-	{method: "PUT", pattern: "/tenants/{t}/ringostat", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
-		return s.admin.PutRingostat(r.c, r.actor, r.tenant, r.body)
+	{method: "PUT", pattern: "/tenants/{t}/ringostat", serve: withBody(200, bodyRequired, nil, func(s *Server, r *adminCall, in admin.RingostatInput) (any, error) {
+		return s.admin.PutRingostat(r.c, r.actor, r.tenant, in)
 	})},
 	{method: "DELETE", pattern: "/tenants/{t}/ringostat", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.DeleteRingostat(r.c, r.actor, r.tenant) })},
 	{method: "GET", pattern: "/tenants/{t}/salesmanago", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.SALESmanago(r.c, r.tenant) })},
-	{method: "PUT", pattern: "/tenants/{t}/salesmanago", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
-		return s.admin.PutSALESmanago(r.c, r.actor, r.tenant, r.body)
+	{method: "PUT", pattern: "/tenants/{t}/salesmanago", serve: withBody(200, bodyRequired, nil, func(s *Server, r *adminCall, in admin.SALESmanagoInput) (any, error) {
+		return s.admin.PutSALESmanago(r.c, r.actor, r.tenant, in)
 	})},
 	{method: "DELETE", pattern: "/tenants/{t}/salesmanago", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.DeleteSALESmanago(r.c, r.actor, r.tenant) })},
 	{method: "POST", pattern: "/tenants/{t}/salesmanago/activate", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
@@ -117,8 +183,8 @@ var adminRoutes = []adminRoute{
 		return s.admin.SetSALESmanagoActive(r.c, r.actor, r.tenant, false)
 	})},
 	{method: "POST", pattern: "/tenants/{t}/salesmanago/sync", serve: jsonOf(202, func(s *Server, r *adminCall) (any, error) { return s.admin.SyncSALESmanago(r.c, r.actor, r.tenant) })},
-	{method: "POST", pattern: "/tenants/{t}/secret/rotate", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) {
-		return s.admin.RotateSecret(r.c, r.actor, r.tenant, r.body)
+	{method: "POST", pattern: "/tenants/{t}/secret/rotate", serve: withBody(200, bodyOptional, nil, func(s *Server, r *adminCall, in admin.RotateInput) (any, error) {
+		return s.admin.RotateSecret(r.c, r.actor, r.tenant, in)
 	})},
 	{method: "GET", pattern: "/tenants/{t}/crm-users", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.CRMUsers(r.c, r.tenant) })},
 	{method: "GET", pattern: "/tenants/{t}/status", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Status(r.c, r.tenant) })},
@@ -134,7 +200,9 @@ var adminRoutes = []adminRoute{
 	{method: "GET", pattern: "/tenants/{t}/events/{id}", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Event(r.c, r.tenant, r.id) })},
 	{method: "GET", pattern: "/audit", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.AuditAll(r.c, queryInt(r, "limit")) })},
 	{method: "GET", pattern: "/tokens", serve: jsonOf(200, func(s *Server, r *adminCall) (any, error) { return s.admin.Tokens(r.c) })},
-	{method: "POST", pattern: "/tokens", serve: jsonOf(201, func(s *Server, r *adminCall) (any, error) { return s.admin.CreateToken(r.c, r.actor, r.body) })},
+	{method: "POST", pattern: "/tokens", serve: withBody(201, bodyRequired, nil, func(s *Server, r *adminCall, in admin.TokenInput) (any, error) {
+		return s.admin.CreateToken(r.c, r.actor, in)
+	})},
 	{method: "DELETE", pattern: "/tokens/{id}", serve: noContentOf(func(s *Server, r *adminCall) error { return s.admin.RevokeToken(r.c, r.actor, r.id) })},
 }
 

@@ -81,17 +81,17 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	a := admin.New(st, reg, c)
 	secrets := map[string]string{}
 	for _, ft := range fuzzTenants {
-		created, err := a.CreateTenant(ctx, "fuzz", []byte(`{"id":"`+ft.id+`","default_country":"UA","response_format":"`+ft.format+`"}`))
+		created, err := a.CreateTenant(ctx, "fuzz", admin.NewTenant{ID: ft.id, Settings: domain.Settings{DefaultCountry: "UA", ResponseFormat: ft.format}})
 		if err != nil {
 			tb.Fatal(err)
 		}
 		secrets[ft.id] = created.WebhookSecret
-		for user, body := range map[string]string{"101": `{"sip":"anna_sip"}`, "102": `{"phone":"050 222 22 22"}`, "900": `{"sip":"boss_sip"}`} {
-			if _, err := a.PutEmployee(ctx, "fuzz", ft.id, user, []byte(body)); err != nil {
+		for user, in := range map[string]admin.EmployeeInput{"101": {SIP: "anna_sip"}, "102": {Phone: "050 222 22 22"}, "900": {SIP: "boss_sip"}} {
+			if _, err := a.PutEmployee(ctx, "fuzz", ft.id, user, in); err != nil {
 				tb.Fatal(err)
 			}
 		}
-		if _, err := a.SetDefaultOwner(ctx, "fuzz", ft.id, []byte(`{"crm_user_id":"900"}`)); err != nil {
+		if _, err := a.SetDefaultOwner(ctx, "fuzz", ft.id, admin.DefaultOwnerInput{CRMUserID: new("900")}); err != nil {
 			tb.Fatal(err)
 		}
 		if _, err := a.Import(ctx, "fuzz", ft.id, admin.FormatCSV, "", strings.NewReader("phone,owner_crm_user_id,entity_kind,entity_id\n"+

@@ -55,7 +55,7 @@ func TestRiverSyncsActiveIntegrations(t *testing.T) {
 			ctx := context.Background()
 			st, engine, svc := syncWorld(t, b)
 			for _, id := range []string{"acme", "idle"} {
-				if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"`+id+`","default_country":"UA"}`)); err != nil {
+				if _, err := svc.CreateTenant(ctx, "test", admin.NewTenant{ID: id, Settings: domain.Settings{DefaultCountry: "UA"}}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -69,12 +69,11 @@ func TestRiverSyncsActiveIntegrations(t *testing.T) {
 				URL() string
 				Creds() json.RawMessage
 			}{"acme": fake, "idle": idleFake} {
-				body, _ := json.Marshal(map[string]any{"crm": "retailcrm", "base_url": f.URL(), "credentials": f.Creds()})
-				if _, err := svc.PutIntegration(ctx, "test", id, body); err != nil {
+				if _, err := svc.PutIntegration(ctx, "test", id, admin.IntegrationInput{CRM: "retailcrm", BaseURL: f.URL(), Credentials: admin.SecretJSON(f.Creds())}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if _, err := svc.SetActive(ctx, "test", "idle", false, nil); err != nil {
+			if _, err := svc.SetActive(ctx, "test", "idle", false, admin.ActivateInput{}); err != nil {
 				t.Fatal(err)
 			}
 

@@ -2,12 +2,12 @@ package jobs_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/callrouter/callrouter/internal/admin"
 	"github.com/callrouter/callrouter/internal/crm"
 	"github.com/callrouter/callrouter/internal/crm/retailcrm/retailcrmfake"
 	"github.com/callrouter/callrouter/internal/domain"
@@ -25,15 +25,14 @@ func TestSyncLeaseOfADeadHolderRunsOut(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
 			st, engine, svc := syncWorld(t, b)
-			if _, err := svc.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
+			if _, err := svc.CreateTenant(ctx, "test", admin.NewTenant{ID: "acme", Settings: domain.Settings{DefaultCountry: "UA"}}); err != nil {
 				t.Fatal(err)
 			}
 			fake := retailcrmfake.New(t)
 			for i := 0; i < 150; i++ {
 				fake.Put(crm.Entity{Kind: domain.KindContact, ID: itoa(1000 + i), Phones: []string{"+38067" + pad7(i)}, OwnerID: "7", Open: true})
 			}
-			body, _ := json.Marshal(map[string]any{"crm": "retailcrm", "base_url": fake.URL(), "credentials": fake.Creds()})
-			if _, err := svc.PutIntegration(ctx, "test", "acme", body); err != nil {
+			if _, err := svc.PutIntegration(ctx, "test", "acme", admin.IntegrationInput{CRM: "retailcrm", BaseURL: fake.URL(), Credentials: admin.SecretJSON(fake.Creds())}); err != nil {
 				t.Fatal(err)
 			}
 			const held = 3 * time.Second

@@ -176,15 +176,15 @@ func TestKilledWriterIsHeardSQLite(t *testing.T) {
 
 func testKilledWriter(t *testing.T, b *instance, kill func()) {
 	ctx := context.Background()
-	if _, err := b.admin.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","on_miss":"default_owner"}`)); err != nil {
+	if _, err := b.admin.CreateTenant(ctx, "test", admin.NewTenant{ID: "acme", Settings: domain.Settings{DefaultCountry: "UA", OnMiss: "default_owner"}}); err != nil {
 		t.Fatal(err)
 	}
 	for id, sip := range map[string]string{"501": "anna_sip", "503": "olga_sip"} {
-		if _, err := b.admin.PutEmployee(ctx, "test", "acme", id, []byte(`{"sip":"`+sip+`"}`)); err != nil {
+		if _, err := b.admin.PutEmployee(ctx, "test", "acme", id, admin.EmployeeInput{SIP: sip}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := b.admin.SetDefaultOwner(ctx, "test", "acme", []byte(`{"crm_user_id":"503"}`)); err != nil {
+	if _, err := b.admin.SetDefaultOwner(ctx, "test", "acme", admin.DefaultOwnerInput{CRMUserID: new("503")}); err != nil {
 		t.Fatal(err)
 	}
 	// b caches the caller as unknown and employee 501's old login.
@@ -241,15 +241,15 @@ func TestTwoInstancesSeeEachOthersChanges(t *testing.T) {
 	a := newInstance(t, url, schema, "a")
 	b := newInstance(t, url, schema, "b")
 
-	if _, err := a.admin.CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA","on_miss":"default_owner"}`)); err != nil {
+	if _, err := a.admin.CreateTenant(ctx, "test", admin.NewTenant{ID: "acme", Settings: domain.Settings{DefaultCountry: "UA", OnMiss: "default_owner"}}); err != nil {
 		t.Fatal(err)
 	}
 	for id, sip := range map[string]string{"501": "anna_sip", "502": "boris_sip", "503": "olga_sip"} {
-		if _, err := a.admin.PutEmployee(ctx, "test", "acme", id, []byte(`{"sip":"`+sip+`"}`)); err != nil {
+		if _, err := a.admin.PutEmployee(ctx, "test", "acme", id, admin.EmployeeInput{SIP: sip}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := a.admin.SetDefaultOwner(ctx, "test", "acme", []byte(`{"crm_user_id":"503"}`)); err != nil {
+	if _, err := a.admin.SetDefaultOwner(ctx, "test", "acme", admin.DefaultOwnerInput{CRMUserID: new("503")}); err != nil {
 		t.Fatal(err)
 	}
 	var worst time.Duration
@@ -262,13 +262,13 @@ func TestTwoInstancesSeeEachOthersChanges(t *testing.T) {
 	}
 	note(within(t, "imported contact", b, "380671234567", "anna_sip/owner"))
 
-	if _, err := a.admin.PutEmployee(ctx, "test", "acme", "501", []byte(`{"sip":"anna_new"}`)); err != nil {
+	if _, err := a.admin.PutEmployee(ctx, "test", "acme", "501", admin.EmployeeInput{SIP: "anna_new"}); err != nil {
 		t.Fatal(err)
 	}
 	note(within(t, "employee SIP change", b, "380671234567", "anna_new/owner"))
 
 	b.route("380509999999") // cached as unknown: the default owner answers
-	if _, err := a.admin.SetDefaultOwner(ctx, "test", "acme", []byte(`{"crm_user_id":"502"}`)); err != nil {
+	if _, err := a.admin.SetDefaultOwner(ctx, "test", "acme", admin.DefaultOwnerInput{CRMUserID: new("502")}); err != nil {
 		t.Fatal(err)
 	}
 	note(within(t, "default owner change", b, "380509999999", "boris_sip/default_owner"))
@@ -286,7 +286,7 @@ func TestTwoInstancesSeeEachOthersChanges(t *testing.T) {
 	}
 	note(within(t, "CRM lead closed", b, "380671234567", "anna_new/owner"))
 
-	if _, err := a.admin.PatchTenant(ctx, "test", "acme", []byte(`{"on_miss":"next"}`)); err != nil {
+	if _, err := a.admin.PatchTenant(ctx, "test", "acme", admin.TenantPatch{SettingsPatch: admin.SettingsPatch{OnMiss: new("next")}}); err != nil {
 		t.Fatal(err)
 	}
 	note(within(t, "settings change", b, "380509999999", "/no_match"))

@@ -34,7 +34,7 @@ func TestResyncRebuildsTheRouteCache(t *testing.T) {
 			}
 			c, other := newCache(), newCache()
 			reg := tenant.NewRegistry(st)
-			if _, err := admin.New(st, reg, c).CreateTenant(ctx, "test", []byte(`{"id":"acme","default_country":"UA"}`)); err != nil {
+			if _, err := admin.New(st, reg, c).CreateTenant(ctx, "test", admin.NewTenant{ID: "acme", Settings: domain.Settings{DefaultCountry: "UA"}}); err != nil {
 				t.Fatal(err)
 			}
 			index := func(cc *cache.Cache, id, phone, owner string) {
