@@ -125,7 +125,7 @@ func (s *Service) PutRingostat(ctx context.Context, actor, id string, in Ringost
 		return RingostatView{}, err
 	}
 	rec := store.RingostatConn{TenantID: id, BaseURL: u.String(), ProjectID: project,
-		AuthKey: s.ringostat.Seal(id, []byte(string(in.AuthKey))), ReconciledUntil: s.now().UTC()}
+		AuthKey: s.ringostat.Seal(id, []byte(in.AuthKey)), ReconciledUntil: s.now().UTC()}
 	if err := s.store.PutRingostat(ctx, rec); err != nil {
 		return RingostatView{}, fmt.Errorf("put ringostat: %w", err)
 	}
