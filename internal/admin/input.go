@@ -28,16 +28,8 @@ type NewTenant struct {
 // NewTenantDefaults returns a NewTenant holding the settings of a new
 // tenant, for a body to be decoded on top of: fields the body leaves out
 // keep their defaults and the body's matrix rows merge into the default
-// matrix. Its lists are its own, so decoding into them cannot write into
-// the package-level defaults domain.DefaultSettings hands out.
-func NewTenantDefaults() NewTenant {
-	st := domain.DefaultSettings()
-	st.OwnerOrder = slices.Clone(st.OwnerOrder)
-	st.FormEntities = slices.Clone(st.FormEntities)
-	st.FormPhoneFields = slices.Clone(st.FormPhoneFields)
-	st.FormEmailFields = slices.Clone(st.FormEmailFields)
-	return NewTenant{Settings: st}
-}
+// matrix.
+func NewTenantDefaults() NewTenant { return NewTenant{Settings: domain.DefaultSettings()} }
 
 // TenantPatch changes a tenant's name and the settings it gives; what it
 // leaves out keeps its stored value. In JSON the settings are flat next to

@@ -113,7 +113,7 @@ func TestPatchTenantTyped(t *testing.T) {
 	}
 	want = domain.DefaultMatrix()
 	want[domain.RowForm] = []string{"deal", "task"}
-	if v.Name != "Acme" || v.PipelineRules != nil || !slices.Equal(v.FormPhoneFields, domain.DefaultFormPhoneFields) ||
+	if v.Name != "Acme" || v.PipelineRules != nil || !slices.Equal(v.FormPhoneFields, domain.DefaultFormPhoneFields()) ||
 		!reflect.DeepEqual(v.Matrix, want) || v.Language != "uk" {
 		t.Errorf("after form_entities and nulls: %+v", v)
 	}
@@ -304,9 +304,9 @@ func TestInputsDecode(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"id":"x","form_phone_fields":["mobile"],"form_email_fields":["mail"],"matrix":{"form":["task"]}}`), &nt); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(domain.DefaultFormPhoneFields, []string{"phone", "tel", "telephone"}) ||
-		!slices.Equal(domain.DefaultFormEmailFields, []string{"email"}) {
-		t.Errorf("decoding a new tenant changed the defaults: %q %q", domain.DefaultFormPhoneFields, domain.DefaultFormEmailFields)
+	if d := domain.DefaultSettings(); !slices.Equal(d.FormPhoneFields, []string{"phone", "tel", "telephone"}) ||
+		!slices.Equal(d.FormEmailFields, []string{"email"}) {
+		t.Errorf("decoding a new tenant changed the defaults: %q %q", d.FormPhoneFields, d.FormEmailFields)
 	}
 	if nt.OnMiss != domain.PolicyNext || !slices.Equal(nt.Matrix[domain.RowOutgoingNew], domain.DefaultMatrix()[domain.RowOutgoingNew]) {
 		t.Errorf("defaults the body left out: %+v", nt.Settings)

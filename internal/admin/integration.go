@@ -15,7 +15,7 @@ import (
 )
 
 // CRMs is what the admin service needs of the sync engine
-// (crmsync.Engine) to connect CRMs.
+// (crmsync.Conns) to connect CRMs.
 type CRMs interface {
 	// Adapter returns the adapter of a CRM by name.
 	Adapter(name string) (crm.Adapter, bool)

@@ -126,3 +126,17 @@ func TestInternKindSharesTheConstant(t *testing.T) {
 		t.Errorf("an unknown kind must come back unchanged, got %q", got)
 	}
 }
+
+// Each DefaultSettings is a value of its own: decoding a tenant's body into
+// one must not change the next tenant's defaults.
+func TestDefaultSettingsShareNothing(t *testing.T) {
+	a := DefaultSettings()
+	a.FormPhoneFields[0], a.FormEmailFields[0], a.OwnerOrder[0] = "mobile", "mail", KindCompany
+	a.FormEntities[0] = MatrixTask
+	a.Matrix[RowForm] = nil
+	b := DefaultSettings()
+	if b.FormPhoneFields[0] != "phone" || b.FormEmailFields[0] != "email" || b.OwnerOrder[0] != KindLead ||
+		b.FormEntities[0] == MatrixTask || b.Matrix[RowForm] == nil {
+		t.Errorf("a change to one DefaultSettings reached the next: %+v", b)
+	}
+}

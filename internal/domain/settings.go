@@ -202,8 +202,8 @@ func DefaultSettings() Settings {
 		CallbackDueMinutes:     DefaultCallbackDueMinutes,
 		Matrix:                 DefaultMatrix(),
 		FormEntities:           DefaultMatrix()[RowForm],
-		FormPhoneFields:        DefaultFormPhoneFields,
-		FormEmailFields:        DefaultFormEmailFields,
+		FormPhoneFields:        DefaultFormPhoneFields(),
+		FormEmailFields:        DefaultFormEmailFields(),
 		FormMapping:            Mapping{},
 		CallMapping:            Mapping{},
 		Language:               LangEN,
@@ -211,12 +211,15 @@ func DefaultSettings() Settings {
 	}
 }
 
-// Form field names the client's phone and e-mail are read from when a
-// tenant names none (seed 003).
-var (
-	DefaultFormPhoneFields = []string{"phone", "tel", "telephone"}
-	DefaultFormEmailFields = []string{"email"}
-)
+// DefaultFormPhoneFields returns the form field names the client's phone
+// is read from when a tenant names none (seed 003). Each call returns a
+// new slice: a settings value is decoded into, and must never write into
+// another tenant's defaults.
+func DefaultFormPhoneFields() []string { return []string{"phone", "tel", "telephone"} }
+
+// DefaultFormEmailFields returns the form field names the client's e-mail
+// is read from when a tenant names none, as a new slice.
+func DefaultFormEmailFields() []string { return []string{"email"} }
 
 // Languages of the texts callrouter writes into the CRM.
 const (

@@ -60,14 +60,14 @@ func ReadForm(fields map[string]string, s domain.Settings) Form {
 	var f Form
 	phones := s.FormPhoneFields
 	if len(phones) == 0 {
-		phones = domain.DefaultFormPhoneFields
+		phones = domain.DefaultFormPhoneFields()
 	}
 	if raw := first(fields, phones); raw != "" {
 		f.Number, _ = normalized(raw, s.DefaultCountry)
 	}
 	emails := s.FormEmailFields
 	if len(emails) == 0 {
-		emails = domain.DefaultFormEmailFields
+		emails = domain.DefaultFormEmailFields()
 	}
 	if e := first(fields, emails); strings.Contains(e, "@") && len(e) <= 254 {
 		f.Email = strings.ToLower(e)
