@@ -60,3 +60,22 @@ func BenchmarkSuffix(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkIngest is the import path on a CRM's common shapes (the fast
+// path answers) and on a labelled one with an extension (phonenumbers).
+func BenchmarkIngest(b *testing.B) {
+	for _, c := range []struct{ name, iso, raw string }{
+		{"formatted", "UA", "+380 (67) 123-45-67"},
+		{"national", "UA", "067 123 45 67"},
+		{"label-and-extension", "UA", "моб. +380 67 123 45 67 доб. 12"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Ingest(c.raw, c.iso); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
