@@ -40,6 +40,7 @@ package smsync
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,9 +79,9 @@ const (
 // chunk is how many persons are written and recorded together.
 const chunk = 100
 
-// ErrBusy is returned by Run when another instance holds the tenant's
-// sync lease.
-var ErrBusy = errors.New("smsync: another instance is syncing this tenant")
+// ErrBusy is returned by Run when another pass, on this instance or
+// another, holds the tenant's sync lease.
+var ErrBusy = errors.New("smsync: another pass is syncing this tenant")
 
 // ZohoSource returns the Zoho side of a tenant's active CRM integration.
 // It fails when the tenant has none, or it is not Zoho CRM.
@@ -248,13 +249,26 @@ func (e *Engine) Run(ctx context.Context, tenantID, kind string, slot time.Time)
 	if c.State != store.SMActive {
 		return Result{}, domain.Errorf(domain.ECONFLICT, "salesmanago connection of %s is %s; activate it first", tenantID, c.State)
 	}
-	ok, err := e.cfg.Store.LeaseSM(ctx, tenantID, e.cfg.Instance, e.cfg.LeaseTTL)
+	// The lease is the pass's own, not the instance's: two passes of one
+	// instance (its queue runs two at a time) exclude each other too, and
+	// the release at the end frees only this pass's lease.
+	holder := e.cfg.Instance + "/" + rand.Text()[:10]
+	ok, err := e.cfg.Store.LeaseSM(ctx, tenantID, holder, e.cfg.LeaseTTL)
 	if err != nil {
 		return Result{}, err
 	}
 	if !ok {
 		return Result{}, ErrBusy
 	}
+	// Done, the pass lets the next one start at once (a Zoho change another
+	// instance heard, an admin's sync) instead of after the lease's TTL; a
+	// pass that dies with its process leaves the lease to run out.
+	defer func() {
+		if err := e.cfg.Store.ReleaseSM(context.WithoutCancel(ctx), tenantID, holder); err != nil {
+			e.cfg.Log.Warn("salesmanago sync lease not released; the next pass waits for it to run out",
+				zap.String("tenant", tenantID), zap.Error(err))
+		}
+	}()
 	if kind == KindManual && !c.FullDone {
 		kind = KindFull
 	}

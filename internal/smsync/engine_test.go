@@ -2,6 +2,7 @@ package smsync_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -77,14 +78,7 @@ func newWorld(t *testing.T, b storetest.Backend) *world {
 		t.Fatal(err)
 	}
 	w.zp = src.(zoho.People)
-	box, err := secret.New(make([]byte, secret.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.eng = smsync.New(smsync.Config{Store: w.st, Box: box, Transport: crm.NewTransport(true), Now: w.clk.Now,
-		Sleep:     func(context.Context, time.Duration) error { return nil },
-		Zoho:      func(context.Context, string) (zoho.People, error) { return w.zp, nil },
-		PollEvery: time.Millisecond, Instance: "test"})
+	w.eng = w.engine("test")
 	tn := domain.Tenant{ID: tenantID, Name: "Acme", Settings: domain.DefaultSettings(), SecretHash: []byte("h"), DefaultOwner: "zu-boss"}
 	tn.Settings.Timezone = "Europe/Warsaw"
 	if err := w.st.CreateTenant(w.ctx, tn); err != nil {
@@ -96,6 +90,20 @@ func newWorld(t *testing.T, b storetest.Backend) *world {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// engine returns an engine on the world's store and accounts, as the
+// instance named instance runs it.
+func (w *world) engine(instance string) *smsync.Engine {
+	w.t.Helper()
+	box, err := secret.New(make([]byte, secret.KeySize))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return smsync.New(smsync.Config{Store: w.st, Box: box, Transport: crm.NewTransport(true), Now: w.clk.Now,
+		Sleep:     func(context.Context, time.Duration) error { return nil },
+		Zoho:      func(context.Context, string) (zoho.People, error) { return w.zp, nil },
+		PollEvery: time.Millisecond, Instance: instance})
 }
 
 func (w *world) run(kind string) smsync.Result {
@@ -451,6 +459,36 @@ func TestBrokenCredentials(t *testing.T) {
 		c, _ = w.st.SMConn(w.ctx, tenantID)
 		if c.State != store.SMBroken || !strings.Contains(c.LastError, "Not authenticated") || strings.Contains(c.LastError, "rotated") {
 			t.Fatalf("connection = %+v", c)
+		}
+	})
+}
+
+// TestPassReleasesItsLease: a finished pass, failed or not, lets the next
+// one start at once on another instance, not after the lease's half hour;
+// a pass under way keeps every other pass out, this instance's included.
+func TestPassReleasesItsLease(t *testing.T) {
+	eachBackend(t, func(t *testing.T, w *world) {
+		other := w.engine("other")
+		w.run(smsync.KindManual)
+		if _, err := other.Run(w.ctx, tenantID, smsync.KindManual, time.Time{}); err != nil {
+			t.Fatalf("another instance right after a pass: %v, want it to run", err)
+		}
+		w.sm.FailAfter("/api/contact/batchupsertv2", 0)
+		w.zf.PutRecord("Leads", map[string]any{"Last_Name": "L", "Email": "l@klient.pl", "Company": "C", "Owner": owner("zu-anna", "Anna@acme.pl")})
+		if _, err := other.Run(w.ctx, tenantID, smsync.KindManual, time.Time{}); err == nil {
+			t.Fatal("the pass should fail on SALESmanago's 503")
+		}
+		w.sm.FailAfter("/api/contact/batchupsertv2", -1)
+		w.run(smsync.KindManual) // after a failed pass too
+
+		// A pass under way elsewhere holds the lease.
+		if ok, err := w.st.LeaseSM(w.ctx, tenantID, "elsewhere/pass", time.Hour); err != nil || !ok {
+			t.Fatalf("lease for a pass under way: %v %v", ok, err)
+		}
+		for _, e := range []*smsync.Engine{w.eng, other} {
+			if _, err := e.Run(w.ctx, tenantID, smsync.KindManual, time.Time{}); !errors.Is(err, smsync.ErrBusy) {
+				t.Fatalf("a pass while another holds the lease: %v, want ErrBusy", err)
+			}
 		}
 	})
 }

@@ -108,6 +108,10 @@ type SALESmanago interface {
 	// a holder renews its own lease the same way. ENOTFOUND without a
 	// connection.
 	LeaseSM(ctx context.Context, tenantID, holder string, ttl time.Duration) (bool, error)
+	// ReleaseSM ends holder's lease on a tenant's sync, so that another
+	// instance may run the next pass at once; a lease another holder took
+	// is left alone. It returns only the database's errors.
+	ReleaseSM(ctx context.Context, tenantID, holder string) error
 	// SMLinks returns the links of the given e-mails (lower-case) that
 	// exist, ordered by e-mail.
 	SMLinks(ctx context.Context, tenantID string, emails []string) ([]SMLink, error)

@@ -154,6 +154,23 @@ func testSMLease(t *testing.T, e *env) {
 	if !lease("h2") || lease("h1") {
 		t.Fatal("an expired lease is taken over, and then held against the old holder")
 	}
+	// A holder done with its pass lets the next one start at once; a
+	// release by anyone else leaves the lease where it is.
+	if err := e.s.ReleaseSM(e.ctx, "a", "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if lease("h1") {
+		t.Fatal("a release by a former holder freed the current holder's lease")
+	}
+	if err := e.s.ReleaseSM(e.ctx, "a", "h2"); err != nil {
+		t.Fatal(err)
+	}
+	if !lease("h1") {
+		t.Fatal("a released lease is still held")
+	}
+	if err := e.s.ReleaseSM(e.ctx, "ghost", "h1"); err != nil {
+		t.Errorf("releasing a lease on a tenant without a connection: %v", err)
+	}
 }
 
 func testSMLinks(t *testing.T, e *env) {
