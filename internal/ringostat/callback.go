@@ -3,6 +3,7 @@ package ringostat
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -80,6 +81,79 @@ func (m *Manager) observeCallback(tenantID, eventID string, kind domain.EventKin
 	}
 	m.callbacks[key] = &pendingCallback{tenantID: tenantID, eventID: eventID, uniqueID: call.UniqueID, client: num,
 		due: at.Add(time.Duration(s.AutoCallbackDelaySeconds) * time.Second)}
+}
+
+// RecoverCallbacks schedules again the call-backs that were pending when
+// the previous process stopped: it hears once more, in the order they
+// arrived, the stored events of the last auto_callback_window_minutes of
+// each tenant with auto_callback and an active Ringostat connection, all
+// but the missed calls whose call-back is already recorded, so a later
+// call cancels as it did the first time. A call-back made twice is still
+// refused by the once-per-window record in the store. Run calls it once
+// at start; it returns how many call-backs it scheduled.
+func (m *Manager) RecoverCallbacks(ctx context.Context) int {
+	conns, err := m.cfg.Store.ListRingostat(ctx)
+	if err != nil {
+		m.log.Warn("ringostat: pending call-backs not recovered", zap.Error(err))
+		return 0
+	}
+	m.mu.Lock()
+	before := len(m.callbacks)
+	m.mu.Unlock()
+	for _, c := range conns {
+		t := m.cfg.Tenants.Lookup(c.TenantID)
+		if c.State != store.RingostatActive || t == nil || !t.Settings.AutoCallback {
+			continue
+		}
+		since := m.now().Add(-time.Duration(t.Settings.AutoCallbackWindowMinutes) * time.Minute)
+		evs, err := m.eventsSince(ctx, c.TenantID, since)
+		if err != nil {
+			m.log.Warn("ringostat: pending call-backs not recovered", zap.String("tenant", c.TenantID), zap.Error(err))
+			continue
+		}
+		for _, ev := range evs {
+			if ev.Fields[CallbackField] == "" {
+				m.observeCallback(c.TenantID, ev.ID, ev.Kind, ev.Fields)
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return max(len(m.callbacks)-before, 0)
+}
+
+// eventsSince returns a tenant's events received since, oldest first.
+// The listing puts failed and waiting events first, so each state is read
+// on its own, newest first, back to since.
+func (m *Manager) eventsSince(ctx context.Context, tenantID string, since time.Time) ([]domain.CallEvent, error) {
+	const page = 1000
+	var out []domain.CallEvent
+	for _, state := range []string{domain.EventWaiting, domain.EventDone, domain.EventFailed, domain.EventDropped} {
+		f := store.EventFilter{State: state, Limit: page}
+		from := len(out)
+		for {
+			evs, err := m.cfg.Store.ListEvents(ctx, tenantID, f)
+			if err != nil {
+				return nil, err
+			}
+			for _, ev := range evs {
+				if ev.ReceivedAt.Before(since) {
+					evs = nil // older than the window: this state is done
+					break
+				}
+				out = append(out, ev)
+			}
+			if len(evs) < page {
+				break
+			}
+			f.Before = evs[len(evs)-1].ReceivedAt
+		}
+		// Oldest first within the state, events received in the same
+		// instant in the order they were stored; the sort keeps it.
+		slices.Reverse(out[from:])
+	}
+	slices.SortStableFunc(out, func(a, b domain.CallEvent) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
+	return out, nil
 }
 
 // stopped reports whether the call touches a stop-listed number: the line

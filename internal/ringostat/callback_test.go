@@ -122,3 +122,47 @@ func TestAutoCallbackOff(t *testing.T) {
 		t.Fatal("auto_callback off still called back")
 	}
 }
+
+// TestAutoCallbackSurvivesARestart: call-backs waiting for their delay
+// when the process stops are scheduled again by the next one, with the
+// cancellations that happened before the stop, and only once.
+func TestAutoCallbackSurvivesARestart(t *testing.T) {
+	h := newHarness(t, func(s *domain.Settings) {
+		s.AutoCallback, s.AutoCallbackDelaySeconds, s.AutoCallbackWindowMinutes = true, 60, 30
+	})
+	h.index(row(domain.KindLead, "L1", "380671234567", "anna", "Client one"),
+		row(domain.KindLead, "L2", "380501111111", "anna", "Client two"))
+	// An hour-old missed call, outside the window: not called back.
+	old := h.event(domain.EventCallEnd, "m0", map[string]string{"caller": "380671234567", "disposition": "NO ANSWER"})
+	h.clk.Advance(time.Hour)
+	m1 := h.event(domain.EventCallEnd, "m1", map[string]string{"caller": "380671234567", "disposition": "NO ANSWER"})
+	m2 := h.event(domain.EventCallEnd, "m2", map[string]string{"caller": "380501111111", "disposition": "NO ANSWER"})
+	h.event(domain.EventCallStart, "c2", map[string]string{"caller": "380501111111"}) // the client calls again
+
+	// The process stops before the delay runs out; the next one starts.
+	h.clk.Advance(10 * time.Second)
+	next := ringostat.NewManager(h.cfg)
+	if n := next.RecoverCallbacks(h.ctx); n != 1 {
+		t.Fatalf("%d call-backs recovered, want 1 (m1; m0 is outside the window, m2 was cancelled)", n)
+	}
+	if n := next.Callbacks(h.ctx); n != 0 {
+		t.Fatal("a recovered call-back was made before its delay")
+	}
+	h.clk.Advance(51 * time.Second)
+	if n := next.Callbacks(h.ctx); n != 1 || len(h.fake.Callbacks()) != 1 || h.fake.Callbacks()[0] != "sip_anna→380671234567" {
+		t.Fatalf("after the delay: %d call-backs, Ringostat asked for %q", n, h.fake.Callbacks())
+	}
+	if f := h.field(m1); !strings.HasPrefix(f, "requested:") {
+		t.Fatalf("m1 recorded as %q", f)
+	}
+	if f := h.field(m2); !strings.HasPrefix(f, "cancelled:") {
+		t.Fatalf("m2 recorded as %q", f)
+	}
+	if f := h.field(old); f != "" {
+		t.Fatalf("m0 recorded as %q", f)
+	}
+	// A further restart finds nothing left to do.
+	if n := ringostat.NewManager(h.cfg).RecoverCallbacks(h.ctx); n != 0 {
+		t.Fatalf("%d call-backs recovered after they were made", n)
+	}
+}

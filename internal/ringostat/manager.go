@@ -33,6 +33,9 @@ type Store interface {
 	store.Meta
 	// Integration names the CRM the contacts come from (for origin and links).
 	Integration(ctx context.Context, tenantID string) (store.Integration, error)
+	// ListEvents lists stored call events (the call-backs a restart must
+	// schedule again).
+	ListEvents(ctx context.Context, tenantID string, f store.EventFilter) ([]domain.CallEvent, error)
 }
 
 // Config wires a Manager. Zero durations take the defaults below.
@@ -297,6 +300,7 @@ func (m *Manager) Run(ctx context.Context) {
 		haveConns bool
 	)
 	defer wg.Wait()
+	m.RecoverCallbacks(ctx)
 	// start runs f for a tenant unless the same kind of work still runs.
 	start := func(busy map[string]bool, id string, f func()) {
 		bmu.Lock()

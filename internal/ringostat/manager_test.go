@@ -52,6 +52,7 @@ type harness struct {
 	m      *ringostat.Manager
 	ingest *events.Ingest
 	clk    *clock
+	cfg    ringostat.Config // m's, for a restarted manager
 }
 
 const (
@@ -101,7 +102,7 @@ func newHarness(t testing.TB, mut func(*domain.Settings), opts ...func(*ringosta
 		o(&cfg)
 	}
 	m := ringostat.NewManager(cfg)
-	h := &harness{t: t, ctx: ctx, st: st, reg: reg, fake: fake, m: m, ingest: ing, clk: clk}
+	h := &harness{t: t, ctx: ctx, st: st, reg: reg, fake: fake, m: m, ingest: ing, clk: clk, cfg: cfg}
 	if err := st.PutRingostat(ctx, store.RingostatConn{TenantID: "acme", BaseURL: fake.URL, ProjectID: project,
 		AuthKey: m.Seal("acme", []byte(authKey)), ReconciledUntil: clk.Now()}); err != nil {
 		t.Fatal(err)
