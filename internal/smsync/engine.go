@@ -260,21 +260,18 @@ func (e *Engine) Run(ctx context.Context, tenantID, kind string, slot time.Time)
 	if !ok {
 		return Result{}, ErrBusy
 	}
-	// Done, the pass lets the next one start at once (a Zoho change another
-	// instance heard, an admin's sync) instead of after the lease's TTL; a
-	// pass that dies with its process leaves the lease to run out.
-	defer func() {
-		if err := e.cfg.Store.ReleaseSM(context.WithoutCancel(ctx), tenantID, holder); err != nil {
-			e.cfg.Log.Warn("salesmanago sync lease not released; the next pass waits for it to run out",
-				zap.String("tenant", tenantID), zap.Error(err))
-		}
-	}()
+
 	if kind == KindManual && !c.FullDone {
 		kind = KindFull
 	}
 	passesTotal.Inc()
 	res, err := e.run(ctx, c, kind)
-	p := store.SMProgress{Kind: kind}
+	// Done, the pass lets the next one start at once (a Zoho change another
+	// instance heard, an admin's sync) instead of after the lease's TTL:
+	// its record and the end of its lease are one write, so whoever sees
+	// the pass recorded finds the lease free. A pass that dies with its
+	// process leaves the lease to run out.
+	p := store.SMProgress{Kind: kind, Release: holder}
 	if err != nil {
 		passErrors.Inc()
 		p.Error = err.Error()
@@ -285,8 +282,14 @@ func (e *Engine) Run(ctx context.Context, tenantID, kind string, slot time.Time)
 	} else if kind == KindScheduled {
 		p.Slot = slot
 	}
-	if serr := e.cfg.Store.SaveSMProgress(context.WithoutCancel(ctx), tenantID, p); serr != nil && err == nil {
-		err = serr
+	if serr := e.cfg.Store.SaveSMProgress(context.WithoutCancel(ctx), tenantID, p); serr != nil {
+		if rerr := e.cfg.Store.ReleaseSM(context.WithoutCancel(ctx), tenantID, holder); rerr != nil {
+			e.cfg.Log.Warn("salesmanago sync lease not released; the next pass waits for it to run out",
+				zap.String("tenant", tenantID), zap.Error(rerr))
+		}
+		if err == nil {
+			err = serr
+		}
 	}
 	return res, err
 }

@@ -65,6 +65,9 @@ type SMProgress struct {
 	Error string
 	// Added to the counters.
 	ToZoho, ToSM, Conflicts, Skipped int
+	// Release, when set, ends that holder's lease (see ReleaseSM) in the
+	// same write: whoever sees a pass recorded may start the next one.
+	Release string
 }
 
 // SMLink is one person the sync keeps in step: the SALESmanago contact and

@@ -111,10 +111,11 @@ func (db *DB) SaveSMProgress(ctx context.Context, tenantID string, p store.SMPro
 		run_kind = CASE WHEN $6 = '' THEN run_kind ELSE $6 END,
 		run_error = CASE WHEN $6 = '' THEN run_error ELSE $7 END,
 		run_at = coalesce($8, run_at),
-		to_zoho = to_zoho + $9, to_sm = to_sm + $10, conflicts = conflicts + $11, skipped = skipped + $12
+		to_zoho = to_zoho + $9, to_sm = to_sm + $10, conflicts = conflicts + $11, skipped = skipped + $12,
+		lease_until = CASE WHEN $13 <> '' AND lease_holder = $13 THEN 'epoch' ELSE lease_until END
 		WHERE tenant_id = $1`,
 		tenantID, nullTime(p.SMCursor), nullTime(p.ZohoCursor), p.FullDone, nullTime(p.Slot), p.Kind, p.Error, runAt,
-		p.ToZoho, p.ToSM, p.Conflicts, p.Skipped)
+		p.ToZoho, p.ToSM, p.Conflicts, p.Skipped, p.Release)
 	return mustAffect(tag, err, "save salesmanago progress", smOf(tenantID), tenantID)
 }
 

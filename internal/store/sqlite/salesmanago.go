@@ -118,11 +118,12 @@ func (db *DB) SaveSMProgress(ctx context.Context, tenantID string, p store.SMPro
 		run_kind = CASE WHEN ? = '' THEN run_kind ELSE ? END,
 		run_error = CASE WHEN ? = '' THEN run_error ELSE ? END,
 		run_at = coalesce(?, run_at),
-		to_zoho = to_zoho + ?, to_sm = to_sm + ?, conflicts = conflicts + ?, skipped = skipped + ?
+		to_zoho = to_zoho + ?, to_sm = to_sm + ?, conflicts = conflicts + ?, skipped = skipped + ?,
+		lease_until = CASE WHEN ? <> '' AND lease_holder = ? THEN 0 ELSE lease_until END
 		WHERE tenant_id = ?`,
 		nullMicros(p.SMCursor), nullMicros(p.ZohoCursor), p.FullDone, nullMicros(p.Slot),
 		p.Kind, p.Kind, p.Kind, p.Error, runAt,
-		p.ToZoho, p.ToSM, p.Conflicts, p.Skipped, tenantID)
+		p.ToZoho, p.ToSM, p.Conflicts, p.Skipped, p.Release, p.Release, tenantID)
 	return mustAffect(res, err, "save salesmanago progress", smOf(tenantID), tenantID)
 }
 

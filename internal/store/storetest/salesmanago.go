@@ -171,6 +171,20 @@ func testSMLease(t *testing.T, e *env) {
 	if err := e.s.ReleaseSM(e.ctx, "ghost", "h1"); err != nil {
 		t.Errorf("releasing a lease on a tenant without a connection: %v", err)
 	}
+	// A pass's last progress write releases its lease with it, and only
+	// its own.
+	if err := e.s.SaveSMProgress(e.ctx, "a", store.SMProgress{Kind: "incremental", Release: "h2"}); err != nil {
+		t.Fatal(err)
+	}
+	if lease("h2") {
+		t.Fatal("a progress write releasing another holder's lease freed it")
+	}
+	if err := e.s.SaveSMProgress(e.ctx, "a", store.SMProgress{Kind: "incremental", Release: "h1"}); err != nil {
+		t.Fatal(err)
+	}
+	if !lease("h2") {
+		t.Fatal("a progress write with Release left the lease held")
+	}
 }
 
 func testSMLinks(t *testing.T, e *env) {
