@@ -52,6 +52,7 @@ func waitFor(t *testing.T, what string, bound time.Duration, cond func() bool) {
 func TestRiverSyncsActiveIntegrations(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel() // a store, a queue and clocks of its own; most of it waits on timers
 			ctx := context.Background()
 			st, engine, svc := syncWorld(t, b)
 			for _, id := range []string{"acme", "idle"} {

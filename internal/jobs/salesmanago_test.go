@@ -44,6 +44,7 @@ func (c *smClock) Set(t time.Time) {
 func TestRiverRunsSALESmanagoPasses(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel() // a store, a queue and clocks of its own; most of it waits on timers
 			ctx := context.Background()
 			warsaw, err := time.LoadLocation("Europe/Warsaw")
 			if err != nil {

@@ -23,6 +23,7 @@ import (
 func TestSyncLeaseOfADeadHolderRunsOut(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel() // a store, a queue and clocks of its own; most of it waits on timers
 			ctx := context.Background()
 			st, engine, svc := syncWorld(t, b)
 			if _, err := svc.CreateTenant(ctx, "test", admin.NewTenant{ID: "acme", Settings: domain.Settings{DefaultCountry: "UA"}}); err != nil {
