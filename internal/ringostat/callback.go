@@ -88,9 +88,10 @@ func (m *Manager) observeCallback(tenantID, eventID string, kind domain.EventKin
 // arrived, the stored events of the last auto_callback_window_minutes of
 // each tenant with auto_callback and an active Ringostat connection, all
 // but the missed calls whose call-back is already recorded, so a later
-// call cancels as it did the first time. A call-back made twice is still
-// refused by the once-per-window record in the store. Run calls it once
-// at start; it returns how many call-backs it scheduled.
+// call cancels as it did the first time. A call-back this instance and
+// the one that received the call (still running) both hold is made once:
+// each claims the missed call's event before making it (see Callbacks).
+// Run calls it once at start; it returns how many call-backs it scheduled.
 func (m *Manager) RecoverCallbacks(ctx context.Context) int {
 	conns, err := m.cfg.Store.ListRingostat(ctx)
 	if err != nil {
@@ -200,6 +201,16 @@ func (m *Manager) Callbacks(ctx context.Context) int {
 	}
 	made := 0
 	for _, p := range due {
+		// An instance that started meanwhile may hold the same call-back
+		// (RecoverCallbacks): the one that claims the missed call's event
+		// first makes it, the other leaves it.
+		if p.eventID != "" {
+			mine, err := m.cfg.Store.ClaimEventField(ctx, p.tenantID, p.eventID, CallbackField,
+				"claimed by "+m.cfg.Instance+" at "+now.UTC().Format(time.RFC3339))
+			if err == nil && !mine {
+				continue
+			}
+		}
 		result, err := m.callback(ctx, p, now)
 		if err != nil {
 			result = "failed: " + errText(err)

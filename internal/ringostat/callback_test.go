@@ -166,3 +166,28 @@ func TestAutoCallbackSurvivesARestart(t *testing.T) {
 		t.Fatalf("%d call-backs recovered after they were made", n)
 	}
 }
+
+// TestAutoCallbackHeldTwiceIsMadeOnce: an instance that starts while the
+// one that received the missed call still runs holds the same call-back;
+// the client is called back once.
+func TestAutoCallbackHeldTwiceIsMadeOnce(t *testing.T) {
+	h := newHarness(t, func(s *domain.Settings) {
+		s.AutoCallback, s.AutoCallbackDelaySeconds, s.AutoCallbackWindowMinutes = true, 60, 30
+	})
+	h.index(row(domain.KindLead, "L1", "380671234567", "anna", "Client one"))
+	m1 := h.event(domain.EventCallEnd, "m1", map[string]string{"caller": "380671234567", "disposition": "NO ANSWER"})
+	cfg := h.cfg
+	cfg.Instance = "i2"
+	started := ringostat.NewManager(cfg)
+	if n := started.RecoverCallbacks(h.ctx); n != 1 {
+		t.Fatalf("%d call-backs recovered, want 1", n)
+	}
+	h.clk.Advance(61 * time.Second)
+	made := started.Callbacks(h.ctx) + h.m.Callbacks(h.ctx)
+	if made != 1 || len(h.fake.Callbacks()) != 1 {
+		t.Fatalf("%d call-backs made, Ringostat asked for %q; want one", made, h.fake.Callbacks())
+	}
+	if f := h.field(m1); !strings.HasPrefix(f, "requested:") {
+		t.Fatalf("m1 recorded as %q", f)
+	}
+}

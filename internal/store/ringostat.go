@@ -99,4 +99,9 @@ type Ringostat interface {
 	// call-back attempt is recorded on the missed call's event), keeping
 	// the others. ENOTFOUND if the event does not exist.
 	SetEventField(ctx context.Context, tenantID, eventID, key, value string) error
+	// ClaimEventField sets one field of a stored call event unless the
+	// event has it already, and reports whether it set it: of two
+	// instances racing to claim an event's call-back, one wins. ENOTFOUND
+	// if the event does not exist.
+	ClaimEventField(ctx context.Context, tenantID, eventID, key, value string) (bool, error)
 }

@@ -197,6 +197,19 @@ func ringostatOf(tenantID string) string {
 // SetEventField sets one field of a stored event, the row locked while it
 // is read and written. ENOTFOUND if the event does not exist.
 func (db *DB) SetEventField(ctx context.Context, tenantID, eventID, key, value string) error {
+	_, err := db.setEventField(ctx, tenantID, eventID, key, value, false)
+	return err
+}
+
+// ClaimEventField sets one field of a stored event unless it is set, the
+// row locked while it is read and written. ENOTFOUND if the event does not
+// exist.
+func (db *DB) ClaimEventField(ctx context.Context, tenantID, eventID, key, value string) (bool, error) {
+	return db.setEventField(ctx, tenantID, eventID, key, value, true)
+}
+
+func (db *DB) setEventField(ctx context.Context, tenantID, eventID, key, value string, ifAbsent bool) (bool, error) {
+	set := false
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var raw string
 		if err := tx.QueryRow(ctx, `SELECT fields FROM call_events WHERE tenant_id = $1 AND id = $2 FOR UPDATE`,
@@ -207,13 +220,17 @@ func (db *DB) SetEventField(ctx context.Context, tenantID, eventID, key, value s
 		if err := json.Unmarshal([]byte(raw), &fields); err != nil {
 			return fmt.Errorf("postgres: set event field: decode fields: %w", err)
 		}
+		if _, had := fields[key]; had && ifAbsent {
+			return nil
+		}
 		fields[key] = value
 		b, err := json.Marshal(fields)
 		if err != nil {
 			return fmt.Errorf("postgres: set event field: encode fields: %w", err)
 		}
 		_, err = tx.Exec(ctx, `UPDATE call_events SET fields = $3 WHERE tenant_id = $1 AND id = $2`, tenantID, eventID, string(b))
+		set = err == nil
 		return err
 	})
-	return mapErr(err, "set event field", "", tenantID)
+	return set, mapErr(err, "set event field", "", tenantID)
 }

@@ -226,28 +226,45 @@ func ringostatOf(tenantID string) string {
 // SetEventField sets one field of a stored event in one transaction on the
 // single writer. ENOTFOUND if the event does not exist.
 func (db *DB) SetEventField(ctx context.Context, tenantID, eventID, key, value string) error {
+	_, err := db.setEventField(ctx, tenantID, eventID, key, value, false)
+	return err
+}
+
+// ClaimEventField sets one field of a stored event unless it is set, on
+// the single writer. ENOTFOUND if the event does not exist.
+func (db *DB) ClaimEventField(ctx context.Context, tenantID, eventID, key, value string) (bool, error) {
+	return db.setEventField(ctx, tenantID, eventID, key, value, true)
+}
+
+func (db *DB) setEventField(ctx context.Context, tenantID, eventID, key, value string, ifAbsent bool) (bool, error) {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return mapErr(err, "set event field", "", tenantID)
+		return false, mapErr(err, "set event field", "", tenantID)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	var raw string
 	if err := tx.QueryRowContext(ctx, `SELECT fields FROM call_events WHERE tenant_id = ? AND id = ?`,
 		tenantID, eventID).Scan(&raw); err != nil {
-		return mapErr(err, "set event field", fmt.Sprintf("event %q of tenant %q", eventID, tenantID), tenantID)
+		return false, mapErr(err, "set event field", fmt.Sprintf("event %q of tenant %q", eventID, tenantID), tenantID)
 	}
 	fields := map[string]string{}
 	if err := json.Unmarshal([]byte(raw), &fields); err != nil {
-		return fmt.Errorf("sqlite: set event field: decode fields: %w", err)
+		return false, fmt.Errorf("sqlite: set event field: decode fields: %w", err)
+	}
+	if _, set := fields[key]; set && ifAbsent {
+		return false, nil
 	}
 	fields[key] = value
 	b, err := json.Marshal(fields)
 	if err != nil {
-		return fmt.Errorf("sqlite: set event field: encode fields: %w", err)
+		return false, fmt.Errorf("sqlite: set event field: encode fields: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE call_events SET fields = ? WHERE tenant_id = ? AND id = ?`,
 		string(b), tenantID, eventID); err != nil {
-		return mapErr(err, "set event field", "", tenantID)
+		return false, mapErr(err, "set event field", "", tenantID)
 	}
-	return mapErr(tx.Commit(), "set event field: commit", "", tenantID)
+	if err := tx.Commit(); err != nil {
+		return false, mapErr(err, "set event field: commit", "", tenantID)
+	}
+	return true, nil
 }

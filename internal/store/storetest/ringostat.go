@@ -231,6 +231,22 @@ func testRingostatSetEventField(t *testing.T, e *env) {
 		ev.Fields["odd"] != "nul\x00and ünïcode" || ev.State != domain.EventWaiting {
 		t.Fatalf("after SetEventField: state %q fields %q", ev.State, ev.Fields)
 	}
+	// A claim sets a field only where it is absent.
+	if ok, err := e.s.ClaimEventField(e.ctx, "a", got[0].ID, "auto_callback", "claimed"); err != nil || ok {
+		t.Fatalf("ClaimEventField of a set field: %v %v, want false", ok, err)
+	}
+	if ok, err := e.s.ClaimEventField(e.ctx, "a", got[0].ID, "claim", "i1"); err != nil || !ok {
+		t.Fatalf("ClaimEventField of an absent field: %v %v, want true", ok, err)
+	}
+	if ok, err := e.s.ClaimEventField(e.ctx, "a", got[0].ID, "claim", "i2"); err != nil || ok {
+		t.Fatalf("a second ClaimEventField: %v %v, want false", ok, err)
+	}
+	if ev, err := e.s.Event(e.ctx, "a", got[0].ID); err != nil || ev.Fields["claim"] != "i1" || ev.Fields["auto_callback"] != "requested: sip_anna → 380501234567" {
+		t.Fatalf("after the claims: %q %v", ev.Fields, err)
+	}
+	if _, err := e.s.ClaimEventField(e.ctx, "a", "nope", "k", "v"); domain.ErrorCode(err) != domain.ENOTFOUND {
+		t.Errorf("ClaimEventField of an unknown event: %v, want ENOTFOUND", err)
+	}
 	wantCode(t, e.s.SetEventField(e.ctx, "a", "nope", "k", "v"), domain.ENOTFOUND, "SetEventField of an unknown event")
 	wantCode(t, e.s.SetEventField(e.ctx, "b", got[0].ID, "k", "v"), domain.ENOTFOUND, "SetEventField of another tenant's event")
 }
