@@ -260,7 +260,6 @@ func (e *Engine) Run(ctx context.Context, tenantID, kind string, slot time.Time)
 	if !ok {
 		return Result{}, ErrBusy
 	}
-
 	if kind == KindManual && !c.FullDone {
 		kind = KindFull
 	}
@@ -269,8 +268,8 @@ func (e *Engine) Run(ctx context.Context, tenantID, kind string, slot time.Time)
 	// Done, the pass lets the next one start at once (a Zoho change another
 	// instance heard, an admin's sync) instead of after the lease's TTL:
 	// its record and the end of its lease are one write, so whoever sees
-	// the pass recorded finds the lease free. A pass that dies with its
-	// process leaves the lease to run out.
+	// the pass recorded finds the lease free. A pass whose record cannot be
+	// written, or that dies with its process, leaves the lease to run out.
 	p := store.SMProgress{Kind: kind, Release: holder}
 	if err != nil {
 		passErrors.Inc()
@@ -282,14 +281,8 @@ func (e *Engine) Run(ctx context.Context, tenantID, kind string, slot time.Time)
 	} else if kind == KindScheduled {
 		p.Slot = slot
 	}
-	if serr := e.cfg.Store.SaveSMProgress(context.WithoutCancel(ctx), tenantID, p); serr != nil {
-		if rerr := e.cfg.Store.ReleaseSM(context.WithoutCancel(ctx), tenantID, holder); rerr != nil {
-			e.cfg.Log.Warn("salesmanago sync lease not released; the next pass waits for it to run out",
-				zap.String("tenant", tenantID), zap.Error(rerr))
-		}
-		if err == nil {
-			err = serr
-		}
+	if serr := e.cfg.Store.SaveSMProgress(context.WithoutCancel(ctx), tenantID, p); serr != nil && err == nil {
+		err = serr
 	}
 	return res, err
 }

@@ -65,7 +65,7 @@ type SMProgress struct {
 	Error string
 	// Added to the counters.
 	ToZoho, ToSM, Conflicts, Skipped int
-	// Release, when set, ends that holder's lease (see ReleaseSM) in the
+	// Release, when set, ends that holder's lease (see LeaseSM) in the
 	// same write: whoever sees a pass recorded may start the next one.
 	Release string
 }
@@ -111,10 +111,6 @@ type SALESmanago interface {
 	// a holder renews its own lease the same way. ENOTFOUND without a
 	// connection.
 	LeaseSM(ctx context.Context, tenantID, holder string, ttl time.Duration) (bool, error)
-	// ReleaseSM ends holder's lease on a tenant's sync, so that another
-	// instance may run the next pass at once; a lease another holder took
-	// is left alone. It returns only the database's errors.
-	ReleaseSM(ctx context.Context, tenantID, holder string) error
 	// SMLinks returns the links of the given e-mails (lower-case) that
 	// exist, ordered by e-mail.
 	SMLinks(ctx context.Context, tenantID string, emails []string) ([]SMLink, error)

@@ -136,13 +136,6 @@ func (db *DB) LeaseSM(ctx context.Context, tenantID, holder string, ttl time.Dur
 	return false, mapErr(err, "lease salesmanago", smOf(tenantID), tenantID)
 }
 
-// ReleaseSM ends holder's lease on a tenant's sync.
-func (db *DB) ReleaseSM(ctx context.Context, tenantID, holder string) error {
-	_, err := db.pool.Exec(ctx, `UPDATE salesmanago SET lease_until = 'epoch'
-		WHERE tenant_id = $1 AND lease_holder = $2`, tenantID, holder)
-	return mapErr(err, "release salesmanago lease", "", tenantID)
-}
-
 // SMLinks returns the existing links of the given e-mails ordered by
 // e-mail.
 func (db *DB) SMLinks(ctx context.Context, tenantID string, emails []string) ([]store.SMLink, error) {

@@ -145,13 +145,6 @@ func (db *DB) LeaseSM(ctx context.Context, tenantID, holder string, ttl time.Dur
 	return false, mapErr(err, "lease salesmanago", smOf(tenantID), tenantID)
 }
 
-// ReleaseSM ends holder's lease on a tenant's sync.
-func (db *DB) ReleaseSM(ctx context.Context, tenantID, holder string) error {
-	_, err := db.w.ExecContext(ctx, `UPDATE salesmanago SET lease_until = 0
-		WHERE tenant_id = ? AND lease_holder = ?`, tenantID, holder)
-	return mapErr(err, "release salesmanago lease", "", tenantID)
-}
-
 // SMLinks returns the existing links of the given e-mails ordered by
 // e-mail.
 func (db *DB) SMLinks(ctx context.Context, tenantID string, emails []string) ([]store.SMLink, error) {
