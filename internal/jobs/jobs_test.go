@@ -33,6 +33,27 @@ func runner(ctx context.Context, st store.Store, cfg jobs.Config) (*jobs.Runner,
 	panic("unknown store")
 }
 
+// startRunner starts a runner on st and stops it when t ends.
+func startRunner(t *testing.T, st store.Store, cfg jobs.Config) *jobs.Runner {
+	t.Helper()
+	ctx := context.Background()
+	r, err := runner(ctx, st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.Stop(sctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return r
+}
+
 // waitFor polls cond until it holds or the bound passes; River works on
 // its own schedule, so a bounded wait is the only honest assertion.
 func waitFor(t *testing.T, what string, bound time.Duration, cond func() bool) {
@@ -78,21 +99,8 @@ func TestRiverSyncsActiveIntegrations(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			r, err := runner(ctx, st, jobs.Config{Syncer: engine.Syncer, Store: st, Interval: time.Second, PagesPerJob: 1,
+			startRunner(t, st, jobs.Config{Syncer: engine.Syncer, Store: st, Interval: time.Second, PagesPerJob: 1,
 				PollInterval: 100 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := r.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := r.Stop(sctx); err != nil {
-					t.Errorf("stop: %v", err)
-				}
-			}()
 
 			waitFor(t, "full sync of 250 contacts, one page per job", 30*time.Second, func() bool {
 				n, _ := st.CountIndex(ctx, "acme")

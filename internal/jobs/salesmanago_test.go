@@ -86,21 +86,8 @@ func TestRiverRunsSALESmanagoPasses(t *testing.T) {
 			// 09:10 in Warsaw: the 06:00 slot is the latest.
 			clk.Set(time.Date(2026, 12, 1, 8, 10, 0, 0, time.UTC))
 
-			r, err := runner(ctx, st, jobs.Config{Store: st, PollInterval: 100 * time.Millisecond, SALESmanago: eng, SMStore: st,
+			r := startRunner(t, st, jobs.Config{Store: st, PollInterval: 100 * time.Millisecond, SALESmanago: eng, SMStore: st,
 				SMTick: 200 * time.Millisecond, SMRetry: 5 * time.Minute, Now: clk.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := r.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := r.Stop(sctx); err != nil {
-					t.Errorf("stop: %v", err)
-				}
-			}()
 			conn := func() store.SMConn {
 				c, err := st.SMConn(ctx, "acme")
 				if err != nil {

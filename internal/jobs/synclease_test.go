@@ -42,21 +42,8 @@ func TestSyncLeaseOfADeadHolderRunsOut(t *testing.T) {
 			}
 			expires := time.Now().Add(held)
 
-			r, err := runner(ctx, st, jobs.Config{Syncer: engine.Syncer, Store: st, Interval: time.Second, PagesPerJob: 1,
+			startRunner(t, st, jobs.Config{Syncer: engine.Syncer, Store: st, Interval: time.Second, PagesPerJob: 1,
 				PollInterval: 100 * time.Millisecond, Instance: "survivor", Leases: st, SyncLeaseTTL: time.Second, Log: zaptest.NewLogger(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := r.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := r.Stop(sctx); err != nil {
-					t.Errorf("stop: %v", err)
-				}
-			}()
 
 			// Ticks and snoozed jobs keep trying meanwhile; none may reach
 			// the CRM while the lease holds.
